@@ -1,0 +1,308 @@
+"""Reference compatibility: load sapientinc/HRM and TinyRecursiveModels checkpoints, and check hrmkit against
+parity fixtures recorded from those implementations (format: /work/shared/fixtures/README.md).
+
+A fixture is `NAME.npz` (state_dict.*, batch.*, eval.stepK.*, train.stepK.*) with `NAME.json` beside it
+({"config": {...reference arch config + batch_size, seq_len, vocab_size, num_puzzle_identifiers},
+"loss_type": ...}). `verify_reference` rebuilds the model from the json, loads the state dict with the same
+loader used for real checkpoints, replays the recorded protocol and reports the relative error of every
+recorded quantity.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hrmkit.config import ArchConfig, LossConfig
+from hrmkit.errors import HrmkitError
+from hrmkit.models.build import build_model
+from hrmkit.models.losses import ACTLossHead
+
+TOLERANCE = 1e-5
+_PREFIXES = ("_orig_mod.", "module.")
+_TRM_KEYS = ("mlp_t", "puzzle_emb_len", "no_ACT_continue")
+
+
+def load_reference_state_dict(head: ACTLossHead, state_dict: dict) -> None:
+    """Load a reference state dict (tensors or numpy arrays) into `head`, strictly.
+
+    Strips `_orig_mod.` (torch.compile) and `module.` (DDP) prefixes; casts to the model's dtypes. Raises
+    HrmkitError naming missing, unexpected or mis-shaped tensors.
+    """
+    clean = {}
+    for k, v in state_dict.items():
+        while k.startswith(_PREFIXES):
+            k = k.split(".", 1)[1]
+        clean[k] = torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor) else v
+    own = head.state_dict()
+    missing = sorted(set(own) - set(clean))
+    unexpected = sorted(set(clean) - set(own))
+    bad = [f"{k}: {tuple(clean[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in clean and clean[k].shape != own[k].shape]
+    if missing or unexpected or bad:
+        raise HrmkitError(f"state dict does not match the model: missing {missing}, unexpected {unexpected}, shapes {bad}")
+    head.load_state_dict({k: clean[k].to(own[k].dtype) for k in own}, strict=True)
+
+
+def arch_from_reference_config(cfg: dict, loss_type: str | None = None, name: str | None = None) -> ArchConfig:
+    """ArchConfig from a reference arch config dict (the `arch:` section of `all_config.yaml`, or a fixture's
+    "config"). The family comes from `name`, else the reference's `name` entry ("...trm@..." -> trm,
+    "...hrm..." -> hrm), else the presence of TRM-only keys. Unknown keys (batch_size, seq_len, ...) are ignored."""
+    ref_name = str(cfg.get("name", ""))
+    if name is None:
+        if "trm" in ref_name.lower() or "recursive" in ref_name.lower() or any(k in cfg for k in _TRM_KEYS):
+            name = "trm"
+        else:
+            name = "hrm"
+    fields = set(ArchConfig.model_fields) - {"name", "loss"}
+    kw = {k: cfg[k] for k in fields if k in cfg}
+    loss = cfg.get("loss") or {}
+    loss_type = loss_type or (loss.get("loss_type") if isinstance(loss, dict) else None) or "stablemax_cross_entropy"
+    try:
+        return ArchConfig(name=name, loss=LossConfig(loss_type=loss_type), **kw)
+    except Exception as e:  # pydantic ValidationError
+        raise HrmkitError(f"reference config is not a valid arch config: {e}") from e
+
+
+def read_all_config(checkpoint: str | Path) -> dict | None:
+    """The reference `all_config.yaml` beside a checkpoint file (or inside a checkpoint folder), or None."""
+    import yaml
+
+    p = Path(checkpoint)
+    cand = p / "all_config.yaml" if p.is_dir() else p.parent / "all_config.yaml"
+    if not cand.exists():
+        return None
+    with open(cand) as f:
+        return yaml.safe_load(f)
+
+
+def load_reference_checkpoint(path: str | Path, *, seq_len: int | None = None, arch: ArchConfig | None = None) -> ACTLossHead:
+    """Build an hrmkit model from a reference checkpoint file (torch.save of the state dict) and load it.
+
+    The arch comes from `arch` or the `all_config.yaml` beside the checkpoint; vocab size and number of puzzle
+    identifiers are read from the state dict; seq_len from the argument, else from the `dataset.json` of the
+    config's `data_path`, else from a learned-position or mlp_t table. Raises HrmkitError when something is missing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HrmkitError(f"checkpoint {path} does not exist")
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    sd = {k.replace("_orig_mod.", "", 1) if k.startswith("_orig_mod.") else k: v for k, v in sd.items()}
+    all_cfg = read_all_config(path)
+    if arch is None:
+        if all_cfg is None or "arch" not in all_cfg:
+            raise HrmkitError(f"no arch given and no all_config.yaml beside {path}")
+        arch = arch_from_reference_config(all_cfg["arch"])
+    vocab = sd["model.inner.embed_tokens.embedding_weight"].shape[0]
+    pt = sd.get("model.inner.puzzle_emb.weights")
+    num_ids = pt.shape[0] if pt is not None else 1
+    if seq_len is None and all_cfg and all_cfg.get("data_path"):
+        meta = Path(all_cfg["data_path"]) / "train" / "dataset.json"
+        if meta.exists():
+            seq_len = json.loads(meta.read_text())["seq_len"]
+    if seq_len is None:
+        from hrmkit.models.trm import trm_puzzle_len
+
+        P = trm_puzzle_len(arch) if arch.name == "trm" else -(arch.puzzle_emb_ndim // -arch.hidden_size)
+        if "model.inner.embed_pos.embedding_weight" in sd:
+            seq_len = sd["model.inner.embed_pos.embedding_weight"].shape[0] - P
+        elif "model.inner.L_level.layers.0.mlp_t.gate_up_proj.weight" in sd:
+            seq_len = sd["model.inner.L_level.layers.0.mlp_t.gate_up_proj.weight"].shape[1] - P
+        else:
+            raise HrmkitError(f"cannot infer seq_len for {path}: pass seq_len")
+    head = build_model(arch, seq_len=seq_len, vocab_size=vocab, num_puzzle_identifiers=num_ids)
+    load_reference_state_dict(head, sd)
+    return head
+
+
+# ---------------------------------------------------------------------------------------------- fixtures
+
+
+def _np(t) -> np.ndarray:
+    t = torch.as_tensor(t).detach().cpu()
+    if t.dtype == torch.bool:
+        t = t.to(torch.int32)
+    return t.numpy()
+
+
+def replay(head: ACTLossHead, batch: dict[str, torch.Tensor], halt_max_steps: int, train_steps: int = 2) -> dict[str, np.ndarray]:
+    """Run the fixture protocol and return every quantity under the fixture's key names.
+
+    eval: fresh carry, halt_max_steps segments under no_grad. train: fresh carry kept across `train_steps`
+    calls on the same batch, each call's loss / batch_size backpropagated from zero gradients. Restores the
+    module's train/eval mode. Keys: eval.stepK.{logits,q_halt_logits,q_continue_logits,loss,metric.*},
+    train.stepK.{...,halted,target_q_continue,grad.<param>,puzzle_emb_local_grad}.
+    """
+    was_training = head.training
+    out: dict[str, np.ndarray] = {}
+    B = batch["inputs"].shape[0]
+    q_cont = getattr(head.model, "q_continue", True)
+    pe = getattr(head.model.inner, "puzzle_emb", None)
+
+    def record(prefix, loss, metrics, outputs):
+        out[f"{prefix}.loss"] = _np(loss.reshape(1))
+        out[f"{prefix}.logits"] = _np(outputs["logits"])
+        out[f"{prefix}.q_halt_logits"] = _np(outputs["q_halt_logits"])
+        if q_cont:
+            out[f"{prefix}.q_continue_logits"] = _np(outputs["q_continue_logits"])
+        if "target_q_continue" in outputs:
+            out[f"{prefix}.target_q_continue"] = _np(outputs["target_q_continue"])
+        for k, v in metrics.items():
+            out[f"{prefix}.metric.{k}"] = _np(v.reshape(1))
+
+    try:
+        head.eval()
+        with torch.no_grad():
+            carry = head.initial_carry(batch)
+            for k in range(1, halt_max_steps + 1):
+                carry, loss, metrics, outputs, _ = head(carry, batch)
+                record(f"eval.step{k}", loss, metrics, outputs)
+        head.train()
+        carry = head.initial_carry(batch)
+        for k in range(1, train_steps + 1):
+            head.zero_grad(set_to_none=True)
+            if pe is not None:
+                pe.local_weights = None
+            carry, loss, metrics, outputs, _ = head(carry, batch)
+            (loss / B).backward()
+            p = f"train.step{k}"
+            record(p, loss, metrics, outputs)
+            out[f"{p}.halted"] = _np(carry.halted)
+            for name, prm in head.named_parameters():
+                out[f"{p}.grad.{name}"] = _np(prm.grad if prm.grad is not None else torch.zeros_like(prm))
+            if pe is not None and pe.local_weights is not None and pe.local_weights.grad is not None:
+                out[f"{p}.puzzle_emb_local_grad"] = _np(pe.local_weights.grad)
+        head.zero_grad(set_to_none=True)
+    finally:
+        head.train(was_training)
+    return out
+
+
+@dataclass
+class Check:
+    """One compared quantity: `kind` "exact" (integers, halting) or "rel" (||a-b|| / ||b||)."""
+
+    key: str
+    kind: str
+    error: float
+    ok: bool
+    note: str = ""
+
+
+@dataclass
+class VerifyReport:
+    """Result of `verify_reference`: every check, the tolerance, and `ok` (all checks passed)."""
+
+    fixture: str
+    tolerance: float
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def max_error(self) -> float:
+        return max((c.error for c in self.checks if c.kind == "rel"), default=0.0)
+
+    def to_dict(self) -> dict:
+        return {"fixture": self.fixture, "tolerance": self.tolerance, "ok": self.ok, "max_rel_error": self.max_error(),
+                "checks": [c.__dict__ for c in self.checks]}
+
+
+def _fixture_spec(npz_path: Path) -> dict:
+    js = npz_path.with_suffix(".json")
+    if not js.exists():
+        raise HrmkitError(f"fixture config {js} not found (expected beside {npz_path.name})")
+    spec = json.loads(js.read_text())
+    if "config" not in spec:
+        raise HrmkitError(f"{js}: missing 'config'")
+    return spec
+
+
+def _compare(key: str, ours: np.ndarray | None, ref: np.ndarray, tol: float) -> Check:
+    if ours is None:
+        return Check(key, "missing", math.inf, False, "not produced by hrmkit")
+    if ours.size != ref.size:
+        return Check(key, "shape", math.inf, False, f"shape {ours.shape} vs {ref.shape}")
+    ours, ref = ours.reshape(ref.shape), ref
+    integer = not np.issubdtype(ref.dtype, np.floating) or not np.issubdtype(ours.dtype, np.floating)
+    if integer:
+        diff = float(np.abs(ours.astype(np.float64) - ref.astype(np.float64)).max(initial=0.0))
+        return Check(key, "exact", diff, diff == 0.0)
+    a, b = ours.astype(np.float64), ref.astype(np.float64)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        same = np.array_equal(a, b, equal_nan=True)
+        return Check(key, "rel", 0.0 if same else math.inf, same, "non-finite values")
+    nb = float(np.linalg.norm(b))
+    err = float(np.linalg.norm(a - b)) / (nb if nb > 0 else 1.0)
+    return Check(key, "rel", err, err <= tol, "" if nb > 0 else "absolute (reference is zero)")
+
+
+def verify_reference(fixture_npz_path: str | Path, tolerance: float = TOLERANCE) -> VerifyReport:
+    """Check hrmkit against a parity fixture; returns a VerifyReport (see module docstring).
+
+    Integer quantities (halted, count, exact_accuracy, q_halt_accuracy, steps) must match exactly; float ones
+    within `tolerance` relative error. Raises HrmkitError if the fixture or its json is missing or malformed.
+    """
+    path = Path(fixture_npz_path)
+    if not path.is_file():
+        raise HrmkitError(f"fixture {path} does not exist")
+    spec = _fixture_spec(path)
+    cfg = spec["config"]
+    arch = arch_from_reference_config(cfg, spec.get("loss_type"), spec.get("arch_name"))
+    data = np.load(path)
+    head = build_model(arch, seq_len=cfg["seq_len"], vocab_size=cfg["vocab_size"],
+                       num_puzzle_identifiers=cfg["num_puzzle_identifiers"])
+    load_reference_state_dict(head, {k[len("state_dict."):]: data[k] for k in data.files if k.startswith("state_dict.")})
+    batch = {k: torch.from_numpy(data[f"batch.{k}"]) for k in ("inputs", "labels", "puzzle_identifiers")}
+    train_steps = len({k.split(".")[1] for k in data.files if k.startswith("train.")})
+    ours = replay(head, batch, arch.halt_max_steps, train_steps)
+    report = VerifyReport(str(path), tolerance)
+    for key in sorted(data.files):
+        if key.startswith(("eval.", "train.")):
+            report.checks.append(_compare(key, ours.get(key), data[key], tolerance))
+    return report
+
+
+def record_fixture(path: str | Path, config: dict, *, loss_type: str = "stablemax_cross_entropy",
+                   arch_name: str | None = None, seed: int = 0) -> Path:
+    """Write a fixture (NAME.npz + NAME.json) in the reference format by running hrmkit itself.
+
+    `config` holds the reference-style arch keys plus batch_size, seq_len, vocab_size, num_puzzle_identifiers.
+    The puzzle table and q_head get random non-zero values so that every path is exercised. Used to test
+    `verify_reference` on configurations that have no reference recording. Returns the npz path.
+    """
+    path = Path(path)
+    arch = arch_from_reference_config(config, loss_type, arch_name)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    head = build_model(arch, seq_len=config["seq_len"], vocab_size=config["vocab_size"],
+                       num_puzzle_identifiers=config["num_puzzle_identifiers"])
+    inner = head.model.inner
+    with torch.no_grad():
+        if hasattr(inner, "puzzle_emb"):
+            inner.puzzle_emb.weights.normal_(0, 0.5, generator=g)
+        inner.q_head.weight.normal_(0, 0.5, generator=g)
+        inner.q_head.bias.normal_(0, 1.0, generator=g)
+    B, S, V = config["batch_size"], config["seq_len"], config["vocab_size"]
+    inputs = torch.randint(1, V, (B, S), generator=g, dtype=torch.int32)
+    labels = torch.randint(1, V, (B, S), generator=g, dtype=torch.int32)
+    labels[torch.rand(B, S, generator=g) < 0.3] = -100
+    pids = torch.randint(0, config["num_puzzle_identifiers"], (B,), generator=g, dtype=torch.int32)
+    batch = {"inputs": inputs, "labels": labels, "puzzle_identifiers": pids}
+    arrays = {f"state_dict.{k}": _np(v) for k, v in head.state_dict().items()}
+    arrays.update({f"batch.{k}": _np(v) for k, v in batch.items()})
+    arrays.update(replay(head, batch, arch.halt_max_steps))
+    np.savez(path.with_suffix(".npz"), **arrays)
+    spec = {"config": config, "loss_type": loss_type, "seed": seed, "arch_name": arch.name,
+            "note": "recorded by hrmkit.models.reference.record_fixture", "keys": sorted(arrays)}
+    path.with_suffix(".json").write_text(json.dumps(spec, indent=1))
+    return path.with_suffix(".npz")
