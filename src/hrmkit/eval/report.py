@@ -1,0 +1,485 @@
+"""A self-contained HTML evaluation report: summary with baselines, input-sensitivity verdict, learning
+curves, ARC task table, rendered examples and a checkpoint comparison.
+
+Everything is inline (CSS and SVG drawn here, no script, no external file or network access), so the one
+`report.html` can be copied anywhere. Token accuracy only ever appears in tables that also show the exact
+accuracy and the trivial baselines (DESIGN.md §7).
+
+Example dicts (`examples` argument), one per shown example:
+    {"kind": "sudoku" | "maze" | "arc", "input": grid, "expected": grid, "predictions": [grid | None, ...]
+     (best first; None = could not be decoded), "correct": bool, optional "name": str,
+     optional "votes": [int per prediction], optional "q": [float per prediction]}
+Grids: sudoku int [9, 9] digits 0..9 (0 = blank); arc int [h, w] colours 0..9; maze str [h, w] of
+"# SGo" characters or int tokens 1..5. `tokens_to_grid` converts hrmkit token rows; `make_example` builds
+a whole dict from token rows.
+
+Public API
+----------
+- `write_report(out_dir, summary, baselines, diagnosis, metrics_jsonl_path=None, examples=(),
+  arc_table=None, comparison=None, *, title="hrmkit evaluation report", max_examples=8) -> Path`
+- `render_report(...same...) -> str` (the HTML, without writing)
+- `load_metrics_jsonl(path) -> list[dict]`
+- `tokens_to_grid(kind, tokens, *, decode_fn=None) -> np.ndarray | None`
+- `make_example(kind, input_tokens, label_tokens, pred_tokens, correct, *, name="", decode_fn=None) -> dict`
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from hrmkit.eval.baselines import _flat, _pct, baseline_verdict, summary_rows
+from hrmkit.fsutil import atomic_write_bytes
+
+KINDS = ("sudoku", "maze", "arc")
+ARC_COLOURS = ["#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00", "#AAAAAA", "#F012BE", "#FF851B",
+               "#7FDBFF", "#870C25"]
+MAZE_CHARS = "# SGo"  # tokens 1..5
+MAZE_COLOURS = {"#": "#333333", " ": "#ffffff", "S": "#2ECC40", "G": "#FF4136", "o": "#0074D9"}
+SERIES_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+DIFF_COLOUR = "#e0115f"
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1200px}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+tr.model td{font-weight:bold;background:#eef5ff}
+.verdict li{margin:4px 0}.warn{color:#a00000;font-weight:bold}.ok{color:#006000}
+.example{border:1px solid #ddd;padding:8px;margin:8px 0;border-radius:4px}
+.example.correct{border-left:6px solid #2ca02c}.example.wrong{border-left:6px solid #d62728}
+figure{display:inline-block;margin:4px 12px 4px 0;vertical-align:top}figcaption{font-size:.85em;color:#444}
+.note{color:#555;font-size:.9em}
+"""
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+def load_metrics_jsonl(path: str | Path) -> list[dict]:
+    """Read a metrics.jsonl file: one JSON object per line with "global_step" (lines without it, blank
+    lines and lines that do not parse are skipped). Nested objects are flattened with "/" ("eval/loss").
+    Returns the records sorted by global_step. A missing file gives []."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("global_step"), (int, float)):
+            records.append(_flatten(obj))
+    return sorted(records, key=lambda r: r["global_step"])
+
+
+def _flatten(obj: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, key + "/"))
+        else:
+            out[key] = v
+    return out
+
+
+def tokens_to_grid(kind: str, tokens: Any, *, decode_fn: Callable | None = None) -> np.ndarray | None:
+    """Display grid from one hrmkit token row (DESIGN.md §1 layouts).
+
+    sudoku: int [81] tokens (0 PAD, 1 blank, 2..10 digits) -> int [9, 9] digits, 0 = blank or PAD.
+    maze: int [h*w] tokens 1..5 (square) -> str [h, w] of "# SGo" ("?" for other tokens).
+    arc: int [900] canvas -> `decode_fn(tokens)` (default `hrmkit.data.arc.decode_grid`), None if invalid.
+    Raises ValueError for an unknown kind or a non-square row.
+    """
+    t = np.asarray(tokens.detach().cpu() if hasattr(tokens, "detach") else tokens).astype(np.int64).reshape(-1)
+    if kind == "arc":
+        if decode_fn is None:
+            from hrmkit.data.arc import decode_grid as decode_fn
+        grid = decode_fn(t)
+        return None if grid is None else np.asarray(grid)
+    side = math.isqrt(t.size)
+    if side * side != t.size:
+        raise ValueError(f"{kind} token row of length {t.size} is not square")
+    if kind == "sudoku":
+        return np.clip(t - 1, 0, 9).reshape(side, side)
+    if kind == "maze":
+        chars = np.array(list("?" + MAZE_CHARS + "?"))
+        return chars[np.clip(t, 0, 6)].reshape(side, side)
+    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def make_example(kind: str, input_tokens: Any, label_tokens: Any, pred_tokens: Sequence[Any], correct: bool, *,
+                 name: str = "", decode_fn: Callable | None = None) -> dict:
+    """An example dict for `write_report` from token rows (labels may use -100 for ignored cells; those
+    cells are shown as the input's value, i.e. PAD)."""
+    labels = np.asarray(label_tokens.detach().cpu() if hasattr(label_tokens, "detach") else label_tokens)
+    labels = np.where(labels < 0, 0, labels)
+    return {"kind": kind, "name": name, "correct": bool(correct),
+            "input": tokens_to_grid(kind, input_tokens, decode_fn=decode_fn),
+            "expected": tokens_to_grid(kind, labels, decode_fn=decode_fn),
+            "predictions": [tokens_to_grid(kind, p, decode_fn=decode_fn) for p in pred_tokens]}
+
+
+# ----------------------------------------------------------------------------------------------- svg
+
+def _esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _maze_chars(grid: np.ndarray) -> np.ndarray:
+    if grid.dtype.kind in "iu":
+        return np.array(list("?" + MAZE_CHARS + "?"))[np.clip(grid, 0, 6)]
+    return grid.astype(str)
+
+
+def _cell_fill(kind: str, v: Any, bad: bool) -> str:
+    if kind == "arc":
+        return ARC_COLOURS[int(v)] if 0 <= int(v) <= 9 else "#ffffff"
+    if kind == "maze":
+        return MAZE_COLOURS.get(str(v), "#ffff99")
+    return "#ffd6d6" if bad else "#ffffff"
+
+
+def _grid_svg(grid: Any, kind: str, expected: Any = None) -> str:
+    """Inline SVG of one grid; cells that differ from `expected` (same shape) are marked.
+
+    Cell fills are drawn as horizontal runs of equal colour and the cell borders as one path, which keeps a
+    30x30 grid to a few kilobytes.
+    """
+    if grid is None:
+        return '<svg width="80" height="40" role="img"><rect width="80" height="40" fill="#fee"/>' \
+               '<text x="40" y="25" text-anchor="middle" font-size="12">invalid</text></svg>'
+    g = np.asarray(grid)
+    if g.ndim != 2 or g.size == 0:
+        return f"<span>unrenderable grid of shape {_esc(g.shape)}</span>"
+    if kind == "maze":
+        g = _maze_chars(g)
+    h, w = g.shape
+    diff = np.zeros(g.shape, dtype=bool)
+    if expected is not None:
+        e = np.asarray(expected)
+        if kind == "maze":
+            e = _maze_chars(e)
+        if e.shape == g.shape:
+            diff = g != e
+    cell = {"sudoku": 22, "arc": max(6, min(24, 240 // max(h, w))), "maze": max(6, min(16, 300 // max(h, w)))}[kind]
+    W, H = w * cell + 2, h * cell + 2
+    parts = [f'<svg width="{W}" height="{H}" role="img">', f'<rect width="{W}" height="{H}" fill="#888"/>']
+    for r in range(h):
+        fills = [_cell_fill(kind, g[r, c], bool(diff[r, c])) for c in range(w)]
+        c = 0
+        while c < w:
+            run = c
+            while run + 1 < w and fills[run + 1] == fills[c]:
+                run += 1
+            parts.append(f'<rect x="{1 + c * cell}" y="{1 + r * cell}" width="{(run - c + 1) * cell}" '
+                         f'height="{cell}" fill="{fills[c]}"/>')
+            c = run + 1
+    grid_lines = "".join(f"M{1 + c * cell} 1V{H - 1}" for c in range(1, w)) + \
+        "".join(f"M1 {1 + r * cell}H{W - 1}" for r in range(1, h))
+    if grid_lines and cell >= 8:
+        parts.append(f'<path d="{grid_lines}" stroke="#bbb" stroke-width="0.5"/>')
+    for r in range(h):
+        for c in range(w):
+            x, y, v = 1 + c * cell, 1 + r * cell, g[r, c]
+            if kind == "sudoku" and int(v) != 0:
+                colour = DIFF_COLOUR if diff[r, c] else "#000"
+                parts.append(f'<text x="{x + cell / 2}" y="{y + cell * 0.75}" text-anchor="middle" '
+                             f'font-size="{int(cell * 0.7)}" fill="{colour}">{int(v)}</text>')
+            elif kind == "maze" and cell >= 12 and str(v) not in "# ":
+                parts.append(f'<text x="{x + cell / 2}" y="{y + cell * 0.8}" text-anchor="middle" '
+                             f'font-size="{int(cell * 0.8)}" fill="#fff">{_esc(v)}</text>')
+            if diff[r, c] and kind != "sudoku":  # a cross readable on every colour: white under black
+                m = max(1.5, cell * 0.2)
+                cross = f"M{x + m} {y + m}L{x + cell - m} {y + cell - m}M{x + cell - m} {y + m}L{x + m} {y + cell - m}"
+                parts.append(f'<path class="diff" d="{cross}" stroke="#fff" stroke-width="{max(2.5, cell / 6):.1f}"/>'
+                             f'<path d="{cross}" stroke="#000" stroke-width="{max(1.0, cell / 14):.1f}"/>')
+    if kind == "sudoku" and h % 3 == 0 and w % 3 == 0:
+        box = "".join(f"M{1 + i * cell} 1V{H - 1}" for i in range(0, w + 1, w // 3)) + \
+            "".join(f"M1 {1 + i * cell}H{W - 1}" for i in range(0, h + 1, h // 3))
+        parts.append(f'<path d="{box}" stroke="#000" stroke-width="2"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _nice(v: float) -> str:
+    return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.2e}"
+
+
+def _ticks(lo: float, hi: float, target: int = 5) -> list[float]:
+    """Round tick values (1, 2 or 5 times a power of ten apart) covering [lo, hi]."""
+    raw = (hi - lo) / max(1, target - 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    return [round(first + i * step, 12) for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def _line_chart(series: Mapping[str, list[tuple[float, float]]], title: str, *, y_range: tuple | None = None,
+                width: int = 640, height: int = 280, log_y: bool = False) -> str:
+    """Inline SVG line chart of named (x, y) series; `log_y` plots log10(y) (used when all y > 0)."""
+    pts = [p for s in series.values() for p in s]
+    if not pts:
+        return ""
+    if log_y:
+        series = {k: [(x, math.log10(y)) for x, y in s] for k, s in series.items()}
+        pts = [p for s in series.values() for p in s]
+        title += " (log scale)"
+    left, right, top, bottom = 60, 170, 28, 36
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = y_range or (min(ys), max(ys))
+    if x1 == x0:
+        x0, x1 = x0 - 1, x1 + 1
+    if y1 == y0:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    pw, ph = width - left - right, height - top - bottom
+    sx = lambda x: left + (x - x0) / (x1 - x0) * pw
+    sy = lambda y: top + (1 - (y - y0) / (y1 - y0)) * ph
+    out = [f'<svg width="{width}" height="{height}" role="img" aria-label="{_esc(title)}">',
+           f'<text x="{left}" y="18" font-size="14" font-weight="bold">{_esc(title)}</text>',
+           f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>']
+    for yv in _ticks(y0, y1):
+        out.append(f'<line x1="{left}" y1="{sy(yv):.1f}" x2="{left + pw}" y2="{sy(yv):.1f}" stroke="#eee"/>')
+        label = _nice(10 ** yv if log_y else yv)
+        out.append(f'<text x="{left - 4}" y="{sy(yv) + 4:.1f}" font-size="10" text-anchor="end">{label}</text>')
+    for xv in _ticks(x0, x1):
+        out.append(f'<text x="{sx(xv):.1f}" y="{top + ph + 14}" font-size="10" text-anchor="middle">'
+                   f'{_nice(xv)}</text>')
+    out.append(f'<text x="{left + pw / 2}" y="{height - 4}" font-size="11" text-anchor="middle">global step</text>')
+    for i, (name, s) in enumerate(series.items()):
+        colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s)
+        if len(s) > 1:
+            out.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
+        if len(s) <= 30:
+            out += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"/>' for x, y in s]
+        ly = top + 12 + 16 * i
+        out.append(f'<rect x="{left + pw + 10}" y="{ly - 8}" width="10" height="10" fill="{colour}"/>')
+        out.append(f'<text x="{left + pw + 24}" y="{ly + 1}" font-size="11">{_esc(name)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _curves(records: list[dict]) -> str:
+    """Loss chart and exact-accuracy / pass@k chart from metrics.jsonl records."""
+    def series(pred: Callable[[str], bool]) -> dict[str, list[tuple[float, float]]]:
+        keys = sorted({k for r in records for k in r if k != "global_step" and pred(k)})[:len(SERIES_COLOURS)]
+        out = {}
+        for k in keys:
+            pts = [(float(r["global_step"]), float(r[k])) for r in records
+                   if isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool) and math.isfinite(r[k])]
+            if pts:
+                out[k] = pts
+        return out
+
+    losses = series(lambda k: "loss" in k.lower())
+    ys = [y for s in losses.values() for _, y in s]
+    loss = _line_chart(losses, "Loss", log_y=bool(ys) and min(ys) > 0 and max(ys) / min(ys) >= 100)
+    acc = _line_chart(series(lambda k: "exact_accuracy" in k or "pass@" in k), "Exact accuracy / pass@k",
+                      y_range=(0.0, 1.0))
+    charts = [c for c in (loss, acc) if c]
+    return "<br>".join(charts) if charts else '<p class="note">No loss or exact-accuracy fields in metrics.jsonl.</p>'
+
+
+# ----------------------------------------------------------------------------------------------- html
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, table_id: str = "",
+           row_classes: Sequence[str] | None = None) -> str:
+    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
+    body = []
+    for i, r in enumerate(rows):
+        cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>")
+    tid = f' id="{table_id}"' if table_id else ""
+    return f"<table{tid}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _summary_section(summary: Mapping, baselines: Mapping[str, Mapping]) -> str:
+    columns, rows = summary_rows(summary, baselines)
+    parts = ["<h2>Summary</h2>",
+             '<p class="note">Exact accuracy: the whole answer right. Token accuracy: cells to predict only '
+             "(padding and ignored cells excluded; for Sudoku the given clues too). Baselines are scored on "
+             "the same examples.</p>",
+             _table(columns, rows, table_id="summary-table", row_classes=["model"] + [""] * (len(rows) - 1))]
+    notes = [f"<li><b>{_esc(n)}</b>: {_esc(b['baseline'].get('description', ''))}</li>"
+             for n, b in baselines.items() if isinstance(b.get("baseline"), Mapping)]
+    if notes:
+        parts.append(f"<ul class=\"note\">{''.join(notes)}</ul>")
+    for name, m in (summary.get("sets") or {}).items():
+        b = {bn: bm["sets"][name] for bn, bm in baselines.items() if name in (bm.get("sets") or {})}
+        columns, rows = summary_rows(m, b)
+        parts += [f"<h3>Set {_esc(name)}</h3>", _table(columns, rows, row_classes=["model"] + [""] * len(b))]
+    return "\n".join(parts)
+
+
+def _verdict_section(summary: Mapping, baselines: Mapping, diagnosis: Mapping | None) -> str:
+    items = []
+    verdict = baseline_verdict(summary, baselines)
+    model = _flat(summary)
+    if verdict:
+        items.append(("warn", f"WARNING: {verdict}."))
+    elif baselines:
+        items.append(("ok", f"Model exact accuracy {_pct(model.get('exact_accuracy'))} beats every baseline."))
+    else:
+        items.append(("warn", "No baselines were computed: the accuracies cannot be judged."))
+    if diagnosis:
+        if diagnosis.get("warning"):
+            items.append(("warn", f"WARNING: {diagnosis['warning']}"))
+        sens = diagnosis.get("sensitivity") or {}
+        share = sens.get("changed_examples_share")
+        if share is not None:
+            cls = "warn" if diagnosis.get("input_invariant") else "ok"
+            verdict_word = "INPUT-INVARIANT" if diagnosis.get("input_invariant") else "reads its input"
+            items.append((cls, f"Input sensitivity: {verdict_word} — the prediction changed for {share:.1%} of "
+                               f"the examples (and {sens.get('changed_cells_share') or 0:.1%} of the answer cells) "
+                               f"when the inputs were shuffled between examples or replaced by random tokens "
+                               f"(input-invariant below {sens.get('threshold', 0.05):.0%})."))
+        if not diagnosis.get("collapsed") and diagnosis.get("collapse"):
+            items.append(("ok", "No output collapse detected."))
+    else:
+        items.append(("warn", "Input sensitivity was not measured."))
+    lis = "".join(f'<li class="{c}">{_esc(t)}</li>' for c, t in items)
+    return f'<h2>Verdict</h2><ul class="verdict" id="verdict">{lis}</ul>'
+
+
+def _diagnosis_section(diagnosis: Mapping | None) -> str:
+    if not diagnosis:
+        return ""
+    rows = []
+    sens = diagnosis.get("sensitivity") or {}
+    for name in ("shuffle", "random_tokens"):
+        s = sens.get(name)
+        if s:
+            rows.append([f"perturbation: {name}", f"{_pct(s['changed_examples_share'])} of examples, "
+                         f"{_pct(s['changed_cells_share'])} of cells changed ({s['n_examples']} examples)"])
+    col = diagnosis.get("collapse") or {}
+    for key in ("n_distinct_pred_tokens", "n_distinct_label_tokens", "pred_entropy_bits", "label_entropy_bits",
+                "mode_prediction_share", "label_mode_share"):
+        v = col.get(key)
+        if v is not None:
+            rows.append([key.replace("_", " "), _nice(v) if isinstance(v, float) else v])
+    rows.append(["flags", f"input_invariant={bool(diagnosis.get('input_invariant'))}, "
+                          f"collapsed={bool(diagnosis.get('collapsed'))}"])
+    return "<h2>Input sensitivity and collapse</h2>" + _table(["check", "value"], rows, table_id="diagnosis-table")
+
+
+def _arc_section(arc_table: Sequence[Mapping] | None) -> str:
+    if not arc_table:
+        return ""
+    pass_keys = sorted({k for r in arc_table for k in r if k.startswith("pass@")}, key=lambda k: int(k[5:]))
+    columns = ["task", "test inputs", *pass_keys, "votes (best answer)", "mean q (best answer)", "right answer rank",
+               "invalid / predictions"]
+    rows = []
+    for r in arc_table:
+        fmt_list = lambda xs, f: ", ".join("—" if x is None else f(x) for x in (xs or []))
+        rows.append([r.get("task_id", ""), r.get("n_test", ""), *[_pct(r.get(k)) for k in pass_keys],
+                     fmt_list(r.get("top_votes"), str), fmt_list(r.get("top_mean_q"), lambda q: f"{q:.3f}"),
+                     fmt_list(r.get("correct_rank"), str), f"{r.get('n_invalid', 0)} / {r.get('n_predictions', 0)}"])
+    return "<h2>ARC tasks</h2>" + _table(columns, rows, table_id="arc-table")
+
+
+def _example_html(ex: Mapping) -> str:
+    kind = ex.get("kind", "arc")
+    if kind not in KINDS:
+        raise ValueError(f"example kind must be one of {KINDS}, got {kind!r}")
+    expected = ex.get("expected")
+    correct = bool(ex.get("correct"))
+    figs = [f"<figure>{_grid_svg(ex.get('input'), kind)}<figcaption>input</figcaption></figure>",
+            f"<figure>{_grid_svg(expected, kind)}<figcaption>expected</figcaption></figure>"]
+    votes, qs = ex.get("votes") or [], ex.get("q") or []
+    for i, pred in enumerate(list(ex.get("predictions") or [])[:2]):
+        cap = f"prediction {i + 1}"
+        if i < len(votes):
+            cap += f", {votes[i]} votes"
+        if i < len(qs) and qs[i] is not None:
+            cap += f", q {qs[i]:.3f}"
+        if pred is not None and expected is not None:
+            p, e = np.asarray(pred), np.asarray(expected)
+            if p.shape != e.shape:
+                cap += f" (shape {p.shape[0]}x{p.shape[1]}, expected {e.shape[0]}x{e.shape[1]})"
+            else:
+                n_diff = int((_maze_chars(p) != _maze_chars(e)).sum()) if kind == "maze" else int((p != e).sum())
+                cap += f" ({n_diff} cell{'s' * (n_diff != 1)} differ{'s' * (n_diff == 1)})" if n_diff else " (right)"
+        figs.append(f"<figure>{_grid_svg(pred, kind, expected)}<figcaption>{_esc(cap)}</figcaption></figure>")
+    title = f"{'✓ solved' if correct else '✗ failed'} — {kind} {ex.get('name', '')}"
+    return (f'<div class="example {"correct" if correct else "wrong"}"><b>{_esc(title)}</b><br>'
+            f"{''.join(figs)}</div>")
+
+
+def _examples_section(examples: Sequence[Mapping], max_examples: int) -> str:
+    if not examples:
+        return ""
+    fails = [e for e in examples if not e.get("correct")][:max_examples]
+    wins = [e for e in examples if e.get("correct")][:max_examples]
+    parts = ["<h2>Examples</h2>", '<p class="note">Cells that differ from the expected answer: '
+             f'<span style="color:{DIFF_COLOUR}">red digits</span> (Sudoku) or a cross (ARC, maze).</p>']
+    parts += [f"<h3>Failures ({len(fails)} shown)</h3>"] + [_example_html(e) for e in fails]
+    parts += [f"<h3>Successes ({len(wins)} shown)</h3>"] + [_example_html(e) for e in wins]
+    return "\n".join(parts)
+
+
+def _comparison_section(comparison: Sequence[Mapping] | None) -> str:
+    if not comparison:
+        return ""
+    flat = [_flat(c.get("metrics") or {}) for c in comparison]
+    pass_keys = sorted({k for m in flat for k in m if k.startswith("pass@")}, key=lambda k: int(k[5:]))
+    columns = ["checkpoint", "step", "exact accuracy", "token accuracy", *pass_keys, "q-halt accuracy",
+               "best baseline (exact)", "best baseline (token)", "input-invariant"]
+    rows = []
+    for c, m in zip(comparison, flat):
+        bl = {n: _flat(b) for n, b in (c.get("baselines") or {}).items()}
+        best = lambda key: max(((n, b.get(key)) for n, b in bl.items() if b.get(key) is not None),
+                               key=lambda t: t[1], default=None)
+        be, bt = best("exact_accuracy"), best("token_accuracy")
+        diag = c.get("diagnosis")
+        rows.append([c.get("name", ""), c.get("step", ""), _pct(m.get("exact_accuracy")),
+                     _pct(m.get("token_accuracy")), *[_pct(m.get(k)) for k in pass_keys],
+                     _pct(m.get("q_halt_accuracy")), f"{be[0]} {_pct(be[1])}" if be else "—",
+                     f"{bt[0]} {_pct(bt[1])}" if bt else "—",
+                     "—" if diag is None else ("YES" if diag.get("input_invariant") else "no")])
+    return "<h2>Checkpoint comparison</h2>" + _table(columns, rows, table_id="comparison-table")
+
+
+def render_report(summary: Mapping, baselines: Mapping[str, Mapping], diagnosis: Mapping | None,
+                  metrics_jsonl_path: str | Path | None = None, examples: Sequence[Mapping] = (),
+                  arc_table: Sequence[Mapping] | None = None, comparison: Sequence[Mapping] | None = None, *,
+                  title: str = "hrmkit evaluation report", max_examples: int = 8) -> str:
+    """The report as an HTML string; arguments as `write_report`."""
+    curves = ""
+    if metrics_jsonl_path is not None:
+        records = load_metrics_jsonl(metrics_jsonl_path)
+        curves = "<h2>Learning curves</h2>" + (_curves(records) if records else
+                                               f'<p class="note">No records in {_esc(metrics_jsonl_path)}.</p>')
+    body = [f"<h1>{_esc(title)}</h1>", _verdict_section(summary, baselines, diagnosis),
+            _summary_section(summary, baselines), _diagnosis_section(diagnosis), curves, _arc_section(arc_table),
+            _examples_section(examples, max_examples), _comparison_section(comparison)]
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(b for b in body if b) + "\n</body></html>\n")
+
+
+def write_report(out_dir: str | Path, summary: Mapping, baselines: Mapping[str, Mapping], diagnosis: Mapping | None,
+                 metrics_jsonl_path: str | Path | None = None, examples: Sequence[Mapping] = (),
+                 arc_table: Sequence[Mapping] | None = None, comparison: Sequence[Mapping] | None = None, *,
+                 title: str = "hrmkit evaluation report", max_examples: int = 8) -> Path:
+    """Write `out_dir/report.html` atomically and return its path.
+
+    summary: `metrics.compute_metrics` result (or a flat metric dict, may carry ARC "pass@k" keys).
+    baselines: {name: same shape} (`baselines.compute_baselines` / `arc_baselines`).
+    diagnosis: `sensitivity.diagnose` result, or None (the report then says it was not measured).
+    metrics_jsonl_path: training log (one JSON object per line with global_step) for the learning curves.
+    examples: example dicts (module docstring); up to `max_examples` failures and successes each are drawn.
+    arc_table: `arc_scoring.arc_task_table(score)` rows. comparison: [{"name", "step", "metrics",
+    "baselines", optional "diagnosis"}] one per checkpoint. Raises ValueError on an unknown example kind.
+    """
+    text = render_report(summary, baselines, diagnosis, metrics_jsonl_path, examples, arc_table, comparison,
+                         title=title, max_examples=max_examples)
+    path = Path(out_dir) / "report.html"
+    atomic_write_bytes(path, text.encode("utf-8"))
+    return path
