@@ -48,3 +48,160 @@ class ArchConfig(_Strict):
     no_ACT_continue: bool = True  # TRM only: halt on q_halt > 0, no q_continue head loss
     forward_dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 on CUDA, float32 on CPU
     loss: LossConfig = LossConfig()
+
+
+class DemoDataConfig(_Strict):
+    """How `hrm train` builds its default dataset when `data_path` does not exist yet (the CPU demo)."""
+
+    size: int = 4
+    train: int = 3000
+    test: int = 1000
+    seed: int = 0
+    num_aug: int = 0
+
+
+class TrainConfig(_Strict):
+    """One training run (reference `cfg_pretrain.yaml` names where they exist).
+
+    Units: `epochs` and `eval_interval` count epochs (passes over the training groups, as the reference);
+    `max_steps`, `checkpoint_every`, `log_every`, `lr_warmup_steps` count optimizer steps; `max_time_s` is
+    wall-clock seconds of training (evaluation excluded) after which the run stops cleanly.
+    """
+
+    data_path: str = "data/sudoku-4x4-demo"
+    demo_data: DemoDataConfig | None = None  # build data_path with this recipe when it is missing
+    arch: ArchConfig = ArchConfig()
+    global_batch_size: int = 768
+    epochs: int = 100000
+    eval_interval: int | None = 10000
+    max_steps: int | None = None
+    max_time_s: float | None = None
+    lr: float = 1e-4
+    lr_min_ratio: float = 1.0
+    lr_warmup_steps: int = 2000
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    puzzle_emb_lr: float = 1e-2
+    puzzle_emb_weight_decay: float = 0.1
+    grad_clip_norm: float | None = None
+    ema: bool = False
+    ema_rate: float = 0.999
+    seed: int = 0
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    log_every: int = 50
+    eval_batch_size: int | None = None  # default: global_batch_size
+    eval_max_examples: int | None = None  # evaluate on the first N test examples only (None: all)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    out_dir: str = "runs"
+    preset: str | None = None
+
+
+# Presets are partial configs (nested dicts) applied before the YAML file and the key=value overrides.
+PRESETS: dict[str, dict] = {
+    # The CPU demo: a small HRM learns 4x4 Sudoku (about 60% blank cells) on a laptop in under 10 minutes.
+    "demo": {
+        "data_path": "data/sudoku-4x4-demo",
+        "demo_data": {"size": 4, "train": 3000, "test": 1000, "seed": 0},
+        "arch": {
+            "name": "hrm", "hidden_size": 128, "num_heads": 4, "expansion": 4.0,
+            "H_layers": 2, "L_layers": 2, "H_cycles": 2, "L_cycles": 2,
+            "halt_max_steps": 4, "halt_exploration_prob": 0.1, "puzzle_emb_ndim": 128,
+            "pos_encodings": "rope",
+        },
+        "global_batch_size": 128,
+        "epochs": 100000,
+        "eval_interval": None,
+        "max_steps": 3000,
+        "max_time_s": 570,
+        "lr": 1e-3,
+        "lr_warmup_steps": 100,
+        "lr_min_ratio": 0.1,
+        "weight_decay": 0.1,
+        "puzzle_emb_lr": 1e-3,
+        "puzzle_emb_weight_decay": 0.1,
+        "checkpoint_every": 500,
+        "log_every": 100,
+        "eval_batch_size": 512,
+    },
+    # Reference recipes (DESIGN.md §3 table); architecture from the model presets.
+    "hrm-sudoku-extreme-1k": {
+        "arch": {"name": "hrm"}, "global_batch_size": 768, "epochs": 20000, "eval_interval": 2000,
+        "lr": 1e-4, "puzzle_emb_lr": 1e-4, "weight_decay": 1.0, "puzzle_emb_weight_decay": 1.0,
+        "lr_warmup_steps": 2000,
+    },
+    "hrm-arc": {
+        "arch": {"name": "hrm"}, "global_batch_size": 768, "epochs": 100000, "eval_interval": 10000,
+        "lr": 1e-4, "puzzle_emb_lr": 1e-2, "weight_decay": 0.1, "puzzle_emb_weight_decay": 0.1,
+        "lr_warmup_steps": 2000,
+    },
+}
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(item: str) -> dict:
+    """Turn `arch.L_cycles=6` into `{"arch": {"L_cycles": 6}}`; the value is parsed as YAML (6 -> int).
+
+    Raises HrmkitError when the item has no `=`.
+    """
+    import yaml
+
+    from hrmkit.errors import HrmkitError
+
+    if "=" not in item:
+        raise HrmkitError(f"override {item!r}: expected key=value (for example arch.L_cycles=6)")
+    key, raw = item.split("=", 1)
+    value = yaml.safe_load(raw) if raw != "" else None
+    out: dict = value
+    for part in reversed(key.strip().split(".")):
+        out = {part: out}
+    return out
+
+
+def resolve_config(
+    preset: str | None = None, config_file: str | None = None, overrides: list[str] | None = None,
+    base: dict | None = None,
+) -> TrainConfig:
+    """Build the TrainConfig: defaults < `base` (e.g. a resumed run's config) < preset < YAML file < overrides.
+
+    Raises HrmkitError naming the preset, file, key and value at fault.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    from hrmkit.errors import HrmkitError
+
+    merged: dict = dict(base or {})
+    if preset is not None:
+        if preset not in PRESETS:
+            raise HrmkitError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
+        merged = _deep_merge(merged, PRESETS[preset])
+        merged["preset"] = preset
+    source = "overrides"
+    if config_file is not None:
+        try:
+            with open(config_file) as f:
+                loaded = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise HrmkitError(f"{config_file}: cannot read config: {e}") from e
+        if not isinstance(loaded, dict):
+            raise HrmkitError(f"{config_file}: expected a mapping of keys, got {type(loaded).__name__}")
+        merged = _deep_merge(merged, loaded)
+        source = config_file
+    for item in overrides or []:
+        merged = _deep_merge(merged, parse_override(item))
+    try:
+        return TrainConfig.model_validate(merged)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            problems.append(f"{key}={err.get('input')!r}: {err['msg']}")
+        raise HrmkitError(f"invalid config ({source}): " + "; ".join(problems)) from None

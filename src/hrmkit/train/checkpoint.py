@@ -1,0 +1,90 @@
+"""Checkpoints: the full training state in one file, written atomically, loaded without running pickled code.
+
+A checkpoint is a dict of tensors and plain Python values saved with `torch.save` and read with
+`torch.load(weights_only=True)`. Files are `checkpoints/step_{global_step:08d}.pt` inside the run folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hrmkit.errors import HrmkitError
+from hrmkit.fsutil import atomic_write_bytes
+
+_NAME = re.compile(r"^step_(\d{8})\.pt$")
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy (global) and torch (CPU and every CUDA device) RNG states, in weights_only-safe types."""
+    return {
+        "python": json.dumps(random.getstate()),
+        "numpy": json.dumps(np.random.get_state(legacy=False), default=lambda o: o.tolist()),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` captured."""
+    py = json.loads(state["python"])
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    np_state = json.loads(state["numpy"])
+    np.random.set_state(np_state)
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"step_{step:08d}.pt"
+
+
+def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int, protect: set[Path] = frozenset()) -> Path:
+    """Write `state` to `checkpoints/step_{step}.pt` atomically; keep the newest `keep` files and `protect`.
+
+    Returns the path written.
+    """
+    path = checkpoint_path(run_dir, step)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    existing = list_checkpoints(run_dir)
+    for old in existing[:-keep] if keep > 0 else []:
+        if old not in protect and old != path:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint files of a run, oldest first (by step)."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if _NAME.match(p.name)), key=lambda p: p.name)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint without executing pickled code. Raises HrmkitError if it is unreadable."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, bad pickle, ...
+        raise HrmkitError(f"{path}: not a readable hrmkit checkpoint ({type(e).__name__}: {e})") from e
+
+
+def latest_valid_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint that loads; corrupt or truncated ones are skipped with a warning."""
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            return path, load_checkpoint(path)
+        except HrmkitError as e:
+            warnings.warn(f"skipping corrupt checkpoint: {e}", stacklevel=2)
+    return None

@@ -1,0 +1,45 @@
+import pytest
+
+from hrmkit.config import PRESETS, resolve_config
+from hrmkit.errors import HrmkitError
+from hrmkit.train.schedule import cosine_with_warmup
+
+
+def test_preset_then_file_then_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("lr: 0.002\narch:\n  L_cycles: 3\n")
+    cfg = resolve_config(preset="demo", config_file=str(f), overrides=["arch.L_cycles=6", "max_steps=7"])
+    assert cfg.lr == 0.002  # file beats preset
+    assert cfg.arch.L_cycles == 6 and isinstance(cfg.arch.L_cycles, int)  # override beats file
+    assert cfg.max_steps == 7
+    assert cfg.arch.hidden_size == PRESETS["demo"]["arch"]["hidden_size"]
+    assert cfg.preset == "demo"
+
+
+@pytest.mark.parametrize("override,fragment", [
+    (["arch.L_cycles=abc"], "arch.L_cycles='abc'"),
+    (["no_such_key=1"], "no_such_key"),
+    (["arch.pos_encodings=sinus"], "arch.pos_encodings='sinus'"),
+    (["lr"], "key=value"),
+])
+def test_bad_overrides_name_key_and_value(override, fragment):
+    with pytest.raises(HrmkitError, match=fragment.replace(".", r"\.").replace("(", r"\(")):
+        resolve_config(overrides=override)
+
+
+def test_bad_preset_and_file(tmp_path):
+    with pytest.raises(HrmkitError, match="unknown preset 'nope'"):
+        resolve_config(preset="nope")
+    f = tmp_path / "bad.yaml"
+    f.write_text("- a list\n")
+    with pytest.raises(HrmkitError, match="bad.yaml"):
+        resolve_config(config_file=str(f))
+
+
+def test_schedule_warmup_then_cosine_to_min_ratio():
+    lrs = [cosine_with_warmup(s, 1.0, 10, 110, 0.1) for s in range(0, 111)]
+    assert lrs[0] == 0.0 and lrs[5] == pytest.approx(0.5) and lrs[10] == pytest.approx(1.0)
+    assert lrs[60] == pytest.approx(0.55)  # half-way through the cosine
+    assert lrs[110] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert cosine_with_warmup(500, 1.0, 10, 110, 1.0) == pytest.approx(1.0)  # constant after warmup
