@@ -7,6 +7,7 @@ predictions are the argmax of the last segment's logits.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -81,14 +82,120 @@ def _flat(metrics: dict) -> dict:
             "mean_steps": o["mean_steps"], "steps_histogram": o["steps_histogram"]}
 
 
-def evaluate_split(head: torch.nn.Module, split: SplitData, batch_size: int, device: torch.device | str = "cpu",
-                   max_examples: int | None = None) -> dict:
-    """Predict `split` and score it next to the trivial baselines on the same examples.
+def _histogram(values: np.ndarray) -> dict[str, int]:
+    """{str(value): count} of an int array, ascending values."""
+    uniq, counts = np.unique(np.asarray(values, dtype=np.int64), return_counts=True)
+    return {str(int(v)): int(c) for v, c in zip(uniq, counts)}
 
-    Returns a dict: `task`; `summary` (JSON-ready: exact_accuracy, token_accuracy over the cells to fill,
-    num_examples, num_cells, q_halt_accuracy, mean_steps, steps_histogram, mean_halt_step); `baselines`
-    ({"copy_input": ..., "most_common_token": ...} with exact_accuracy, token_accuracy, num_examples);
-    `metrics` and `baseline_metrics` (the full `compute_metrics` results); `predictions` (Predictions).
+
+DIAGNOSIS_ROWS = 64
+TRAIN_LABEL_ROWS = 20_000  # rows of the train split read (evenly spaced) to find its most common label token
+_train_labels_cache: dict[tuple, np.ndarray | None] = {}
+
+
+def train_label_sample(split: SplitData, max_rows: int = TRAIN_LABEL_ROWS) -> np.ndarray | None:
+    """Labels of the train split beside `split` (`split.path.parent / "train"`), int64 [M, S] with ignored
+    cells as -100; at most `max_rows` evenly spaced rows per set. None when `split` is the train split itself,
+    or there is no readable train split (the baseline then counts the evaluated labels). Cached per folder."""
+    from hrmkit.data.format import load_split
+    from hrmkit.errors import HrmkitError
+
+    train_dir = split.path.parent / "train"
+    if split.path.name == "train" or not (train_dir / "dataset.json").is_file():
+        return None
+    stamp = tuple((f.name, f.stat().st_mtime_ns) for f in sorted(train_dir.glob("*__labels.npy")))
+    key = (str(train_dir.resolve()), stamp, max_rows)
+    if key not in _train_labels_cache:
+        try:
+            train = load_split(split.path.parent, "train")
+        except HrmkitError:
+            _train_labels_cache[key] = None
+        else:
+            parts = []
+            for arrs in train.sets.values():
+                n = arrs.num_examples
+                idx = np.unique(np.linspace(0, n - 1, min(n, max_rows)).astype(np.int64)) if n else np.zeros(0, int)
+                rows = np.asarray(arrs.labels[idx]).astype(np.int64)
+                if train.metadata.ignore_label_id is not None:
+                    rows[rows == train.metadata.ignore_label_id] = -100
+                parts.append(rows)
+            _train_labels_cache[key] = np.concatenate(parts) if parts else None
+    return _train_labels_cache[key]
+
+
+def diagnosis_batch(split: SplitData, max_rows: int = DIAGNOSIS_ROWS) -> dict[str, torch.Tensor] | None:
+    """The fixed batch the input-sensitivity check runs on: up to `max_rows` labelled rows of `split`, spread
+    evenly over it (4 * max_rows evenly spaced candidate rows per set, all rows of a smaller set; of its
+    labelled candidates max_rows evenly spaced ones; sets in order, the batch cut at max_rows), so that an
+    ARC split with many augmented versions per test input is not checked on one task alone. Returns a `collate` batch (int32 tensors: inputs and labels [B, S],
+    puzzle_identifiers [B]), or None when no candidate row has a label."""
+    from hrmkit.data.sampler import collate
+
+    meta = split.metadata
+    xs, ys, ids = [], [], []
+    for arrs in split.sets.values():
+        n = arrs.num_examples
+        cand = np.unique(np.linspace(0, n - 1, min(n, 4 * max_rows)).astype(np.int64)) if n else np.zeros(0, np.int64)
+        labels = np.asarray(arrs.labels[cand])
+        keep = labels != meta.pad_id
+        if meta.ignore_label_id is not None:
+            keep &= labels != meta.ignore_label_id
+        pick = np.flatnonzero(keep.any(axis=1))
+        if pick.size > max_rows:  # spread the kept rows over the candidates
+            pick = pick[np.unique(np.linspace(0, pick.size - 1, max_rows).astype(np.int64))]
+        rows = cand[pick]
+        if rows.size:
+            puz = np.searchsorted(arrs.puzzle_indices, rows, side="right") - 1
+            xs.append(np.asarray(arrs.inputs[rows]))
+            ys.append(labels[pick])
+            ids.append(np.asarray(arrs.puzzle_identifiers[puz]))
+    if not xs:
+        return None
+    x, y, i = (np.concatenate(v)[:max_rows] for v in (xs, ys, ids))
+    return collate(meta, x, y, i, len(i))
+
+
+def diagnose_head(head: torch.nn.Module, split: SplitData, device: torch.device | str = "cpu",
+                  max_rows: int = DIAGNOSIS_ROWS, seed: int = 0) -> dict | None:
+    """`sensitivity.diagnose` of `head` on `diagnosis_batch(split)`: are its outputs input-invariant or
+    collapsed, does it predict tokens no answer holds? Random inputs use the task's tokens
+    (`sensitivity.PERTURB_PRESETS`) below the vocabulary size; answers the task's `ANSWER_TOKENS`.
+    Returns the `make_diagnosis` dict (input_invariant, collapsed, low_sensitivity, invalid_outputs, ok,
+    warning, sensitivity, collapse), or None when the split has no labelled row."""
+    from hrmkit.eval.sensitivity import ANSWER_TOKENS, PERTURB_PRESETS, act_predict_fn, diagnose
+
+    batch = diagnosis_batch(split, max_rows)
+    if batch is None:
+        return None
+    task = split.metadata.task or "generic"
+    valid, keep = PERTURB_PRESETS.get(task, (None, None))
+    if valid is not None:
+        valid = [t for t in valid if t < split.metadata.vocab_size]
+    return diagnose(act_predict_fn(head, torch.device(device)), batch, task=task, valid_tokens=valid,
+                    keep_tokens=keep, seed=seed, answer_tokens=ANSWER_TOKENS.get(task))
+
+
+def evaluate_split(head: torch.nn.Module, split: SplitData, batch_size: int, device: torch.device | str = "cpu",
+                   max_examples: int | None = None, *, diagnose: bool = True,
+                   submission_path: str | Path | None = None) -> dict:
+    """Predict `split` and score it next to the trivial baselines on the same examples; check that the
+    model's output depends on its input; for ARC datasets, vote over augmentations and score pass@k.
+
+    Returns a dict:
+    - `task`; `summary` (JSON-ready: exact_accuracy, token_accuracy over the cells to fill, num_examples,
+      num_cells, q_halt_accuracy, mean_steps, steps_histogram, mean_halt_step, halt_step_histogram
+      {"step": count} of the step at which the halting rule said stop, input_sensitivity; ARC also pass@k);
+    - `baselines` ({"copy_input": ..., "most_common_token": ...} with exact_accuracy, token_accuracy,
+      num_examples; most_common_token also "token" and "source": "train" when counted over the train split's
+      labels (read lazily from split.path.parent / "train"), "eval" when there is none);
+    - `metrics` and `baseline_metrics` (the full `compute_metrics` / `compute_baselines` results);
+    - `predictions` (Predictions);
+    - `diagnosis` (`diagnose_head` on <= 64 labelled rows spread over the split, None when `diagnose` is
+      False or there is no labelled row) and `input_sensitivity` (share of those examples whose output changed, or None);
+    - ARC datasets with `test_tasks.json` (see `arc_eval.score_arc_split`): `arc` (the score, per-task
+      rows included), `arc_baselines` (test input unchanged; most common demonstration output),
+      `arc_predictions` (list of ArcPrediction, for pooling votes over checkpoints), `arc_ranked`.
+    `submission_path`: where ARC writes the Kaggle `submission.json` (not written when None).
     """
     from hrmkit.eval.baselines import compute_baselines
     from hrmkit.eval.metrics import compute_metrics
@@ -98,8 +205,23 @@ def evaluate_split(head: torch.nn.Module, split: SplitData, batch_size: int, dev
     metrics = compute_metrics(p.inputs, p.labels, p.preds, q_halt=p.q_halt, steps=p.steps, task=task)
     summary = _flat(metrics)
     summary["mean_halt_step"] = float(p.halt_step.mean()) if len(p.halt_step) else None
-    baseline_metrics = compute_baselines(p.inputs, p.labels, task=task)
+    summary["halt_step_histogram"] = _histogram(p.halt_step)
+    baseline_metrics = compute_baselines(p.inputs, p.labels, train_labels=train_label_sample(split), task=task)
     baselines = {name.replace("-", "_"): {k: _flat(m)[k] for k in ("exact_accuracy", "token_accuracy", "num_examples")}
                  for name, m in baseline_metrics.items()}
-    return {"task": task, "summary": summary, "baselines": baselines, "metrics": metrics,
-            "baseline_metrics": baseline_metrics, "predictions": p}
+    for name, m in baseline_metrics.items():  # which token, counted over which split
+        baselines[name.replace("-", "_")].update({k: v for k, v in m["baseline"].items() if k in ("token", "source")})
+    diagnosis = diagnose_head(head, split, device) if diagnose else None
+    sensitivity = (diagnosis.get("sensitivity") or {}).get("changed_examples_share") if diagnosis else None
+    summary["input_sensitivity"] = sensitivity
+    result = {"task": task, "summary": summary, "baselines": baselines, "metrics": metrics,
+              "baseline_metrics": baseline_metrics, "predictions": p, "diagnosis": diagnosis,
+              "input_sensitivity": sensitivity}
+    if task == "arc":
+        from hrmkit.eval.arc_eval import score_arc_split
+
+        arc = score_arc_split(p, split, submission_path=submission_path)
+        if arc is not None:
+            result.update(arc)
+            summary.update({k: v for k, v in arc["arc"].items() if k.startswith("pass@")})
+    return result

@@ -16,7 +16,7 @@ a whole dict from token rows.
 Public API
 ----------
 - `write_report(out_dir, summary, baselines, diagnosis, metrics_jsonl_path=None, examples=(),
-  arc_table=None, comparison=None, *, title="hrmkit evaluation report", max_examples=8) -> Path`
+  arc_table=None, comparison=None, *, title="hrmkit evaluation report", max_examples=8, notes=()) -> Path`
 - `render_report(...same...) -> str` (the HTML, without writing)
 - `load_metrics_jsonl(path) -> list[dict]`
 - `tokens_to_grid(kind, tokens, *, decode_fn=None) -> np.ndarray | None`
@@ -319,7 +319,7 @@ def _summary_section(summary: Mapping, baselines: Mapping[str, Mapping]) -> str:
     return "\n".join(parts)
 
 
-def _verdict_section(summary: Mapping, baselines: Mapping, diagnosis: Mapping | None) -> str:
+def _verdict_section(summary: Mapping, baselines: Mapping, diagnosis: Mapping | None, notes: Sequence[str] = ()) -> str:
     items = []
     verdict = baseline_verdict(summary, baselines)
     model = _flat(summary)
@@ -345,6 +345,7 @@ def _verdict_section(summary: Mapping, baselines: Mapping, diagnosis: Mapping | 
             items.append(("ok", "No output collapse detected."))
     else:
         items.append(("warn", "Input sensitivity was not measured."))
+    items += [("note", n) for n in notes]
     lis = "".join(f'<li class="{c}">{_esc(t)}</li>' for c, t in items)
     return f'<h2>Verdict</h2><ul class="verdict" id="verdict">{lis}</ul>'
 
@@ -365,8 +366,10 @@ def _diagnosis_section(diagnosis: Mapping | None) -> str:
         v = col.get(key)
         if v is not None:
             rows.append([key.replace("_", " "), _nice(v) if isinstance(v, float) else v])
-    rows.append(["flags", f"input_invariant={bool(diagnosis.get('input_invariant'))}, "
-                          f"collapsed={bool(diagnosis.get('collapsed'))}"])
+    if col.get("invalid_pred_share") is not None:
+        rows.append(["answer cells with a non-answer token", _pct(col["invalid_pred_share"])])
+    flags = ["input_invariant", "collapsed"] + (["invalid_outputs"] if "invalid_outputs" in diagnosis else [])
+    rows.append(["flags", ", ".join(f"{f}={bool(diagnosis.get(f))}" for f in flags)])
     return "<h2>Input sensitivity and collapse</h2>" + _table(["check", "value"], rows, table_id="diagnosis-table")
 
 
@@ -450,14 +453,14 @@ def _comparison_section(comparison: Sequence[Mapping] | None) -> str:
 def render_report(summary: Mapping, baselines: Mapping[str, Mapping], diagnosis: Mapping | None,
                   metrics_jsonl_path: str | Path | None = None, examples: Sequence[Mapping] = (),
                   arc_table: Sequence[Mapping] | None = None, comparison: Sequence[Mapping] | None = None, *,
-                  title: str = "hrmkit evaluation report", max_examples: int = 8) -> str:
+                  title: str = "hrmkit evaluation report", max_examples: int = 8, notes: Sequence[str] = ()) -> str:
     """The report as an HTML string; arguments as `write_report`."""
     curves = ""
     if metrics_jsonl_path is not None:
         records = load_metrics_jsonl(metrics_jsonl_path)
         curves = "<h2>Learning curves</h2>" + (_curves(records) if records else
                                                f'<p class="note">No records in {_esc(metrics_jsonl_path)}.</p>')
-    body = [f"<h1>{_esc(title)}</h1>", _verdict_section(summary, baselines, diagnosis),
+    body = [f"<h1>{_esc(title)}</h1>", _verdict_section(summary, baselines, diagnosis, notes),
             _summary_section(summary, baselines), _diagnosis_section(diagnosis), curves, _arc_section(arc_table),
             _examples_section(examples, max_examples), _comparison_section(comparison)]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
@@ -467,7 +470,7 @@ def render_report(summary: Mapping, baselines: Mapping[str, Mapping], diagnosis:
 def write_report(out_dir: str | Path, summary: Mapping, baselines: Mapping[str, Mapping], diagnosis: Mapping | None,
                  metrics_jsonl_path: str | Path | None = None, examples: Sequence[Mapping] = (),
                  arc_table: Sequence[Mapping] | None = None, comparison: Sequence[Mapping] | None = None, *,
-                 title: str = "hrmkit evaluation report", max_examples: int = 8) -> Path:
+                 title: str = "hrmkit evaluation report", max_examples: int = 8, notes: Sequence[str] = ()) -> Path:
     """Write `out_dir/report.html` atomically and return its path.
 
     summary: `metrics.compute_metrics` result (or a flat metric dict, may carry ARC "pass@k" keys).
@@ -476,10 +479,11 @@ def write_report(out_dir: str | Path, summary: Mapping, baselines: Mapping[str, 
     metrics_jsonl_path: training log (one JSON object per line with global_step) for the learning curves.
     examples: example dicts (module docstring); up to `max_examples` failures and successes each are drawn.
     arc_table: `arc_scoring.arc_task_table(score)` rows. comparison: [{"name", "step", "metrics",
-    "baselines", optional "diagnosis"}] one per checkpoint. Raises ValueError on an unknown example kind.
+    "baselines", optional "diagnosis"}] one per checkpoint. notes: extra sentences listed under the verdict.
+    Raises ValueError on an unknown example kind.
     """
     text = render_report(summary, baselines, diagnosis, metrics_jsonl_path, examples, arc_table, comparison,
-                         title=title, max_examples=max_examples)
+                         title=title, max_examples=max_examples, notes=notes)
     path = Path(out_dir) / "report.html"
     atomic_write_bytes(path, text.encode("utf-8"))
     return path

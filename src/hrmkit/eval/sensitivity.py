@@ -24,6 +24,10 @@ Thresholds (documented defaults):
 - collapsed when: the prediction uses one token while the labels use several; or its entropy is below
   `COLLAPSE_ENTROPY_RATIO` (0.5) of the label entropy; or at least `COLLAPSE_MODE_SHARE` (0.5) of the
   examples get the very same prediction while no label is shared by that many examples.
+- `INVALID_OUTPUT_SHARE = 0.05`: with `answer_tokens` given (the tokens an answer can hold, e.g.
+  `ANSWER_TOKENS[task]`), *invalid outputs* are flagged when more than 5% of the answer cells get another
+  token (PAD, the Sudoku blank, ...): the model has not learned the output format. This is what flags a
+  randomly initialised network, which is input-dependent (not invariant) but predicts arbitrary tokens.
 
 Public API
 ----------
@@ -32,10 +36,11 @@ Public API
 - `input_sensitivity(predict_fn, batch, *, task=None, valid_tokens=None, keep_tokens=None, seed=0,
   base_preds=None, pad_id=0, ignore_label_id=-100, threshold=DEFAULT_INVARIANCE_THRESHOLD) -> dict`
 - `is_input_invariant(changed_share, threshold=DEFAULT_INVARIANCE_THRESHOLD) -> bool`
-- `collapse_metrics(preds, labels=None, *, mask=None, pad_id=0, ignore_label_id=-100) -> dict`
+- `collapse_metrics(preds, labels=None, *, mask=None, pad_id=0, ignore_label_id=-100, answer_tokens=None) -> dict`
 - `make_diagnosis(sensitivity, collapse) -> dict`; `diagnose(predict_fn, batch, **kw) -> dict`
 - `act_predict_fn(head, device=None) -> predict_fn` for an hrmkit loss head (ACT loop to the end)
-- `PERTURB_PRESETS`: per task (valid_tokens, keep_tokens) for the hrmkit token layouts.
+- `PERTURB_PRESETS`: per task (valid_tokens, keep_tokens) for the hrmkit token layouts;
+  `ANSWER_TOKENS`: per task, the tokens an answer cell can hold.
 """
 
 from __future__ import annotations
@@ -50,12 +55,20 @@ DEFAULT_INVARIANCE_THRESHOLD = 0.05
 LOW_SENSITIVITY_CELL_SHARE = 0.02
 COLLAPSE_ENTROPY_RATIO = 0.5
 COLLAPSE_MODE_SHARE = 0.5
+INVALID_OUTPUT_SHARE = 0.05
 
 # task -> (valid tokens for random inputs, tokens left in place). DESIGN.md §1 layouts.
 PERTURB_PRESETS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "sudoku": (tuple(range(1, 11)), (0,)),  # blank + digits; PAD kept
     "maze": (tuple(range(1, 6)), (0,)),  # "# SGo"; PAD kept
     "arc": (tuple(range(2, 12)), (0, 1)),  # colours; PAD and EOS (the grid frame) kept
+}
+
+# task -> tokens a (non-ignored) answer cell can hold. DESIGN.md §1 layouts.
+ANSWER_TOKENS: dict[str, tuple[int, ...]] = {
+    "sudoku": tuple(range(2, 11)),  # digits
+    "maze": tuple(range(1, 6)),  # "# SGo"
+    "arc": tuple(range(1, 12)),  # EOS (the answer's frame) and colours
 }
 
 PredictFn = Callable[[dict], Any]
@@ -205,14 +218,15 @@ def _mode_share(rows: np.ndarray) -> float:
 
 
 def collapse_metrics(preds: Any, labels: Any = None, *, mask: Any = None, pad_id: int | None = PAD_ID,
-                     ignore_label_id: int = IGNORE_LABEL_ID) -> dict:
+                     ignore_label_id: int = IGNORE_LABEL_ID, answer_tokens: Sequence[int] | None = None) -> dict:
     """Signs that the predictions collapsed to (nearly) one output.
 
     preds: int [N, S]; labels: int [N, S] optional (without labels only the prediction side is reported and
     `collapsed` needs a single predicted token); mask: bool [N, S] cells to look at (default: answer cells of
     labels, or all cells). Entropies are in bits over the masked cells. Returns {n_distinct_pred_tokens,
     n_distinct_label_tokens, pred_entropy_bits, label_entropy_bits, entropy_ratio, mode_prediction_share,
-    label_mode_share, collapsed, reasons [str]}.
+    label_mode_share, invalid_pred_share (share of the masked cells predicted with a token outside
+    `answer_tokens`; None without answer_tokens), collapsed, reasons [str]}.
     """
     preds = _to_numpy(preds).astype(np.int64)
     lab = None if labels is None else _to_numpy(labels).astype(np.int64)
@@ -233,6 +247,8 @@ def collapse_metrics(preds: Any, labels: Any = None, *, mask: Any = None, pad_id
         "mode_prediction_share": _mode_share(masked_preds),
         "n_distinct_label_tokens": None, "label_entropy_bits": None, "entropy_ratio": None,
         "label_mode_share": None,
+        "invalid_pred_share": (float(np.mean(~np.isin(pred_cells, np.asarray(list(answer_tokens)))))
+                               if answer_tokens is not None and pred_cells.size else None),
     }
     reasons = []
     if lab is not None:
@@ -260,12 +276,15 @@ def collapse_metrics(preds: Any, labels: Any = None, *, mask: Any = None, pad_id
 def make_diagnosis(sensitivity: Mapping | None, collapse: Mapping | None) -> dict:
     """Combine `input_sensitivity` and `collapse_metrics` results into flags and a human warning.
 
-    Returns {"input_invariant": bool, "collapsed": bool, "low_sensitivity": bool, "ok": bool,
-    "warning": str ("" when nothing is wrong), "sensitivity": ..., "collapse": ...}. A missing part gives
-    False for its flags and is mentioned in the warning.
+    Returns {"input_invariant": bool, "collapsed": bool, "low_sensitivity": bool, "invalid_outputs": bool,
+    "ok": bool, "warning": str ("" when nothing is wrong), "sensitivity": ..., "collapse": ...}. A missing
+    part gives False for its flags and is mentioned in the warning. invalid_outputs needs the collapse part's
+    `invalid_pred_share` (collapse_metrics with answer_tokens) above `INVALID_OUTPUT_SHARE`.
     """
     invariant = bool(sensitivity and sensitivity.get("input_invariant"))
     collapsed = bool(collapse and collapse.get("collapsed"))
+    invalid_share = collapse.get("invalid_pred_share") if collapse else None
+    invalid = invalid_share is not None and invalid_share > INVALID_OUTPUT_SHARE
     cells = sensitivity.get("changed_cells_share") if sensitivity else None
     low = not invariant and cells is not None and cells < LOW_SENSITIVITY_CELL_SHARE
     msgs = []
@@ -279,21 +298,25 @@ def make_diagnosis(sensitivity: Mapping | None, collapse: Mapping | None) -> dic
                     "were replaced.")
     if collapsed:
         msgs.append("COLLAPSED: " + "; ".join(collapse.get("reasons", [])) + ".")
+    if invalid:
+        msgs.append(f"INVALID OUTPUTS: {invalid_share:.1%} of the answer cells get a token no answer holds "
+                    "(PAD, blank, ...): the model has not learned the output format (untrained?).")
     if sensitivity is None:
         msgs.append("Input sensitivity was not measured.")
-    return {"input_invariant": invariant, "collapsed": collapsed, "low_sensitivity": low,
-            "ok": not (invariant or collapsed or low) and sensitivity is not None,
+    return {"input_invariant": invariant, "collapsed": collapsed, "low_sensitivity": low, "invalid_outputs": invalid,
+            "ok": not (invariant or collapsed or low or invalid) and sensitivity is not None,
             "warning": " ".join(msgs), "sensitivity": sensitivity, "collapse": collapse}
 
 
 def diagnose(predict_fn: PredictFn, batch: Mapping, *, task: str | None = None,
              valid_tokens: Sequence[int] | None = None, keep_tokens: Sequence[int] | None = None, seed: int = 0,
              pad_id: int | None = PAD_ID, ignore_label_id: int = IGNORE_LABEL_ID,
-             threshold: float = DEFAULT_INVARIANCE_THRESHOLD) -> dict:
+             threshold: float = DEFAULT_INVARIANCE_THRESHOLD, answer_tokens: Sequence[int] | None = None) -> dict:
     """Run `input_sensitivity` and `collapse_metrics` on one batch and combine them (`make_diagnosis`).
 
-    Arguments as `input_sensitivity`; use a batch of real examples (a few dozen to a few hundred rows,
-    padding rows are ignored). Returns the `make_diagnosis` dict.
+    Arguments as `input_sensitivity`; `answer_tokens` (e.g. `ANSWER_TOKENS[task]`) turns on the
+    invalid-outputs check (see the module docstring). Use a batch of real examples (a few dozen to a few
+    hundred rows, padding rows are ignored). Returns the `make_diagnosis` dict.
     """
     inputs = _to_numpy(batch["inputs"])
     base = _predict(predict_fn, batch, inputs.shape)
@@ -301,7 +324,8 @@ def diagnose(predict_fn: PredictFn, batch: Mapping, *, task: str | None = None,
                              seed=seed, base_preds=base, pad_id=pad_id, ignore_label_id=ignore_label_id,
                              threshold=threshold)
     labels = batch.get("labels")
-    coll = collapse_metrics(base, labels, pad_id=pad_id, ignore_label_id=ignore_label_id)
+    coll = collapse_metrics(base, labels, pad_id=pad_id, ignore_label_id=ignore_label_id,
+                            answer_tokens=answer_tokens)
     return make_diagnosis(sens, coll)
 
 
