@@ -1,0 +1,173 @@
+"""`hrm data inspect DIR`: what a dataset folder holds, and a few puzzles rendered as text (or a PNG).
+
+`describe(dataset_dir, show=2) -> str`: identifier count; per split: task, vocab, seq_len, sets, groups,
+puzzles (augmented versions), examples, mean puzzles per group and examples per puzzle, bytes on disk; then
+`show` puzzles per split (first example of the first puzzle of evenly spaced groups) rendered by task:
+- "sudoku": digits, '.' for blanks, box separators (box shape from dataset.json extra, else from the size);
+- "maze": the `# SGo` characters;
+- "arc": the 30x30 canvas cropped to its non-PAD part; colours 0..9 as digits, EOS as '|', PAD as ' ';
+- other: token numbers.
+`write_png(dataset_dir, out_png, show)`: the same puzzles as coloured images (needs matplotlib; HrmkitError
+naming the missing package otherwise). Raises HrmkitError for a folder without readable splits.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from hrmkit.data.format import SplitData, load_identifiers, load_split
+from hrmkit.errors import HrmkitError
+from hrmkit.fsutil import atomic_write_bytes
+
+SPLITS = ("train", "test")
+_SUDOKU_BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
+
+
+def _human(nbytes: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return str(nbytes)
+
+
+def _side(seq_len: int) -> int:
+    s = math.isqrt(seq_len)
+    return s if s * s == seq_len else 0
+
+
+def render_tokens(tokens: np.ndarray, task: str | None, extra: dict | None = None) -> list[str]:
+    """Text lines for one sequence of tokens [seq_len] of a dataset of the given task."""
+    t = np.asarray(tokens).astype(np.int64).reshape(-1)
+    side = _side(t.size)
+    if task == "sudoku" and side:
+        br, bc = (extra or {}).get("box") or _SUDOKU_BOXES.get(side, (side, side))
+        lines = []
+        for r in range(side):
+            if r and r % br == 0:
+                lines.append("-+-".join("-" * (2 * bc - 1) for _ in range(side // bc)))
+            cells = ["?" if v == 0 else "." if v == 1 else str(v - 1) if v - 1 < 10 else chr(ord("a") + v - 11)
+                     for v in t[r * side:(r + 1) * side]]
+            lines.append(" | ".join(" ".join(cells[c:c + bc]) for c in range(0, side, bc)))
+        return lines
+    if task == "maze" and side:
+        chars = np.array(list("?# SGo"))
+        grid = chars[np.clip(t, 0, 5)].reshape(side, side)
+        return ["".join(row) for row in grid]
+    if task == "arc" and side:
+        grid = t.reshape(side, side)
+        used = np.argwhere(grid != 0)
+        if used.size == 0:
+            return ["(empty canvas)"]
+        (r0, c0), (r1, c1) = used.min(0), used.max(0)
+        sym = {0: " ", 1: "|"}
+        return ["".join(sym.get(int(v), str(int(v) - 2) if 2 <= v <= 11 else "?") for v in row)
+                for row in grid[r0:r1 + 1, c0:c1 + 1]]
+    if side:
+        return [" ".join(f"{int(v):2d}" for v in t[r * side:(r + 1) * side]) for r in range(side)]
+    return [" ".join(str(int(v)) for v in t)]
+
+
+def _side_by_side(left: list[str], right: list[str], gap: str = "    ") -> list[str]:
+    w = max((len(s) for s in left), default=0)
+    return [f"{(left[i] if i < len(left) else ''):<{w}}{gap}{right[i] if i < len(right) else ''}"
+            for i in range(max(len(left), len(right)))]
+
+
+def _picks(split: SplitData, show: int) -> list[tuple[str, int, int]]:
+    """(set name, group, example row) of `show` evenly spaced groups: first example of their first puzzle."""
+    out = []
+    for name, arrs in split.sets.items():
+        if show <= 0:
+            break
+        groups = np.unique(np.linspace(0, arrs.num_groups - 1, num=min(show, arrs.num_groups)).round().astype(int))
+        for g in groups.tolist():
+            out.append((name, g, int(arrs.puzzle_indices[arrs.group_indices[g]])))
+        show -= len(groups)
+    return out
+
+
+def _split_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+def describe(dataset_dir: Path, show: int = 2) -> str:
+    """Summary text of a dataset folder (module docstring)."""
+    dataset_dir = Path(dataset_dir)
+    present = [s for s in SPLITS if (dataset_dir / s).is_dir()]
+    if not present:
+        raise HrmkitError(f"{dataset_dir}: no train/ or test/ split folder")
+    lines = [f"dataset {dataset_dir}"]
+    try:
+        ids = load_identifiers(dataset_dir)
+        lines.append(f"identifiers.json: {len(ids)} identifiers (first: {', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})")
+    except HrmkitError as e:
+        lines.append(f"identifiers.json: unreadable ({e})")
+    for s in present:
+        split = load_split(dataset_dir, s)
+        m = split.metadata
+        lines.append("")
+        lines.append(
+            f"[{s}] task {m.task or 'unknown'}, vocab {m.vocab_size}, seq_len {m.seq_len}, pad {m.pad_id}, "
+            f"ignore label {m.ignore_label_id}, puzzle identifiers {m.num_puzzle_identifiers}, "
+            f"{_human(_split_bytes(split.path))} on disk"
+        )
+        for name, a in split.sets.items():
+            lines.append(
+                f"  set {name!r}: {a.num_groups} groups, {a.num_puzzles} puzzles ({a.num_puzzles / a.num_groups:.1f} per "
+                f"group), {a.num_examples} examples ({a.num_examples / a.num_puzzles:.2f} per puzzle)"
+            )
+        if m.extra:
+            keys = [k for k in ("source", "size", "box", "num_aug", "aug", "mean_clues", "path_length_mean",
+                                "test_solutions_in_train") if k in m.extra]
+            if keys:
+                lines.append("  " + ", ".join(f"{k}={m.extra[k]}" for k in keys))
+        for name, g, row in _picks(split, show):
+            a = split.sets[name]
+            lines.append(f"  -- group {g}, example {row} (identifier {int(a.puzzle_identifiers[np.searchsorted(a.puzzle_indices, row, side='right') - 1])}): input | label")
+            left = render_tokens(a.inputs[row], m.task, m.extra)
+            right = render_tokens(a.labels[row], m.task, m.extra)
+            lines += ["  " + ln for ln in _side_by_side(left, right)]
+    return "\n".join(lines)
+
+
+def write_png(dataset_dir: Path, out_png: Path, show: int = 2) -> Path:
+    """Draw input and label of `show` puzzles per split to a PNG (requires matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise HrmkitError("--png needs the optional package matplotlib (pip install matplotlib)") from None
+    dataset_dir = Path(dataset_dir)
+    items = []
+    for s in SPLITS:
+        if (dataset_dir / s).is_dir():
+            split = load_split(dataset_dir, s)
+            side = _side(split.metadata.seq_len)
+            if not side:
+                raise HrmkitError(f"{split.path}: seq_len {split.metadata.seq_len} is not a square grid; cannot draw it")
+            for name, g, row in _picks(split, show):
+                a = split.sets[name]
+                items.append((f"{s} group {g}", np.asarray(a.inputs[row]).reshape(side, side),
+                              np.asarray(a.labels[row]).reshape(side, side), split.metadata.vocab_size))
+    if not items:
+        raise HrmkitError(f"{dataset_dir}: no train/ or test/ split folder")
+    fig, axes = plt.subplots(len(items), 2, figsize=(6, 3 * len(items)), squeeze=False)
+    for (title, x, y, vocab), (ax0, ax1) in zip(items, axes):
+        for ax, grid, what in ((ax0, x, "input"), (ax1, y, "label")):
+            ax.imshow(grid, cmap="tab20", vmin=0, vmax=max(vocab - 1, 1), interpolation="nearest")
+            ax.set_title(f"{title} {what}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(out_png, buf.getvalue())
+    return Path(out_png)
