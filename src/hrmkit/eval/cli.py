@@ -17,13 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from hrmkit.config import TrainConfig
 from hrmkit.errors import HrmkitError
+
+if TYPE_CHECKING:  # torch loads lazily so that `hrm data ...` and `--help` start fast
+    import torch
 
 
 def register(sub: argparse._SubParsersAction) -> None:

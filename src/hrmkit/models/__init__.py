@@ -9,13 +9,19 @@ Public interface (used by the training loop and the evaluator):
     carry_to_state(carry) -> dict[str, Tensor];  carry_from_state(d) -> Carry
 """
 
-from hrmkit.models.act import ACTModel, Carry, InnerCarry, carry_from_state, carry_to_state
-from hrmkit.models.build import build_model, build_optimizers, count_parameters, flops_per_token, puzzle_embedding_params
-from hrmkit.models.losses import IGNORE_LABEL_ID, ACTLossHead
-from hrmkit.models.puzzle_embedding import PuzzleEmbedding, SignSGDSparse
+import importlib
 
-__all__ = [
-    "ACTLossHead", "ACTModel", "Carry", "InnerCarry", "IGNORE_LABEL_ID", "PuzzleEmbedding", "SignSGDSparse",
-    "build_model", "build_optimizers", "carry_from_state", "carry_to_state", "count_parameters",
-    "flops_per_token", "puzzle_embedding_params",
-]
+# Names resolve on first use (PEP 562) so that light submodules such as `presets` load without torch.
+_EXPORTS = {
+    "ACTModel": "act", "Carry": "act", "InnerCarry": "act", "carry_from_state": "act", "carry_to_state": "act",
+    "build_model": "build", "build_optimizers": "build", "count_parameters": "build", "flops_per_token": "build",
+    "puzzle_embedding_params": "build", "IGNORE_LABEL_ID": "losses", "ACTLossHead": "losses",
+    "PuzzleEmbedding": "puzzle_embedding", "SignSGDSparse": "puzzle_embedding",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"hrmkit.models.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'hrmkit.models' has no attribute {name!r}")
