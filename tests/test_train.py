@@ -22,6 +22,24 @@ TINY = [
 ]
 
 
+# Tiny models run far faster on one thread when the 2 CI cores are shared; subprocesses get the same.
+SUBPROCESS_ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def hrm_process(*args, log=None):
+    """Start `python -m hrmkit.cli ARGS` (stdout+stderr to `log` or a pipe)."""
+    return subprocess.Popen([sys.executable, "-m", "hrmkit.cli", *map(str, args)], stdout=log or subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=SUBPROCESS_ENV)
+
+
 def _cfg(data, out, *extra):
     return resolve_config(preset="demo", overrides=TINY + [f"data_path={data}", f"out_dir={out}", *extra])
 
@@ -34,13 +52,18 @@ def test_short_training_lowers_loss_and_writes_run_files(sudoku4, tmp_path):
     run = train(_cfg(sudoku4, tmp_path, "max_steps=60", "checkpoint_every=30"))
     ticks = [m for m in _metrics(run) if m.get("kind") != "eval"]
     assert ticks[-1]["loss"] < 0.8 * ticks[0]["loss"]
-    for key in ("run_id", "global_step", "epoch", "epoch_step", "wall_time", "samples_per_s", "lr", "loss", "eta_s"):
+    for key in ("run_id", "global_step", "epoch", "epoch_step", "wall_time", "samples_per_s", "lr", "loss", "eta_s",
+                "grad_norm", "bad_steps"):
         assert key in ticks[0]
+    assert [t["global_step"] for t in ticks] == list(range(5, 61, 5)) and all(t["kind"] == "train" for t in ticks)
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "finished" and status["global_step"] == 60 and status["run_id"] == run.name
     assert status["last_eval"]["step"] == 60 and status["last_checkpoint"].endswith("step_00000060.pt")
-    for key in ("epoch", "samples_per_s", "eta_s", "best", "updated_at"):
+    for key in ("pid", "host", "epoch", "samples_per_s", "eta_s", "best", "updated_at", "total_steps", "memory"):
         assert key in status
+    assert status["memory"]["peak_cpu_rss_mb"] > 0 and status["best"]["metric"] == "exact_accuracy"
+    assert not (run / "run.lock").exists()  # released at the end
+    assert (run / "best" / "checkpoint.pt").is_file() and (run / "best" / "metrics.json").is_file()
     assert (run / "config.yaml").is_file()
     ckpt = load_checkpoint(list_checkpoints(run)[-1])
     assert {"model", "optimizers", "rng", "sampler", "carry", "step"} <= set(ckpt)
@@ -57,8 +80,7 @@ def test_sigterm_checkpoints_and_resume_is_exact(sudoku4, tmp_path):
     out = tmp_path / "b"
     args = [sys.executable, "-m", "hrmkit.cli", "train", *TINY, f"data_path={sudoku4}", f"out_dir={out}",
             "max_steps=40", "checkpoint_every=1000"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=SUBPROCESS_ENV)
     deadline = time.time() + 120
     while time.time() < deadline:
         runs = list(out.glob("*/metrics.jsonl")) if out.exists() else []
@@ -95,7 +117,7 @@ def test_eval_json_reports_model_and_copy_baseline(sudoku4, tmp_path, capsys):
     assert result["baselines"]["copy_input"]["exact_accuracy"] == 0.0  # every puzzle has blanks to fill
 
 
-@pytest.mark.parametrize("cmd", [[], ["data", "sudoku"], ["train"], ["eval"], ["status"]])
+@pytest.mark.parametrize("cmd", [[], ["data", "sudoku"], ["train"], ["eval"], ["status"], ["runs"]])
 def test_help_describes_every_option(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         hrm([*cmd, "--help"])
@@ -107,3 +129,32 @@ def test_help_describes_every_option(cmd, capsys):
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert hrm(["train", "--resume", str(tmp_path)]) == 2
     assert "config.yaml" in capsys.readouterr().err
+
+
+def test_train_help_lists_nested_keys(capsys):
+    with pytest.raises(SystemExit):
+        hrm(["train", "--help"])
+    text = capsys.readouterr().out
+    for key in ("eval.fast_every", "eval.gate_delta", "guards.max_bad_steps", "log.tensorboard", "lr_schedule",
+                "grad_accum_steps", "status_interval_s", "--resume RUN_DIR|auto"):
+        assert key in text, key
+
+
+def test_config_errors_come_before_a_run_folder_exists(sudoku4, tmp_path, monkeypatch):
+    from hrmkit.errors import HrmkitError
+
+    with pytest.raises(HrmkitError, match="global_batch_size=auto needs a CUDA device"):
+        train(_cfg(sudoku4, tmp_path, "global_batch_size=auto", "device=cpu"))
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    assert hrm(["train", *TINY, f"data_path={sudoku4}", f"out_dir={tmp_path}", "log.tensorboard=true"]) == 2
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_compile_matches_eager(sudoku4, tmp_path):
+    """torch.compile on request (CPU inductor: needs a C compiler; slow to compile)."""
+    args = ("max_steps=6", "arch.halt_exploration_prob=0", "eval_max_examples=8")
+    a = _final_weights(train(_cfg(sudoku4, tmp_path / "a", *args)))
+    b = _final_weights(train(_cfg(sudoku4, tmp_path / "b", *args, "compile=true")))
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Strict(BaseModel):
@@ -60,18 +60,79 @@ class DemoDataConfig(_Strict):
     num_aug: int = 0
 
 
+class EvalConfig(_Strict):
+    """Evaluation cadence during training (`eval.*`).
+
+    Fast evaluation: every `fast_every` optimizer steps on a fixed subset of `fast_examples` test examples
+    drawn with `fast_seed` (the same subset for the whole run). Full evaluation: every `full_every` steps on the
+    whole test split (or its first `eval_max_examples`); when unset, every `eval_interval` epochs (the
+    reference cadence). With `gate_delta`, a due full evaluation runs only when the fast score improved by at
+    least `gate_delta` since the last full one (without `full_every`: whenever a fast evaluation improved that
+    much). The best checkpoint is chosen on full evaluations (on fast ones when no full cadence is set) by
+    `best_metric` (a key of the evaluation summary), higher is better unless `best_mode: min`.
+    """
+
+    fast_every: int | None = Field(default=None, ge=1)
+    fast_examples: int = Field(default=1000, ge=1)
+    fast_seed: int = 0
+    full_every: int | None = Field(default=None, ge=1)
+    gate_delta: float | None = Field(default=None, ge=0.0)
+    best_metric: str = "exact_accuracy"
+    best_mode: Literal["max", "min"] = "max"
+
+
+class GuardsConfig(_Strict):
+    """Divergence guards (`guards.*`).
+
+    A step whose loss or gradient is NaN/Inf is skipped (no optimizer step, no EMA update), counted and logged.
+    After `max_bad_steps` consecutive skipped steps the run rolls back to its newest checkpoint and multiplies
+    every learning rate by `rollback_lr_factor`; after `max_rollbacks` rollbacks it stops with an error.
+    """
+
+    skip_nonfinite: bool = True
+    max_bad_steps: int = Field(default=5, ge=1)
+    rollback_lr_factor: float = Field(default=0.5, gt=0.0, le=1.0)
+    max_rollbacks: int = Field(default=3, ge=0)
+
+
+class LogConfig(_Strict):
+    """Logging sinks (`log.*`). metrics.jsonl is always written.
+
+    tensorboard: event files in RUN/tensorboard (optional dependency `tensorboard`); wandb: Weights & Biases,
+    offline by default (`wandb_mode`; optional dependency `wandb`); progress: `auto` draws a progress bar on a
+    terminal when tqdm is installed and prints plain lines otherwise, `bar` requires tqdm, `lines` never
+    draws a bar. eta_window_s: the ETA and samples/s come from the steps of the last `eta_window_s` seconds of
+    training time.
+    """
+
+    tensorboard: bool = False
+    wandb: bool = False
+    wandb_project: str = "hrmkit"
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+    progress: Literal["auto", "bar", "lines"] = "auto"
+    eta_window_s: float = Field(default=300.0, gt=0.0)
+
+
 class TrainConfig(_Strict):
     """One training run (reference `cfg_pretrain.yaml` names where they exist).
 
     Units: `epochs` and `eval_interval` count epochs (passes over the training groups, as the reference);
     `max_steps`, `checkpoint_every`, `log_every`, `lr_warmup_steps` count optimizer steps; `max_time_s` is
     wall-clock seconds of training (evaluation excluded) after which the run stops cleanly.
+
+    One optimizer step takes `grad_accum_steps` ACT segments (batches); `global_batch_size` is per segment and
+    `auto` (CUDA only) picks the largest batch that leaves `memory_headroom` (fraction) of GPU memory free.
+    `lr_schedule`: `cosine` (reference: linear warmup, then cosine to lr * lr_min_ratio), `constant` (warmup,
+    then lr) or `cosine_restarts` (warmup, then cosine cycles of `lr_restart_period` steps, each cycle
+    `lr_restart_mult` times longer than the previous). `status_interval_s` is the heartbeat period (seconds);
+    `early_stop_patience` counts best-tracking evaluations without improvement. bf16 on CUDA is the models'
+    `arch.forward_dtype: auto`; `compile: true` wraps the model in torch.compile for training.
     """
 
     data_path: str = "data/sudoku-4x4-demo"
     demo_data: DemoDataConfig | None = None  # build data_path with this recipe when it is missing
     arch: ArchConfig = ArchConfig()
-    global_batch_size: int = 768
+    global_batch_size: int | Literal["auto"] = 768
     epochs: int = 100000
     eval_interval: int | None = 10000
     max_steps: int | None = None
@@ -96,6 +157,21 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     out_dir: str = "runs"
     preset: str | None = None
+    # --- long-run machinery (hrmkit additions) ---
+    eval: EvalConfig = EvalConfig()
+    guards: GuardsConfig = GuardsConfig()
+    log: LogConfig = LogConfig()
+    status_interval_s: float = Field(default=60.0, gt=0.0)
+    early_stop_patience: int | None = Field(default=None, ge=1)
+    lr_schedule: Literal["cosine", "constant", "cosine_restarts"] = "cosine"
+    lr_restart_period: int = Field(default=1000, ge=1)
+    lr_restart_mult: float = Field(default=1.0, ge=1.0)
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+    grad_accum_steps: int = Field(default=1, ge=1)
+    compile: bool = False
+    memory_headroom: float = Field(default=0.1, ge=0.0, lt=1.0)
+    auto_batch_max: int = Field(default=8192, ge=1)
+    dist_timeout_s: float = Field(default=7200.0, gt=0.0)
 
 
 # Presets are partial configs (nested dicts) applied before the YAML file and the key=value overrides.
@@ -105,25 +181,25 @@ PRESETS: dict[str, dict] = {
         "data_path": "data/sudoku-4x4-demo",
         "demo_data": {"size": 4, "train": 3000, "test": 1000, "seed": 0},
         "arch": {
-            "name": "hrm", "hidden_size": 128, "num_heads": 4, "expansion": 4.0,
+            "name": "hrm", "hidden_size": 64, "num_heads": 4, "expansion": 4.0,
             "H_layers": 2, "L_layers": 2, "H_cycles": 2, "L_cycles": 2,
-            "halt_max_steps": 4, "halt_exploration_prob": 0.1, "puzzle_emb_ndim": 128,
+            "halt_max_steps": 4, "halt_exploration_prob": 0.1, "puzzle_emb_ndim": 64,
             "pos_encodings": "rope",
         },
-        "global_batch_size": 128,
+        "global_batch_size": 64,
         "epochs": 100000,
         "eval_interval": None,
-        "max_steps": 3000,
-        "max_time_s": 570,
-        "lr": 1e-3,
+        "max_steps": 5000,
+        "max_time_s": 540,
+        "lr": 2e-3,
         "lr_warmup_steps": 100,
         "lr_min_ratio": 0.1,
         "weight_decay": 0.1,
-        "puzzle_emb_lr": 1e-3,
+        "puzzle_emb_lr": 2e-3,
         "puzzle_emb_weight_decay": 0.1,
         "checkpoint_every": 500,
         "log_every": 100,
-        "eval_batch_size": 512,
+        "eval_batch_size": 500,
     },
     # Reference recipes (DESIGN.md §3 table); architecture from the model presets.
     "hrm-sudoku-extreme-1k": {

@@ -2,12 +2,16 @@
 
 A checkpoint is a dict of tensors and plain Python values saved with `torch.save` and read with
 `torch.load(weights_only=True)`. Files are `checkpoints/step_{global_step:08d}.pt` inside the run folder.
+A file is written under a temporary name, fsynced, renamed, and the folder is fsynced, so after a crash
+(SIGKILL, power loss) a checkpoint file is either complete or absent; leftover temporary files are removed by
+`remove_temporary_files` on resume. Retention keeps the newest `keep` files and any protected ones (the best).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import random
 import re
 import warnings
@@ -57,11 +61,41 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int, 
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(path, buf.getvalue())
+    fsync_dir(path.parent)
+    protect = {Path(p).resolve() for p in protect}
     existing = list_checkpoints(run_dir)
     for old in existing[:-keep] if keep > 0 else []:
-        if old not in protect and old != path:
+        if old.resolve() not in protect and old != path:
             old.unlink(missing_ok=True)
+    fsync_dir(path.parent)
     return path
+
+
+def fsync_dir(folder: Path) -> None:
+    """fsync a folder so a rename or unlink inside it survives a power loss (no-op where unsupported)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_temporary_files(run_dir: Path) -> list[Path]:
+    """Delete the `.NAME.*.tmp` leftovers of writes interrupted by a crash, in the run folder and its
+    `checkpoints/` (files, and folders such as a half-written `best/`); returns what was removed."""
+    import shutil
+
+    removed = []
+    for folder in (Path(run_dir), Path(run_dir) / "checkpoints"):
+        for p in folder.glob(".*.tmp") if folder.is_dir() else []:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -80,11 +114,12 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise HrmkitError(f"{path}: not a readable hrmkit checkpoint ({type(e).__name__}: {e})") from e
 
 
-def latest_valid_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+def latest_valid_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]] | None:
     """The newest checkpoint that loads; corrupt or truncated ones are skipped with a warning."""
     for path in reversed(list_checkpoints(run_dir)):
         try:
-            return path, load_checkpoint(path)
+            return path, load_checkpoint(path, map_location)
         except HrmkitError as e:
             warnings.warn(f"skipping corrupt checkpoint: {e}", stacklevel=2)
+            print(f"warning: skipping corrupt checkpoint: {e}", flush=True)
     return None

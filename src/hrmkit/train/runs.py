@@ -1,0 +1,234 @@
+"""Run folders: the writer lock, liveness of the process behind a run, the observed state, and `hrm runs`.
+
+The lock `RUN/run.lock` holds {pid, host, started_at} of the process that writes the run and that process
+keeps an exclusive `flock` on it while it runs. The kernel drops a flock when its process dies (SIGKILL
+included), so on one host a free flock means the previous writer is gone: its lock is stale and is taken over.
+A lock held by another host cannot be checked from here and is never taken over (remove the file by hand).
+
+Observed states (`observe_state`): running, finished, interrupted, crashed, stale (and starting).
+`crashed`: the status says running but the writer process is dead on this host (or the loop recorded a
+crash); `stale`: the status says running but its heartbeat (`updated_at`) is older than 3 status intervals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from hrmkit.errors import HrmkitError
+
+LOCK_NAME = "run.lock"
+STALE_INTERVALS = 3
+LIVE_STATES = ("starting", "running")
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _proc_start_time(pid: int) -> float | None:
+    """Start time of `pid` in seconds since the epoch (Linux /proc), None when unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] == "Z":  # zombie: dead, not yet reaped
+            return -1.0
+        ticks = int(fields[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def pid_alive(pid: int | None, started_before: float | None = None) -> bool:
+    """Whether process `pid` runs on this host. With `started_before` (epoch seconds), a process that started
+    after it cannot be the one we look for (pid reuse) and counts as dead; zombies count as dead."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    start = _proc_start_time(pid)
+    if start is not None and start < 0:
+        return False
+    if start is not None and started_before is not None and start > started_before + 2.0:
+        return False
+    return True
+
+
+def _parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """Parsed JSON object at `path`, None when missing or unreadable."""
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+class RunLock:
+    """Exclusive writer lock of one run folder (module docstring). `acquire()` raises HrmkitError when another
+    live process holds it; `release()` removes it. Use as a context manager or call both."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_NAME
+        self._fd: int | None = None
+        self.took_over: dict[str, Any] | None = None  # the stale holder's info when we replaced it
+
+    def acquire(self) -> "RunLock":
+        host = socket.gethostname()
+        for _ in range(20):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                info = read_json(self.path) or {}
+                raise HrmkitError(
+                    f"{self.path.parent}: run is being written by pid {info.get('pid')} on {info.get('host')} "
+                    f"since {info.get('started_at')}; stop that process first (or wait for it to finish)")
+            try:  # the file we locked may have been removed and recreated by its previous owner meanwhile
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            old = read_json(self.path)
+            if old and old.get("host") not in (None, host):
+                os.close(fd)
+                raise HrmkitError(f"{self.path}: held by pid {old.get('pid')} on host {old.get('host')}, which "
+                                  f"cannot be checked from {host}; delete {self.path} if that run is gone")
+            if old and old.get("pid") != os.getpid():
+                self.took_over = old
+            info = {"pid": os.getpid(), "host": host, "started_at": utc_now(), "started_at_s": time.time()}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+            os.fsync(fd)
+            self._fd = fd
+            return self
+        raise HrmkitError(f"{self.path}: could not take the lock (it keeps being replaced)")
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def heartbeat_age_s(status: dict[str, Any], now: float | None = None) -> float | None:
+    """Seconds since the status was last written (its `updated_at`), None when unknown."""
+    t = _parse_time(status.get("updated_at"))
+    return None if t is None else (now or time.time()) - t
+
+
+def observe_state(run_dir: Path, status: dict[str, Any] | None = None, now: float | None = None) -> str:
+    """The state of a run as seen from outside (module docstring); `unknown` without a status.json."""
+    run_dir = Path(run_dir)
+    status = status if status is not None else read_json(run_dir / "status.json")
+    if status is None:
+        return "unknown"
+    state = status.get("state", "unknown")
+    if state not in LIVE_STATES:
+        return state
+    holder = read_json(run_dir / LOCK_NAME) or {"pid": status.get("pid"), "host": status.get("host")}
+    if holder.get("host") == socket.gethostname() and not pid_alive(holder.get("pid"), holder.get("started_at_s")):
+        return "crashed"
+    age = heartbeat_age_s(status, now)
+    interval = float(status.get("status_interval_s") or 60.0)
+    if age is not None and age > STALE_INTERVALS * interval:
+        return "stale"
+    return state
+
+
+def _config(run_dir: Path) -> dict[str, Any]:
+    try:
+        import yaml
+
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+        return cfg if isinstance(cfg, dict) else {}
+    except Exception:  # a half-written or foreign file: the listing shows blanks
+        return {}
+
+
+def run_summary(run_dir: Path, now: float | None = None) -> dict[str, Any]:
+    """One row of `hrm runs`: id, task, preset, step, total, best, state, updated_at, heartbeat_age_s."""
+    run_dir = Path(run_dir)
+    status = read_json(run_dir / "status.json") or {}
+    cfg = _config(run_dir)
+    return {
+        "run_id": status.get("run_id", run_dir.name), "path": str(run_dir),
+        "task": status.get("task") or "?", "preset": status.get("preset") or cfg.get("preset") or "-",
+        "global_step": status.get("global_step"), "total_steps": status.get("total_steps"),
+        "best": status.get("best"), "state": observe_state(run_dir, status if status else None, now),
+        "updated_at": status.get("updated_at"), "heartbeat_age_s": heartbeat_age_s(status, now),
+    }
+
+
+def list_runs(root: Path) -> list[dict[str, Any]]:
+    """Summaries of the run folders under `root` (folders with a status.json or config.yaml), oldest first.
+
+    Raises HrmkitError when `root` is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise HrmkitError(f"{root}: no such runs folder")
+    dirs = [d for d in root.iterdir() if d.is_dir() and ((d / "status.json").is_file() or (d / "config.yaml").is_file())]
+    return [run_summary(d) for d in sorted(dirs, key=lambda d: d.name)]
+
+
+def format_runs(rows: list[dict[str, Any]]) -> str:
+    """The `hrm runs` table."""
+    head = ("RUN", "TASK", "PRESET", "STEP", "BEST", "STATE", "UPDATED")
+    lines = [head]
+    for r in rows:
+        b = r["best"]
+        best = f"{b.get('metric')} {b.get('value'):.4f} @{b.get('step')}" if b and b.get("value") is not None else "-"
+        step = f"{r['global_step'] if r['global_step'] is not None else '?'}/{r['total_steps'] or '?'}"
+        lines.append((r["run_id"], str(r["task"]), str(r["preset"]), step, best, r["state"], r["updated_at"] or "-"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def find_resumable(root: Path, preset: str | None = None) -> Path | None:
+    """The newest run under `root` that can be resumed (`--resume auto`): not finished and no live writer
+    (interrupted, crashed or stale-with-dead-writer). With `preset`, only runs of that preset. None if none."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    for d in sorted((d for d in root.iterdir() if (d / "config.yaml").is_file()), key=lambda d: d.name, reverse=True):
+        state = observe_state(d)
+        if state in ("finished", "running", "starting", "stale"):
+            continue  # stale with a live writer: hung, not ours to take
+        if preset is not None and _config(d).get("preset") != preset:
+            continue
+        return d
+    return None
+
