@@ -189,7 +189,7 @@ PRESETS: dict[str, dict] = {
         "global_batch_size": 64,
         "epochs": 100000,
         "eval_interval": None,
-        "max_steps": 5000,
+        "max_steps": 4500,
         "max_time_s": 540,
         "lr": 2e-3,
         "lr_warmup_steps": 100,
