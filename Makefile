@@ -12,8 +12,10 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 install: $(BIN)/.installed
 
+# Train the CPU demo, then score its newest run on the held-out puzzles next to the baselines.
 demo: $(BIN)/.installed
 	PYTHONUNBUFFERED=1 $(BIN)/hrm train
+	$(BIN)/hrm eval "$$(ls -td runs/*/ | head -n 1)" --report "$$(ls -td runs/*/ | head -n 1)report"
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

@@ -43,3 +43,13 @@ def test_schedule_warmup_then_cosine_to_min_ratio():
     assert lrs[110] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
     assert cosine_with_warmup(500, 1.0, 10, 110, 1.0) == pytest.approx(1.0)  # constant after warmup
+
+
+def test_model_preset_is_the_arch_base_and_arch_keys_override_it():
+    cfg = resolve_config(preset="demo", overrides=["model=trm-attn", "arch.L_cycles=4"])
+    assert cfg.arch.name == "trm" and cfg.arch.hidden_size == 512  # the demo's arch gives way to the model preset
+    assert cfg.arch.L_cycles == 4
+    resumed = resolve_config(base=cfg.model_dump(), overrides=["max_steps=5"])
+    assert resumed.arch == cfg.arch  # a resumed run keeps the arch it was trained with
+    with pytest.raises(HrmkitError, match="unknown model preset 'nope'"):
+        resolve_config(overrides=["model=nope"])

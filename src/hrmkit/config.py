@@ -157,6 +157,7 @@ class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     out_dir: str = "runs"
     preset: str | None = None
+    model: str | None = None  # architecture preset (`hrm model list`) under `arch`; arch.* keys given override it
     # --- long-run machinery (hrmkit additions) ---
     eval: EvalConfig = EvalConfig()
     guards: GuardsConfig = GuardsConfig()
@@ -203,12 +204,12 @@ PRESETS: dict[str, dict] = {
     },
     # Reference recipes (DESIGN.md §3 table); architecture from the model presets.
     "hrm-sudoku-extreme-1k": {
-        "arch": {"name": "hrm"}, "global_batch_size": 768, "epochs": 20000, "eval_interval": 2000,
+        "model": "hrm-paper", "global_batch_size": 768, "epochs": 20000, "eval_interval": 2000,
         "lr": 1e-4, "puzzle_emb_lr": 1e-4, "weight_decay": 1.0, "puzzle_emb_weight_decay": 1.0,
         "lr_warmup_steps": 2000,
     },
     "hrm-arc": {
-        "arch": {"name": "hrm"}, "global_batch_size": 768, "epochs": 100000, "eval_interval": 10000,
+        "model": "hrm-paper", "global_batch_size": 768, "epochs": 100000, "eval_interval": 10000,
         "lr": 1e-4, "puzzle_emb_lr": 1e-2, "weight_decay": 0.1, "puzzle_emb_weight_decay": 0.1,
         "lr_warmup_steps": 2000,
     },
@@ -255,6 +256,7 @@ def resolve_config(
     from hrmkit.errors import HrmkitError
 
     merged: dict = dict(base or {})
+    user: dict = {}  # what the YAML file and the overrides set: beats the `model` architecture preset
     if preset is not None:
         if preset not in PRESETS:
             raise HrmkitError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
@@ -269,10 +271,18 @@ def resolve_config(
             raise HrmkitError(f"{config_file}: cannot read config: {e}") from e
         if not isinstance(loaded, dict):
             raise HrmkitError(f"{config_file}: expected a mapping of keys, got {type(loaded).__name__}")
-        merged = _deep_merge(merged, loaded)
+        user = _deep_merge(user, loaded)
         source = config_file
     for item in overrides or []:
-        merged = _deep_merge(merged, parse_override(item))
+        user = _deep_merge(user, parse_override(item))
+    merged = _deep_merge(merged, user)
+    if isinstance(merged.get("model"), str):
+        from hrmkit.models.presets import get_preset
+
+        arch = get_preset(merged["model"]).model_dump()
+        for layer in (base or {}, user):  # a resumed run's arch, then the user's arch.* keys
+            arch = _deep_merge(arch, layer.get("arch") or {})
+        merged["arch"] = arch
     try:
         return TrainConfig.model_validate(merged)
     except ValidationError as e:

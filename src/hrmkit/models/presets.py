@@ -32,6 +32,16 @@ PRESETS: dict[str, ArchConfig] = {
 }
 
 
+def _demo() -> ArchConfig:
+    from hrmkit.config import PRESETS as TRAIN_PRESETS
+
+    return ArchConfig.model_validate(TRAIN_PRESETS["demo"]["arch"])
+
+
+# The CPU demo's model (`hrm train` with no arguments), defined with the demo training preset in config.py.
+PRESETS["demo"] = _demo()
+
+
 def get_preset(name: str) -> ArchConfig:
     """A copy of preset `name`. Raises HrmkitError listing the known presets."""
     if name not in PRESETS:

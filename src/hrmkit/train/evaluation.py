@@ -49,14 +49,15 @@ class EvalPlan:
     """Which evaluations are due after a global step.
 
     `full_every` defaults to `full_every_steps` (the reference `eval_interval` in epochs, converted to steps).
-    Without any full cadence and without a gate, the best checkpoint is chosen on fast evaluations.
+    With a fast cadence but no full cadence and no gate, the best checkpoint is chosen on fast evaluations;
+    with no cadence at all, on the full evaluation at the end of training.
     """
 
     def __init__(self, cfg: EvalConfig, full_every_steps: int | None):
         self.fast_every = cfg.fast_every
         self.full_every = cfg.full_every or full_every_steps
         self.gated = cfg.gate_delta is not None
-        self.best_on_fast = self.full_every is None and not self.gated
+        self.best_on_fast = bool(self.fast_every) and self.full_every is None and not self.gated
 
     def due(self, step: int) -> tuple[bool, bool]:
         """(run a fast evaluation, a full evaluation is due) at `step`. A gated full evaluation needs a fast
