@@ -158,3 +158,22 @@ def test_compile_matches_eager(sudoku4, tmp_path):
     b = _final_weights(train(_cfg(sudoku4, tmp_path / "b", *args, "compile=true")))
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from hrmkit.cli import build_parser
+
+    missing = []
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+            elif action.option_strings and not action.help:
+                missing.append((" ".join(path), action.option_strings))
+
+    walk(build_parser(), ["hrm"])
+    assert not missing

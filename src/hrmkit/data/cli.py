@@ -176,7 +176,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--size", type=int, default=None, help="grid size 4, 6 or 9 (boxes 2x2, 2x3, 3x3); default 9")
     s.add_argument("--train", type=int, default=None, help="train puzzles (generated: default 1000; CSV: subsample)")
     s.add_argument("--test", type=int, default=None, help="test puzzles (generated: default 1000; CSV: subsample)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same dataset (default 0)")
     s.add_argument("--num-aug", type=int, default=None, help="augmented versions per train puzzle (default 0)")
     s.add_argument("--min-clues", type=int, default=None, help="stop removing clues at this many")
     s.add_argument("--max-clues", type=int, default=None, help="stop removing clues once this many are left; "
@@ -203,7 +203,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "from S to G takes at least L moves")
     m.add_argument("--braid", type=float, default=0.0, help="fraction of dead ends opened into loops (0 = perfect)")
     m.add_argument("--aug", action="store_true", help="8 dihedral versions per train maze (reference --aug)")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same dataset (default 0)")
     m.add_argument("--from-csv", default=None, help="import this CSV (header source,q,a,rating; charset '# SGo')")
     m.add_argument("--test-csv", default=None, help="with --from-csv: the test split's CSV")
     m.add_argument("--test-fraction", type=float, default=None,
