@@ -34,7 +34,6 @@ import hashlib
 import itertools
 import json
 import multiprocessing
-import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ import numpy as np
 from hrmkit.data import arc
 from hrmkit.data.augment import dihedral_transform
 from hrmkit.data.format import SplitWriter, write_identifiers
+from hrmkit.data.workers import num_workers
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_directory, atomic_write_bytes
 
@@ -236,7 +236,7 @@ def build_arc_dataset(cfg: ArcBuildConfig, log: Callable[[str], None] = arc.log_
     t0 = time.monotonic()
     training, evaluation = load_build_tasks(cfg, log)
     tasks = training + evaluation
-    workers = cfg.workers or len(os.sched_getaffinity(0))
+    workers = num_workers(cfg.workers)
     log(f"arc: {len(training)} training + {len(evaluation)} evaluation tasks, {cfg.num_aug} augmentations, "
         f"policy {cfg.eval_policy}, {workers} workers -> {cfg.out}")
     jobs = [(t, cfg.num_aug, cfg.seed, cfg.eval_policy, cfg.retries_factor) for t in tasks]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import math
 import multiprocessing as mp
-import os
 import sys
 from collections import deque
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import numpy as np
 
 from hrmkit.data.augment import maze_dihedral_versions
 from hrmkit.data.format import SplitWriter, write_identifiers
+from hrmkit.data.workers import num_workers
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_directory
 
@@ -193,15 +193,6 @@ def _generate_one(args: tuple[int, int, int, int, float, int]):
     return generate_maze(size, np.random.default_rng([seed, tag, index]), min_len, braid)
 
 
-def _workers(requested: int | None) -> int:
-    if requested:
-        return requested
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover
-        return max(1, os.cpu_count() or 1)
-
-
 @dataclass
 class MazeSet:
     """Mazes of one split: inputs and labels [N, H, W] ASCII uint8, path lengths [N] (moves)."""
@@ -262,7 +253,6 @@ def write_dataset(out: Path, train: MazeSet, test: MazeSet, aug: bool, force: bo
         raise HrmkitError(f"mazes must be square, got {H}x{W}")
     S = H * W
     with atomic_directory(out, overwrite=force) as tmp:
-        os.chmod(tmp, 0o755)
         for split, data, do_aug in (("train", train, aug), ("test", test, False)):
             writer = SplitWriter(tmp / split, seq_len=S)
             try:
@@ -289,7 +279,7 @@ def build_generated(
     aug: bool = False, workers: int | None = None, force: bool = False,
 ) -> dict:
     """Generate and write a maze dataset; train and test share no maze (input grids compared exactly)."""
-    nw = _workers(workers)
+    nw = num_workers(workers)
     exclude: set[bytes] = set()
     train = generate_split(size, n_train, seed, 0, min_path_length, braid, nw, exclude)
     if aug:  # no test maze may equal any train version

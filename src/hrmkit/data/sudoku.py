@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import csv
 import multiprocessing as mp
-import os
 import sys
 import time
 from collections import Counter
@@ -47,6 +46,7 @@ import numpy as np
 
 from hrmkit.data.augment import sudoku_augment_many
 from hrmkit.data.format import SplitWriter, write_identifiers
+from hrmkit.data.workers import num_workers
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_directory
 
@@ -332,15 +332,6 @@ def _generate_one(args: tuple[GenSpec, int, int]) -> tuple[list[int], list[int],
     return None
 
 
-def _workers(requested: int | None) -> int:
-    if requested:
-        return max(1, requested)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def candidate_stream(spec: GenSpec, tag: int, workers: int, block: int = 256) -> Iterator:
     """`_generate_one` results for indices 0, 1, 2, ... of stream `tag`, in index order, forever.
 
@@ -537,7 +528,6 @@ def build_dataset(
     """Write DATASET atomically: the train split first, then `make_test(train_puzzle_hashes)` -> test set
     (which must avoid those hashes), then the test split. Returns (test set, test solutions found in train)."""
     with atomic_directory(out, overwrite=force) as tmp:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a dataset is meant to be shared
         t0 = time.time()
         train_ph, train_sh = write_split(tmp / "train", box, train, num_aug, seed, extra)
         _log(f"  wrote train split ({len(train)} groups x {1 + num_aug} versions) in {time.time() - t0:.1f}s")
@@ -555,7 +545,7 @@ def build_generated(
 ) -> dict:
     """Generate and write a Sudoku dataset; returns a summary dict (printed by the CLI)."""
     box = box_for_size(size)
-    nw = _workers(workers)
+    nw = num_workers(workers)
     spec = GenSpec(box, seed, min_clues, max_clues, min_rating, max_rating)
     _log(f"generating {size}x{size} Sudoku (box {box[0]}x{box[1]}): {n_train} train + {n_test} test, {nw} workers")
     train = generate_split(spec, 0, n_train, nw, "train")
@@ -683,7 +673,7 @@ def read_csv(
             )
     if verify_unique:
         jobs = [(bytes(p), box) for p in P]
-        nw = _workers(workers)
+        nw = num_workers(workers)
         if nw > 1 and len(jobs) >= 256:
             ctx = mp.get_context("fork") if sys.platform.startswith("linux") else mp.get_context()
             with ctx.Pool(nw) as pool:
