@@ -47,7 +47,6 @@ from hrmkit.train.sinks import Console, RateWindow, Sinks, check_dependencies, f
 from hrmkit.train.smoothing import LabelSmoothing
 from hrmkit.train.status import StatusFile, memory_report, new_run_id
 
-_fmt_time = fmt_time  # backwards-compatible name
 STATS = ("loss", "count", "accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss",
          "q_continue_loss", "bad")
 
