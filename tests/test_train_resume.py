@@ -25,7 +25,7 @@ def _assert_same(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
-FEATURES = ["max_steps=8", "checkpoint_every=3", "ema=true", "grad_accum_steps=2", "label_smoothing=0.1",
+FEATURES = ["max_steps=8", "checkpoint_every=3", "ema=true", "grad_accum_steps=2", "arch.loss.label_smoothing=0.1",
             "lr_schedule=cosine_restarts", "lr_restart_period=3", "eval.fast_every=4", "eval.fast_examples=8",
             "eval_max_examples=8", "eval_batch_size=8", "grad_clip_norm=1.0", "log_every=2"]
 

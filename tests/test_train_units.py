@@ -21,7 +21,6 @@ from hrmkit.train.evaluation import EvalPlan, EvalTracker, archive_best, diagnos
 from hrmkit.train.guards import StepGuard, clip_, sanitize_carry, total_norm
 from hrmkit.train.schedule import cosine_restarts, lr_at
 from hrmkit.train.sinks import Console, RateWindow, Sinks, check_dependencies, use_bar
-from hrmkit.train.smoothing import LabelSmoothing
 from hrmkit.train.status import StatusFile, memory_report
 from test_train import _one_thread  # noqa: F401 (autouse fixture)
 
@@ -45,7 +44,7 @@ def test_new_config_keys_validate():
     cfg = resolve_config(overrides=["eval.fast_every=5", "guards.max_bad_steps=2", "log.tensorboard=true",
                                     "global_batch_size=auto", "lr_schedule=cosine_restarts", "grad_accum_steps=4"])
     assert cfg.eval.fast_every == 5 and cfg.guards.max_bad_steps == 2 and cfg.global_batch_size == "auto"
-    for bad, key in [("grad_accum_steps=0", "grad_accum_steps"), ("label_smoothing=1.5", "label_smoothing"),
+    for bad, key in [("grad_accum_steps=0", "grad_accum_steps"), ("arch.loss.label_smoothing=1.5", "label_smoothing"),
                      ("eval.nope=1", "eval.nope"), ("guards.rollback_lr_factor=0", "rollback_lr_factor"),
                      ("global_batch_size=big", "global_batch_size")]:
         with pytest.raises(HrmkitError, match=key):
@@ -340,24 +339,16 @@ def _batch(n=4, seed=0):
 
 
 @pytest.mark.parametrize("loss_type", ["stablemax_cross_entropy", "softmax_cross_entropy"])
-def test_label_smoothing_correction_matches_formula(loss_type):
+def test_label_smoothing_matches_formula_in_training_only(loss_type):
     head = _tiny_head(loss_type).train()
     # put some signal in the logits (the lm_head starts near zero)
     torch.nn.init.normal_(head.model.inner.lm_head.weight, std=1.0)
     batch = _batch()
     eps = 0.1
-    smooth = LabelSmoothing(head, eps)
-    captured = {}
-
-    def keep(module, args, out):
-        captured.setdefault("logits", out[:, head.model.inner.puzzle_len:].detach())
-
-    h = head.model.inner.lm_head.register_forward_hook(keep)
-    carry, loss, metrics, _, _ = head(head.initial_carry(batch), batch)
-    corr = smooth.correction(carry.current_data["labels"])
-    h.remove()
-    smooth.remove()
-    logits = captured["logits"].double()
+    carry, _, plain, out, _ = head(head.initial_carry(batch), batch)
+    head.label_smoothing = eps
+    carry, _, metrics, out, _ = head(head.initial_carry(batch), batch)
+    logits = out["logits"].double()
     if loss_type == "stablemax_cross_entropy":
         s = torch.where(logits < 0, 1 / (1 - logits), logits + 1)
         logp = torch.log(s / s.sum(-1, keepdim=True))
@@ -368,8 +359,11 @@ def test_label_smoothing_correction_matches_formula(loss_type):
     nll = -logp.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
     smoothed = (1 - eps) * nll + eps * (-logp.mean(-1))
     want = (torch.where(mask, smoothed, 0).sum(-1) / mask.sum(-1)).sum()
-    assert float(metrics["lm_loss"] + corr.detach()) == pytest.approx(float(want), rel=1e-4)
-    assert corr.requires_grad
+    assert float(metrics["lm_loss"]) == pytest.approx(float(want), rel=1e-4)
+    assert float(metrics["lm_loss"]) != pytest.approx(float(plain["lm_loss"]), rel=1e-4)
+    head.eval()  # evaluation reports the plain loss
+    _, _, evaluated, _, _ = head(head.initial_carry(batch), batch)
+    assert float(evaluated["lm_loss"]) == pytest.approx(float(plain["lm_loss"]), rel=1e-5)
 
 
 def test_puzzle_grad_stash_applies_sign_of_the_summed_gradients():

@@ -20,6 +20,7 @@ class LossConfig(_Strict):
 
     name: str = "ACTLossHead"
     loss_type: Literal["stablemax_cross_entropy", "softmax_cross_entropy"] = "stablemax_cross_entropy"
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)  # LM loss, training only (not in the reference)
 
 
 class ArchConfig(_Strict):
@@ -167,7 +168,6 @@ class TrainConfig(_Strict):
     lr_schedule: Literal["cosine", "constant", "cosine_restarts"] = "cosine"
     lr_restart_period: int = Field(default=1000, ge=1)
     lr_restart_mult: float = Field(default=1.0, ge=1.0)
-    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
     grad_accum_steps: int = Field(default=1, ge=1)
     compile: bool = False
     memory_headroom: float = Field(default=0.1, ge=0.0, lt=1.0)

@@ -24,7 +24,8 @@ def build_model(arch: ArchConfig, *, seq_len: int, vocab_size: int, num_puzzle_i
     cls = {"hrm": HRMInner, "trm": TRMInner, "transformer": TransformerInner}[arch.name]
     inner = cls(arch, seq_len, vocab_size, num_puzzle_identifiers)
     q_continue = {"hrm": True, "trm": not arch.no_ACT_continue, "transformer": False}[arch.name]
-    return ACTLossHead(ACTModel(inner, arch, q_continue=q_continue), arch.loss.loss_type)
+    return ACTLossHead(ACTModel(inner, arch, q_continue=q_continue), arch.loss.loss_type,
+                       label_smoothing=arch.loss.label_smoothing)
 
 
 def puzzle_embedding_params(head: nn.Module) -> list[PuzzleEmbedding]:

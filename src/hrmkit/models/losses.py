@@ -23,20 +23,28 @@ def log_stablemax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return torch.log(s / s.sum(dim=dim, keepdim=True))
 
 
-def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_LABEL_ID) -> torch.Tensor:
-    """Per-token stablemax cross entropy, float64 (float32 on MPS), 0 at ignored labels. logits [..., V], labels [...]."""
+def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_LABEL_ID,
+                            label_smoothing: float = 0.0) -> torch.Tensor:
+    """Per-token stablemax cross entropy, float64 (float32 on MPS), 0 at ignored labels. logits [..., V], labels [...].
+
+    With label_smoothing eps: (1 - eps) * CE + eps * mean over the vocabulary of -log p (as F.cross_entropy).
+    """
     dtype = torch.float32 if logits.device.type == "mps" else torch.float64
     logp = log_stablemax(logits.to(dtype), dim=-1)
     valid = labels != ignore_index
     idx = torch.where(valid, labels, 0).to(torch.long).unsqueeze(-1)
-    return -torch.where(valid, torch.gather(logp, -1, idx).squeeze(-1), 0)
+    nll = -torch.gather(logp, -1, idx).squeeze(-1)
+    if label_smoothing:
+        nll = (1 - label_smoothing) * nll - label_smoothing * logp.mean(-1)
+    return torch.where(valid, nll, 0)
 
 
-def softmax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_LABEL_ID) -> torch.Tensor:
+def softmax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_LABEL_ID,
+                          label_smoothing: float = 0.0) -> torch.Tensor:
     """Per-token softmax cross entropy in float32, 0 at ignored labels. logits [..., V], labels [...]."""
     flat = F.cross_entropy(
         logits.to(torch.float32).reshape(-1, logits.shape[-1]), labels.to(torch.long).reshape(-1),
-        ignore_index=ignore_index, reduction="none",
+        ignore_index=ignore_index, reduction="none", label_smoothing=label_smoothing,
     )
     return flat.view(labels.shape)
 
@@ -55,15 +63,20 @@ class ACTLossHead(nn.Module):
       preds [B,S] int64 argmax, and any name in `return_keys` found in the outputs or the carry's current
       data; all_finished: bool tensor, every row halted.
     Batch: inputs int32 [B,S], labels int32 [B,S] (-100 ignored), puzzle_identifiers int32 [B].
+    label_smoothing (training only; the reference has none): the LM loss per token becomes
+    (1 - eps) * CE + eps * mean_v(-log p_v) with the loss type's log-probabilities.
     """
 
-    def __init__(self, model: nn.Module, loss_type: str = "stablemax_cross_entropy"):
+    def __init__(self, model: nn.Module, loss_type: str = "stablemax_cross_entropy", label_smoothing: float = 0.0):
         super().__init__()
         if loss_type not in LOSS_FUNCTIONS:
             raise ValueError(f"unknown loss_type {loss_type!r}; expected one of {sorted(LOSS_FUNCTIONS)}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.model = model
         self.loss_type = loss_type
         self.loss_fn = LOSS_FUNCTIONS[loss_type]
+        self.label_smoothing = label_smoothing
 
     def initial_carry(self, batch: dict[str, torch.Tensor]):
         """A carry with every row halted, so the first call loads the batch."""
@@ -89,7 +102,8 @@ class ACTLossHead(nn.Module):
                 "steps": torch.where(valid, new_carry.steps, 0).sum(),
             }
 
-        lm_loss = (self.loss_fn(out["logits"], labels, ignore_index=IGNORE_LABEL_ID) / divisor).sum()
+        eps = self.label_smoothing if self.training else 0.0
+        lm_loss = (self.loss_fn(out["logits"], labels, ignore_index=IGNORE_LABEL_ID, label_smoothing=eps) / divisor).sum()
         q_halt = out["q_halt_logits"]
         q_halt_loss = F.binary_cross_entropy_with_logits(q_halt, seq_correct.to(q_halt.dtype), reduction="sum")
         metrics["lm_loss"] = lm_loss.detach()

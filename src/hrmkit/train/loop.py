@@ -44,7 +44,6 @@ from hrmkit.train.guards import StepGuard, clip_, sanitize_carry, total_norm
 from hrmkit.train.runs import RunLock, read_json
 from hrmkit.train.schedule import lr_at
 from hrmkit.train.sinks import Console, RateWindow, Sinks, check_dependencies, fmt_time, truncate_metrics
-from hrmkit.train.smoothing import LabelSmoothing
 from hrmkit.train.status import StatusFile, memory_report, new_run_id
 
 STATS = ("loss", "count", "accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss",
@@ -173,7 +172,6 @@ class Trainer:
         self.params = [p for p in self.head.parameters() if p.requires_grad]
         self.ema = EMA(self.head, rate=cfg.ema_rate) if cfg.ema else None
         self.stash = PuzzleGradStash(puzzle_embedding_params(self.head)) if self.k > 1 else None
-        self.smoothing = LabelSmoothing(self.head, cfg.label_smoothing) if cfg.label_smoothing > 0 else None
         self.guard = StepGuard(cfg.guards)
         self.plan = EvalPlan(cfg.eval, eval_every)
         self.evals = EvalTracker(cfg.eval, cfg.early_stop_patience)
@@ -372,8 +370,6 @@ class Trainer:
             raise
         finally:
             self.stop.restore()
-            if self.smoothing is not None:
-                self.smoothing.remove()
             if self.console is not None:
                 self.console.close()
             if self.sinks is not None:
@@ -421,8 +417,6 @@ class Trainer:
             if self.carry is None:
                 self.carry = self.head.initial_carry(batch)
             self.carry, loss, metrics, _, _ = self.forward(self.carry, batch)
-            if self.smoothing is not None:
-                loss = loss + self.smoothing.correction(self.carry.current_data["labels"])
             (loss / (B * k)).backward()
             if self.stash is not None:
                 self.stash.stash()
