@@ -23,7 +23,6 @@ a path S->G exists, and the 'o' cells of a form a shortest path.
 
 from __future__ import annotations
 
-import csv
 import math
 import multiprocessing as mp
 import sys
@@ -35,6 +34,7 @@ import numpy as np
 
 from hrmkit.data.augment import maze_dihedral_versions
 from hrmkit.data.format import SplitWriter, write_identifiers
+from hrmkit.data.refcsv import iter_rows
 from hrmkit.data.workers import num_workers
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_directory
@@ -293,66 +293,49 @@ def build_generated(
 # ---------------------------------------------------------------------------------------------------------
 # CSV import
 # ---------------------------------------------------------------------------------------------------------
-CSV_HEADER = ["source", "q", "a", "rating"]
-
-
 def read_csv(path: Path) -> MazeSet:
     """Read and validate a maze CSV (module docstring); HrmkitError naming file, row and value."""
     path = Path(path)
-    try:
-        f = open(path, newline="")
-    except OSError as e:
-        raise HrmkitError(f"{path}: cannot open CSV ({e.strerror})") from None
     bad_chars = str.maketrans("", "", CHARSET)
     inputs, labels, lengths = [], [], []
     side = None
-    with f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != CSV_HEADER:
-            raise HrmkitError(f"{path}: row 1: header must be {','.join(CSV_HEADER)}, got {header!r}")
-        for rowno, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            where = f"{path}: row {rowno}"
-            if len(row) != 4:
-                raise HrmkitError(f"{where}: expected 4 columns (source,q,a,rating), got {len(row)}")
-            _, q, a, _rating = row
-            if side is None:
-                side = math.isqrt(len(q))
-                if side * side != len(q) or side < 2:
-                    raise HrmkitError(f"{where}: column q has length {len(q)}, which is not a square grid")
-            for col, val in (("q", q), ("a", a)):
-                if len(val) != side * side:
-                    raise HrmkitError(f"{where}: column {col} has length {len(val)}, expected {side * side}")
-                bad = val.translate(bad_chars)
-                if bad:
-                    raise HrmkitError(f"{where}: column {col} has character {bad[0]!r} (allowed: {CHARSET!r})")
-            x = np.frombuffer(q.encode(), np.uint8).reshape(side, side)
-            y = np.frombuffer(a.encode(), np.uint8).reshape(side, side)
-            ns, ng = int((x == START).sum()), int((x == GOAL).sum())
-            if ns != 1 or ng != 1:
-                raise HrmkitError(f"{where}: column q needs exactly one start 'S' and one goal 'G', got {ns} and {ng}")
-            if (x == PATH).any():
-                raise HrmkitError(f"{where}: column q contains path cells 'o'")
-            dist = bfs(x, _find_one(x, GOAL)[0])[_find_one(x, START)[0]]
-            if dist < 0:
-                raise HrmkitError(f"{where}: no path from S to G in column q")
-            diff = np.argwhere(x != y)
-            for r, c in diff.tolist():
-                if x[r, c] != OPEN or y[r, c] != PATH:
-                    raise HrmkitError(
-                        f"{where}: column a differs from q at row {r + 1} column {c + 1} "
-                        f"({chr(x[r, c])!r} -> {chr(y[r, c])!r}); only open cells may become 'o'"
-                    )
-            if not is_shortest_path_label(x, y):
+    for rowno, (_, q, a, _rating) in iter_rows(path):
+        where = f"{path}: row {rowno}"
+        if side is None:
+            side = math.isqrt(len(q))
+            if side * side != len(q) or side < 2:
+                raise HrmkitError(f"{where}: column q has length {len(q)}, which is not a square grid")
+        for col, val in (("q", q), ("a", a)):
+            if len(val) != side * side:
+                raise HrmkitError(f"{where}: column {col} has length {len(val)}, expected {side * side}")
+            bad = val.translate(bad_chars)
+            if bad:
+                raise HrmkitError(f"{where}: column {col} has character {bad[0]!r} (allowed: {CHARSET!r})")
+        x = np.frombuffer(q.encode(), np.uint8).reshape(side, side)
+        y = np.frombuffer(a.encode(), np.uint8).reshape(side, side)
+        ns, ng = int((x == START).sum()), int((x == GOAL).sum())
+        if ns != 1 or ng != 1:
+            raise HrmkitError(f"{where}: column q needs exactly one start 'S' and one goal 'G', got {ns} and {ng}")
+        if (x == PATH).any():
+            raise HrmkitError(f"{where}: column q contains path cells 'o'")
+        dist = bfs(x, _find_one(x, GOAL)[0])[_find_one(x, START)[0]]
+        if dist < 0:
+            raise HrmkitError(f"{where}: no path from S to G in column q")
+        diff = np.argwhere(x != y)
+        for r, c in diff.tolist():
+            if x[r, c] != OPEN or y[r, c] != PATH:
                 raise HrmkitError(
-                    f"{where}: the 'o' cells of column a ({len(diff)} cells) are not a shortest S->G path "
-                    f"(shortest has {int(dist) - 1} cells)"
+                    f"{where}: column a differs from q at row {r + 1} column {c + 1} "
+                    f"({chr(x[r, c])!r} -> {chr(y[r, c])!r}); only open cells may become 'o'"
                 )
-            inputs.append(x)
-            labels.append(y)
-            lengths.append(int(dist))
+        if not is_shortest_path_label(x, y):
+            raise HrmkitError(
+                f"{where}: the 'o' cells of column a ({len(diff)} cells) are not a shortest S->G path "
+                f"(shortest has {int(dist) - 1} cells)"
+            )
+        inputs.append(x)
+        labels.append(y)
+        lengths.append(int(dist))
     if not inputs:
         raise HrmkitError(f"{path}: no maze rows")
     return MazeSet(np.stack(inputs), np.stack(labels), np.asarray(lengths, np.int64))

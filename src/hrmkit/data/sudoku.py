@@ -32,7 +32,6 @@ the solution, solution is a valid grid, puzzle has exactly one solution); errors
 
 from __future__ import annotations
 
-import csv
 import multiprocessing as mp
 import sys
 import time
@@ -46,6 +45,7 @@ import numpy as np
 
 from hrmkit.data.augment import sudoku_augment_many
 from hrmkit.data.format import SplitWriter, write_identifiers
+from hrmkit.data.refcsv import iter_rows
 from hrmkit.data.workers import num_workers
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_directory
@@ -561,7 +561,6 @@ def build_generated(
 # ---------------------------------------------------------------------------------------------------------
 # CSV import (Sudoku-Extreme layout)
 # ---------------------------------------------------------------------------------------------------------
-CSV_HEADER = ["source", "q", "a", "rating"]
 
 
 def _unit_counts(grids: np.ndarray, box: tuple[int, int]) -> np.ndarray:
@@ -602,52 +601,38 @@ def read_csv(
     `min_rating` keeps rows whose rating column is >= it (reference `min_difficulty`).
     """
     path = Path(path)
-    try:
-        f = open(path, newline="")
-    except OSError as e:
-        raise HrmkitError(f"{path}: cannot open CSV ({e.strerror})") from None
     qs, as_, ratings, rownos = bytearray(), bytearray(), [], []
     n = size
-    with f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != CSV_HEADER:
-            raise HrmkitError(f"{path}: row 1: header must be {','.join(CSV_HEADER)}, got {header!r}")
-        blank_q = q_table = a_table = None
-        for rowno, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != 4:
-                raise HrmkitError(f"{path}: row {rowno}: expected 4 columns (source,q,a,rating), got {len(row)}: {row!r}")
-            _, q, a, rating = row
+    blank_q = q_table = a_table = None
+    for rowno, (_, q, a, rating) in iter_rows(path):
+        if n is None:
+            n = {16: 4, 36: 6, 81: 9}.get(len(q))
             if n is None:
-                n = {16: 4, 36: 6, 81: 9}.get(len(q))
-                if n is None:
-                    raise HrmkitError(f"{path}: row {rowno}: column q has length {len(q)}, expected 16, 36 or 81")
-            if q_table is None:
-                digits = "".join(str(d) for d in range(1, n + 1))
-                q_table = str.maketrans("", "", ".0" + digits)
-                a_table = str.maketrans("", "", digits)
-                blank_q = str.maketrans({".": "0"})
-            for col, val in (("q", q), ("a", a)):
-                if len(val) != n * n:
-                    raise HrmkitError(f"{path}: row {rowno}: column {col} has length {len(val)}, expected {n * n} ({val!r})")
-            bad = q.translate(q_table)
-            if bad:
-                raise HrmkitError(f"{path}: row {rowno}: column q has character {bad[0]!r} (allowed: '.', '0', 1..{n})")
-            bad = a.translate(a_table)
-            if bad:
-                raise HrmkitError(f"{path}: row {rowno}: column a has character {bad[0]!r} (allowed digits 1..{n})")
-            try:
-                r = int(rating) if rating.strip() else -1
-            except ValueError:
-                raise HrmkitError(f"{path}: row {rowno}: column rating is not an integer: {rating!r}") from None
-            if min_rating is not None and r < min_rating:
-                continue
-            qs += q.translate(blank_q).encode()
-            as_ += a.encode()
-            ratings.append(r)
-            rownos.append(rowno)
+                raise HrmkitError(f"{path}: row {rowno}: column q has length {len(q)}, expected 16, 36 or 81")
+        if q_table is None:
+            digits = "".join(str(d) for d in range(1, n + 1))
+            q_table = str.maketrans("", "", ".0" + digits)
+            a_table = str.maketrans("", "", digits)
+            blank_q = str.maketrans({".": "0"})
+        for col, val in (("q", q), ("a", a)):
+            if len(val) != n * n:
+                raise HrmkitError(f"{path}: row {rowno}: column {col} has length {len(val)}, expected {n * n} ({val!r})")
+        bad = q.translate(q_table)
+        if bad:
+            raise HrmkitError(f"{path}: row {rowno}: column q has character {bad[0]!r} (allowed: '.', '0', 1..{n})")
+        bad = a.translate(a_table)
+        if bad:
+            raise HrmkitError(f"{path}: row {rowno}: column a has character {bad[0]!r} (allowed digits 1..{n})")
+        try:
+            r = int(rating) if rating.strip() else -1
+        except ValueError:
+            raise HrmkitError(f"{path}: row {rowno}: column rating is not an integer: {rating!r}") from None
+        if min_rating is not None and r < min_rating:
+            continue
+        qs += q.translate(blank_q).encode()
+        as_ += a.encode()
+        ratings.append(r)
+        rownos.append(rowno)
     if n is None or not ratings:
         raise HrmkitError(f"{path}: no puzzle rows" + (f" with rating >= {min_rating}" if min_rating is not None else ""))
     if n not in BOXES:
