@@ -36,6 +36,27 @@ class Predictions:
 
 
 @torch.no_grad()
+def rollout(head: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int, torch.Tensor]:
+    """Run ACT segments from a fresh carry until every row has halted (in eval mode: halt_max_steps of them).
+
+    Returns (the last segment's outputs, the number of segments run, halt_step int64 [B]: the first segment
+    whose halting rule said stop — q_halt > q_continue, or q_halt > 0 without a q_continue head — else the
+    number of segments). Runs in whatever train/eval mode the head is in, without gradients.
+    """
+    carry = head.initial_carry(batch)
+    segments = 0
+    halt_step = torch.zeros(batch["inputs"].shape[0], dtype=torch.long, device=batch["inputs"].device)
+    while True:
+        carry, _, _, outputs, all_finished = head(carry, batch)
+        segments += 1
+        q_cont = outputs.get("q_continue_logits")
+        wants_halt = outputs["q_halt_logits"].float() > (q_cont.float() if q_cont is not None else 0.0)
+        halt_step = torch.where((halt_step == 0) & wants_halt, segments, halt_step)
+        if bool(all_finished):
+            return outputs, segments, torch.where(halt_step == 0, segments, halt_step)
+
+
+@torch.no_grad()
 def predict_split(head: torch.nn.Module, split: SplitData, batch_size: int, device: torch.device | str = "cpu",
                   max_examples: int | None = None) -> Predictions:
     """Predict every example of `split` (the first `max_examples` when given) in evaluation mode.
@@ -51,19 +72,8 @@ def predict_split(head: torch.nn.Module, split: SplitData, batch_size: int, devi
             break
         n = n_valid if max_examples is None else min(n_valid, max_examples - seen)
         batch = {k: v.to(device) for k, v in batch.items()}
-        carry = head.initial_carry(batch)
-        segments = 0
-        halt_step = torch.zeros(batch["inputs"].shape[0], dtype=torch.long, device=device)
-        while True:
-            carry, _, _, outputs, all_finished = head(carry, batch)
-            segments += 1
-            q_halt = outputs["q_halt_logits"].float()
-            q_cont = outputs.get("q_continue_logits")
-            wants_halt = q_halt > (q_cont.float() if q_cont is not None else 0.0)
-            halt_step = torch.where((halt_step == 0) & wants_halt, segments, halt_step)
-            if bool(all_finished):
-                break
-        halt_step = torch.where(halt_step == 0, segments, halt_step)
+        outputs, segments, halt_step = rollout(head, batch)
+        q_halt = outputs["q_halt_logits"].float()
         out["inputs"].append(batch["inputs"][:n].long().cpu().numpy())
         out["labels"].append(batch["labels"][:n].long().cpu().numpy())
         out["preds"].append(outputs["preds"][:n].long().cpu().numpy())

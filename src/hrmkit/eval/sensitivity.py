@@ -339,18 +339,15 @@ def act_predict_fn(head: Any, device: Any = None) -> PredictFn:
     """
     import torch
 
+    from hrmkit.eval.evaluate import rollout
+
     def predict(batch: Mapping) -> Any:
         dev = device if device is not None else next(iter(head.parameters()), torch.empty(0)).device
         b = {k: torch.as_tensor(np.asarray(v) if not hasattr(v, "detach") else v).to(dev) for k, v in batch.items()}
         was_training = head.training
         head.eval()
         try:
-            with torch.no_grad():
-                carry = head.initial_carry(b)
-                while True:
-                    carry, _, _, outputs, finished = head(carry, b)
-                    if bool(finished):
-                        return outputs["preds"]
+            return rollout(head, b)[0]["preds"]
         finally:
             head.train(was_training)
 
