@@ -30,6 +30,18 @@ def test_reference_fixture(path):
     assert any(c.kind == "exact" for c in report.checks)
 
 
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=[p.stem for p in FIXTURE_FILES])
+def test_reference_fixture_catches_small_weight_errors(path, tmp_path):
+    """The rounding-noise allowance stays far below what a real difference makes: the first segment's logits
+    fail when the output layer is off by 1e-4 (relative), on every fixture, the chaotic TRM mlp_t included."""
+    bad = verify_reference(_perturbed(path, tmp_path / path.name, "state_dict.model.inner.lm_head.weight",
+                                      lambda a: a * (1 + 1e-4)))
+    failed = {c.key for c in bad.failures}
+    assert "eval.step1.logits" in failed and "train.step1.logits" in failed
+    step1 = next(c for c in bad.checks if c.key == "eval.step1.logits")
+    assert step1.tolerance < 1e-4 and step1.noise < 1e-5
+
+
 def test_fixtures_present():
     if not FIXTURE_FILES:
         if os.environ.get("CI"):  # CI checks out shared/ beside the clone: parity must not be skipped there

@@ -47,7 +47,8 @@ class ArchConfig(_Strict):
     puzzle_emb_len: int = 16  # TRM only: prefix tokens reserved for the puzzle embedding
     mlp_t: bool = False  # TRM only: SwiGLU across the sequence instead of attention
     no_ACT_continue: bool = True  # TRM only: halt on q_halt > 0, no q_continue head loss
-    forward_dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 on CUDA, float32 on CPU
+    # auto: bf16 on CUDA, float32 on CPU; float64 only to measure float32 rounding noise (verify-reference)
+    forward_dtype: Literal["auto", "float32", "bfloat16", "float64"] = "auto"
     loss: LossConfig = LossConfig()
 
 

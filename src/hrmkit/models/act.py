@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrmkit.config import ArchConfig
-from hrmkit.models.layers import CastedEmbedding, CastedLinear, RotaryEmbedding, resolve_dtype, trunc_normal_init_
+from hrmkit.models.layers import (CastedEmbedding, CastedLinear, RotaryEmbedding, at_least_float32, resolve_dtype,
+                                  trunc_normal_init_)
 from hrmkit.models.puzzle_embedding import PuzzleEmbedding
 
 
@@ -124,9 +125,10 @@ class InnerBase(nn.Module):
         )
 
     def heads(self, z_H: torch.Tensor):
-        """logits [B, S, V] (computation dtype, puzzle tokens dropped) and float32 (q_halt, q_continue) [B]."""
+        """logits [B, S, V] (computation dtype, puzzle tokens dropped) and float32 (q_halt, q_continue) [B]
+        (float64 for float64 activations)."""
         logits = self.lm_head(z_H)[:, self.puzzle_len :]
-        q = self.q_head(z_H[:, 0]).to(torch.float32)
+        q = at_least_float32(self.q_head(z_H[:, 0]))
         return logits, (q[..., 0], q[..., 1])
 
 

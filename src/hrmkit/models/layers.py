@@ -2,7 +2,7 @@
 
 Same math as the references' `models/layers.py` and `models/common.py` (sapientinc/HRM, TinyRecursiveModels):
 weights are stored in float32 and cast to the activations' dtype at use; RMSNorm has no weight and runs in
-float32; RoPE uses the "rotate half" layout (cos/sin tables of shape [positions, head_dim], float32);
+float32 (or float64 for float64 activations); RoPE uses the "rotate half" layout (cos/sin tables of shape [positions, head_dim], float32);
 attention is non-causal `scaled_dot_product_attention`; SwiGLU has a fused `gate_up_proj`; blocks are post-norm.
 """
 
@@ -16,10 +16,16 @@ from torch import nn
 
 
 def resolve_dtype(name: str, device: torch.device | str) -> torch.dtype:
-    """Computation dtype for `forward_dtype`: "auto" is bfloat16 on CUDA and float32 elsewhere."""
+    """Computation dtype for `forward_dtype`: "auto" is bfloat16 on CUDA and float32 elsewhere. float64 exists to
+    measure float32 rounding noise (`hrm verify-reference`), not for training."""
     if name == "auto":
         return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}[name]
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """x in float32 when its dtype is narrower (bf16, fp16), else unchanged (float32, float64)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)
 
 
 def ceil_to(a: int, b: int) -> int:
@@ -48,8 +54,8 @@ def trunc_normal_init_(tensor: torch.Tensor, std: float = 1.0, lower: float = -2
 
 
 def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """RMSNorm without weight over the last axis, computed in float32, returned in x's dtype."""
-    h = x.to(torch.float32)
+    """RMSNorm without weight over the last axis, computed in float32 (float64 for float64 x), returned in x's dtype."""
+    h = at_least_float32(x)
     h = h * torch.rsqrt(h.square().mean(-1, keepdim=True) + eps)
     return h.to(x.dtype)
 
@@ -102,8 +108,9 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x [B, S, heads, head_dim] by position; computed in the tables' dtype (float32), returned in x's."""
-    h = x.to(cos.dtype)
+    """Rotate x [B, S, heads, head_dim] by position; computed in the tables' dtype (float32; float64 for float64
+    x), returned in x's."""
+    h = x.to(torch.promote_types(x.dtype, cos.dtype))
     out = h * cos.unsqueeze(-2) + _rotate_half(h) * sin.unsqueeze(-2)
     return out.to(x.dtype)
 

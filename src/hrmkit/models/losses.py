@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrmkit.models.layers import at_least_float32
+
 IGNORE_LABEL_ID = -100
 
 
@@ -41,9 +43,10 @@ def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_i
 
 def softmax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_LABEL_ID,
                           label_smoothing: float = 0.0) -> torch.Tensor:
-    """Per-token softmax cross entropy in float32, 0 at ignored labels. logits [..., V], labels [...]."""
+    """Per-token softmax cross entropy in float32 (float64 for float64 logits), 0 at ignored labels.
+    logits [..., V], labels [...]."""
     flat = F.cross_entropy(
-        logits.to(torch.float32).reshape(-1, logits.shape[-1]), labels.to(torch.long).reshape(-1),
+        at_least_float32(logits).reshape(-1, logits.shape[-1]), labels.to(torch.long).reshape(-1),
         ignore_index=ignore_index, reduction="none", label_smoothing=label_smoothing,
     )
     return flat.view(labels.shape)
