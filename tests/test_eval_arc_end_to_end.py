@@ -11,6 +11,7 @@ from hrmkit.config import TrainConfig
 from hrmkit.data import arc_cli
 from hrmkit.data.format import load_identifiers
 from hrmkit.eval import cli as eval_cli
+from hrmkit.loading import TrainedModel
 
 TASKS = {
     # fill the 2x2 grid with the colour of its top-left cell
@@ -75,8 +76,8 @@ def fake_checkpoints(arc_data, tmp_path, monkeypatch):
     for name in heads:
         (tmp_path / name).write_bytes(b"fake")
     cfg = TrainConfig(data_path=str(arc_data), eval_batch_size=8)
-    monkeypatch.setattr(eval_cli, "load_trained", lambda path, device, use_ema=True: (heads[path.name][0], cfg,
-                                                                                    heads[path.name][1]))
+    monkeypatch.setattr(eval_cli, "load_trained", lambda path, device, use_ema=True: TrainedModel(
+        heads[path.name][0], cfg, heads[path.name][1], path))
     return tmp_path / "oracle.pt", tmp_path / "identity_only.pt"
 
 

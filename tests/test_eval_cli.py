@@ -128,8 +128,9 @@ def test_random_and_constant_models_are_flagged(tiny_run, tmp_path, capsys, monk
             return carry, loss, metrics, {**outputs, "preds": torch.full_like(outputs["preds"], 2)}, done
 
     def load_constant(*args, real=eval_cli.load_trained, **kwargs):
-        head, cfg, step = real(*args, **kwargs)
-        return Constant(head), cfg, step
+        model = real(*args, **kwargs)
+        model.head = Constant(model.head)
+        return model
 
     monkeypatch.setattr(eval_cli, "load_trained", load_constant)
     r = _json(capsys, untrained)

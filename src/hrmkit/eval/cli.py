@@ -17,16 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from hrmkit.config import TrainConfig
 from hrmkit.errors import HrmkitError
-
-if TYPE_CHECKING:  # torch loads lazily so that `hrm data ...` and `--help` start fast
-    import torch
-
+from hrmkit.loading import load_trained, resolve_checkpoints, run_dir_of
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -67,61 +63,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 # ------------------------------------------------------------------------------------------------ targets
 
-def resolve_checkpoint(target: str | Path) -> Path:
-    """A checkpoint file, or the newest checkpoint of a run folder. Raises HrmkitError when none."""
-    return resolve_checkpoints(target)[-1]
-
-
-def resolve_checkpoints(target: str | Path, all_checkpoints: bool = False) -> list[Path]:
-    """The checkpoint file itself; for a run folder its newest checkpoint (every one, oldest first, with
-    `all_checkpoints`); for a folder holding checkpoint.pt (RUN/best/) that file. Raises HrmkitError when the
-    target is neither a checkpoint nor a folder with one."""
-    from hrmkit.train.checkpoint import list_checkpoints
-
-    target = Path(target)
-    if target.is_file():
-        return [target]
-    if target.is_dir():
-        found = list_checkpoints(target)
-        if found:
-            return found if all_checkpoints else found[-1:]
-        if (target / "checkpoint.pt").is_file():  # RUN/best/
-            return [target / "checkpoint.pt"]
-        raise HrmkitError(f"{target}: not a run folder with checkpoints (no checkpoints/step_*.pt in it)")
-    raise HrmkitError(f"{target}: no such run folder or checkpoint file")
-
-
-def run_dir_of(checkpoint: Path) -> Path | None:
-    """The run folder holding `checkpoint` (RUN/checkpoints/step_*.pt, RUN/best/checkpoint.pt): the nearest of
-    its parent and grandparent with a metrics.jsonl or status.json; None when it is not inside a run."""
-    for folder in list(Path(checkpoint).resolve().parents)[:2]:
-        if (folder / "metrics.jsonl").exists() or (folder / "status.json").exists():
-            return folder
-    return None
-
-
-def load_trained(path: Path, device: torch.device, use_ema: bool = True):
-    """Rebuild the model saved in checkpoint `path`. Returns (head, TrainConfig, step).
-
-    Raises HrmkitError when the file is not a readable hrmkit checkpoint."""
-    from hrmkit.models import build_model
-    from hrmkit.train.checkpoint import load_checkpoint
-
-    state = load_checkpoint(path)
-    if not isinstance(state, dict) or not {"config", "model", "model_shape"} <= set(state):
-        raise HrmkitError(f"{path}: not an hrmkit checkpoint (no config/model/model_shape entries)")
-    cfg = TrainConfig.model_validate(json.loads(state["config"]))
-    head = build_model(cfg.arch, **state["model_shape"])
-    head.load_state_dict(state["model"])
-    if use_ema and state.get("ema") is not None:
-        from hrmkit.models.ema import EMA
-
-        ema = EMA(head)
-        ema.load_state_dict(state["ema"])
-        ema.copy_to()
-    return head.to(device), cfg, int(state.get("step", 0))
-
-
 # ------------------------------------------------------------------------------------------------ evaluation
 
 def _pass_keys(d: dict) -> dict:
@@ -133,14 +74,15 @@ def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace, submission
     checkpoint, step, data, run_dir added. Only the last (primary) keeps its predictions and writes
     `submission_path` (unless votes are pooled). Raises HrmkitError for bad targets or data."""
     from hrmkit.data.format import load_split
+    from hrmkit.device import pick_device
     from hrmkit.eval.evaluate import evaluate_split
-    from hrmkit.train.loop import pick_device
 
     device = pick_device(args.device)
     results, split, data = [], None, None
     for i, path in enumerate(paths):
         primary = i == len(paths) - 1
-        head, cfg, step = load_trained(path, device, use_ema=not args.raw_weights)
+        model = load_trained(path, device, use_ema=not args.raw_weights)
+        head, cfg, step = model.head, model.config, model.step
         if split is None:
             data = Path(args.data or cfg.data_path)
             split = load_split(data, args.split)

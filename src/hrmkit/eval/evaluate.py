@@ -35,25 +35,50 @@ class Predictions:
     halt_step: np.ndarray
 
 
+@dataclass
+class Rollout:
+    """One batch run through ACT segments from a fresh carry (B rows, K segments run, S = seq_len).
+
+    outputs: the last segment's outputs (`logits` [B, S, V], `preds` int64 [B, S], `q_halt_logits` [B], ...);
+    segments: K; halt_step: int64 [B], the first segment whose halting rule said stop (q_halt > q_continue,
+    or q_halt > 0 without a q_continue head), K when it never did; q_halt, q_continue: float32 [B, K] logits
+    per segment (q_continue None without a q_continue head); segment_preds: int64 [B, K, S], the argmax after
+    every segment, or None unless asked for (`keep_segments`).
+    """
+
+    outputs: dict[str, torch.Tensor]
+    segments: int
+    halt_step: torch.Tensor
+    q_halt: torch.Tensor
+    q_continue: torch.Tensor | None
+    segment_preds: torch.Tensor | None = None
+
+
 @torch.no_grad()
-def rollout(head: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int, torch.Tensor]:
+def rollout(head: torch.nn.Module, batch: dict[str, torch.Tensor], keep_segments: bool = False) -> Rollout:
     """Run ACT segments from a fresh carry until every row has halted (in eval mode: halt_max_steps of them).
 
-    Returns (the last segment's outputs, the number of segments run, halt_step int64 [B]: the first segment
-    whose halting rule said stop — q_halt > q_continue, or q_halt > 0 without a q_continue head — else the
-    number of segments). Runs in whatever train/eval mode the head is in, without gradients.
+    Runs in whatever train/eval mode the head is in, without gradients. `batch` holds inputs, labels and
+    puzzle_identifiers (int32 [B, S], [B, S], [B]). Returns a `Rollout`; with `keep_segments` it holds the
+    prediction after every segment (the thinking view).
     """
     carry = head.initial_carry(batch)
-    segments = 0
-    halt_step = torch.zeros(batch["inputs"].shape[0], dtype=torch.long, device=batch["inputs"].device)
+    halts, conts, preds = [], [], []
     while True:
         carry, _, _, outputs, all_finished = head(carry, batch)
-        segments += 1
-        q_cont = outputs.get("q_continue_logits")
-        wants_halt = outputs["q_halt_logits"].float() > (q_cont.float() if q_cont is not None else 0.0)
-        halt_step = torch.where((halt_step == 0) & wants_halt, segments, halt_step)
+        halts.append(outputs["q_halt_logits"].float())
+        if outputs.get("q_continue_logits") is not None:
+            conts.append(outputs["q_continue_logits"].float())
+        if keep_segments:
+            preds.append(outputs["preds"])
         if bool(all_finished):
-            return outputs, segments, torch.where(halt_step == 0, segments, halt_step)
+            break
+    q_halt = torch.stack(halts, dim=1)
+    q_cont = torch.stack(conts, dim=1) if conts else None
+    segments = q_halt.shape[1]
+    wants_halt = q_halt > (q_cont if q_cont is not None else 0.0)  # [B, K]
+    first = torch.where(wants_halt.any(dim=1), wants_halt.float().argmax(dim=1) + 1, segments).long()
+    return Rollout(outputs, segments, first, q_halt, q_cont, torch.stack(preds, dim=1) if keep_segments else None)
 
 
 @torch.no_grad()
@@ -72,7 +97,8 @@ def predict_split(head: torch.nn.Module, split: SplitData, batch_size: int, devi
             break
         n = n_valid if max_examples is None else min(n_valid, max_examples - seen)
         batch = {k: v.to(device) for k, v in batch.items()}
-        outputs, segments, halt_step = rollout(head, batch)
+        r = rollout(head, batch)
+        outputs, segments, halt_step = r.outputs, r.segments, r.halt_step
         q_halt = outputs["q_halt_logits"].float()
         out["inputs"].append(batch["inputs"][:n].long().cpu().numpy())
         out["labels"].append(batch["labels"][:n].long().cpu().numpy())

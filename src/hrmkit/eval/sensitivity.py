@@ -347,7 +347,7 @@ def act_predict_fn(head: Any, device: Any = None) -> PredictFn:
         was_training = head.training
         head.eval()
         try:
-            return rollout(head, b)[0]["preds"]
+            return rollout(head, b).outputs["preds"]
         finally:
             head.train(was_training)
 

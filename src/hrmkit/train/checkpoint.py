@@ -13,7 +13,6 @@ import io
 import json
 import os
 import random
-import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,7 @@ import torch
 
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_write_bytes
-
-_NAME = re.compile(r"^step_(\d{8})\.pt$")
+from hrmkit.loading import checkpoint_path, list_checkpoints, load_checkpoint
 
 
 def rng_state() -> dict[str, Any]:
@@ -46,10 +44,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def checkpoint_path(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"step_{step:08d}.pt"
 
 
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int, protect: set[Path] = frozenset()) -> Path:
@@ -96,22 +90,6 @@ def remove_temporary_files(run_dir: Path) -> list[Path]:
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
             removed.append(p)
     return removed
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Checkpoint files of a run, oldest first (by step)."""
-    folder = Path(run_dir) / "checkpoints"
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.iterdir() if _NAME.match(p.name)), key=lambda p: p.name)
-
-
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint without executing pickled code. Raises HrmkitError if it is unreadable."""
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated zip, bad pickle, ...
-        raise HrmkitError(f"{path}: not a readable hrmkit checkpoint ({type(e).__name__}: {e})") from e
 
 
 def latest_valid_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]] | None:

@@ -29,6 +29,7 @@ import yaml
 from hrmkit.config import TrainConfig
 from hrmkit.data.format import load_split
 from hrmkit.data.sampler import TrainSampler
+from hrmkit.device import pick_device
 from hrmkit.errors import HrmkitError
 from hrmkit.eval.evaluate import evaluate_split
 from hrmkit.fsutil import atomic_write_bytes
@@ -48,15 +49,6 @@ from hrmkit.train.status import StatusFile, memory_report, new_run_id
 
 STATS = ("loss", "count", "accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss",
          "q_continue_loss", "bad")
-
-
-def pick_device(name: str) -> torch.device:
-    """`auto` is CUDA when available, else CPU. Raises HrmkitError for `cuda` on a machine without one."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise HrmkitError("device=cuda: no CUDA device is available (use device=cpu or device=auto)")
-    return torch.device(name)
 
 
 class _StopFlag:
