@@ -1,6 +1,6 @@
 import pytest
 
-from hrmkit.config import PRESETS, resolve_config
+from hrmkit.config import TRAIN_PRESETS, resolve_config
 from hrmkit.errors import HrmkitError
 from hrmkit.train.schedule import cosine_with_warmup
 
@@ -12,7 +12,7 @@ def test_preset_then_file_then_overrides(tmp_path):
     assert cfg.lr == 0.002  # file beats preset
     assert cfg.arch.L_cycles == 6 and isinstance(cfg.arch.L_cycles, int)  # override beats file
     assert cfg.max_steps == 7
-    assert cfg.arch.hidden_size == PRESETS["demo"]["arch"]["hidden_size"]
+    assert cfg.arch.hidden_size == TRAIN_PRESETS["demo"]["arch"]["hidden_size"]
     assert cfg.preset == "demo"
 
 

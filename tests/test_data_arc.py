@@ -153,7 +153,7 @@ def _untranslate(tokens: np.ndarray) -> np.ndarray:
 def test_build_reference_arc1(tmp_path, arc1):
     out = tmp_path / "arc1"
     assert run_cli(["--out", str(out), "--version", "1", "--num-aug", "1", "--workers", "2"]) == 0
-    train, test = load_split(out, "train", full_check=True), load_split(out, "test", full_check=True)
+    train, test = load_split(out, "train"), load_split(out, "test")
     names = load_identifiers(out)
     for split in (train, test):
         m = split.metadata

@@ -90,7 +90,7 @@ def _eval_json(capsys, *args):
 def test_oracle_scores_pass_at_k_writes_submission_and_report(fake_checkpoints, tmp_path, capsys):
     oracle, _ = fake_checkpoints
     r = _eval_json(capsys, oracle, "--report", tmp_path / "rep")
-    assert r["task"] == "arc" and r["num_examples"] == 4 * 3  # 4 test inputs x 3 versions (identity + 2)
+    assert r["task"] == "arc" and r["n_examples"] == 4 * 3  # 4 test inputs x 3 versions (identity + 2)
     assert r["pass@1"] == r["pass@2"] == r["summary"]["pass@2"] == 1.0 and r["exact_accuracy"] == 1.0
     assert r["arc"]["n_tasks"] == 3 and r["arc"]["n_test_inputs"] == 4 and r["arc"]["n_invalid"] == 0
     base = r["arc_baselines"]
@@ -100,7 +100,7 @@ def test_oracle_scores_pass_at_k_writes_submission_and_report(fake_checkpoints, 
     assert r["submission"] == str(tmp_path / "rep" / "submission.json")
     assert {t: [e["attempt_1"] for e in v] for t, v in sub.items()} == SOLUTIONS
     html = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
-    assert 'id="arc-table"' in html and "aa01" in html and "arc-test-input" in html and "pass@2" in html
+    assert 'id="arc-table"' in html and "aa01" in html and "arc_test_input" in html and "pass@2" in html
 
 
 def test_votes_rank_answers_and_pool_over_checkpoints(fake_checkpoints, tmp_path, capsys):
@@ -120,7 +120,7 @@ def test_votes_rank_answers_and_pool_over_checkpoints(fake_checkpoints, tmp_path
     capsys.readouterr()
     assert hrm(["eval", str(identity_only), str(oracle), "--aggregate-checkpoints"]) == 0
     out = capsys.readouterr().out
-    assert "votes pooled over 2 checkpoints" in out and "pass@2 100.0%" in out and "arc-test-input" in out
+    assert "votes pooled over 2 checkpoints" in out and "pass@2 100.0%" in out and "arc_test_input" in out
 
 
 def test_repacked_subset_keeps_test_indices(arc_data):
@@ -139,5 +139,5 @@ def test_repacked_subset_keeps_test_indices(arc_data):
     repacked = SplitData(split.path, split.metadata, {"all": SetArrays(
         np.asarray(a.inputs[order]), np.asarray(a.labels[order]), a.puzzle_identifiers[puzzle[order]], k, k.copy())})
     r = evaluate_split(FakeHead(q=1.0), repacked, batch_size=8)
-    assert r["arc"]["n_test_inputs"] == 4 and r["summary"]["pass@1"] == 1.0
-    assert r["summary"]["num_examples"] == 12 and r["diagnosis"]["input_invariant"]  # the oracle reads labels
+    assert r.arc["n_test_inputs"] == 4 and r.summary.pass_at_k["pass@1"] == 1.0
+    assert r.summary.n_examples == 12 and r.diagnosis["input_invariant"]  # the oracle reads labels

@@ -21,7 +21,7 @@ TINY = [
 
 
 def _train(data, out, *extra):
-    return train(resolve_config(preset="demo", overrides=TINY + [f"data_path={data}", f"out_dir={out}", *extra]))
+    return train(resolve_config(preset="demo", overrides=TINY + [f"data_path={data}", f"out_dir={out}", *extra])).run_dir
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,8 @@ class Tables(HTMLParser):
 
 def test_json_has_scores_baselines_and_diagnosis(tiny_run, capsys):
     r = _json(capsys, tiny_run)
-    assert r["step"] == 10 and r["task"] == "sudoku" and r["num_examples"] == 64
-    for key in ("exact_accuracy", "token_accuracy", "num_examples", "input_sensitivity", "diagnosis"):
+    assert r["step"] == 10 and r["task"] == "sudoku" and r["n_examples"] == 64
+    for key in ("exact_accuracy", "token_accuracy", "n_examples", "input_sensitivity", "diagnosis"):
         assert key in r, key
     assert r["baselines"]["copy_input"]["exact_accuracy"] == 0.0  # every puzzle has blanks to fill
     assert r["baselines"]["most_common_token"]["source"] == "train"
@@ -84,13 +84,13 @@ def test_text_summary_and_report(tiny_run, tmp_path, capsys):
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("predictor"))
     assert header.index("exact accuracy") < header.index("token accuracy")
-    assert "copy-input" in out and "most-common-token" in out
+    assert "copy_input" in out and "most_common_token" in out
     assert "Input sensitivity:" in out
     assert "copy-input baseline gets 0.0% exact on Sudoku" in out
     page = Tables((tmp_path / "rep" / "report.html").read_text(encoding="utf-8"))
     table = page.tables["summary-table"]
     assert table[0].index("token accuracy") == table[0].index("exact accuracy") + 1
-    assert {row[0] for row in table[1:]} == {"model", "copy-input", "most-common-token"}
+    assert {row[0] for row in table[1:]} == {"model", "copy_input", "most_common_token"}
     text = " ".join(page.text)
     assert "copy-input baseline gets 0.0% exact on Sudoku" in text
     assert "Learning curves" in text and "Examples" in text and "Input sensitivity" in text
@@ -175,7 +175,7 @@ def test_bad_targets_are_clear_errors(tiny_run, tmp_path, capsys):
 def test_demo_trained_model_is_not_flagged(tmp_path, capsys):
     """The demo preset, trained briefly, reads its input and beats the baselines' token accuracy."""
     run = train(resolve_config(preset="demo", overrides=[
-        f"data_path={tmp_path / 'data'}", f"out_dir={tmp_path / 'runs'}", "max_steps=200", "max_time_s=null"]))
+        f"data_path={tmp_path / 'data'}", f"out_dir={tmp_path / 'runs'}", "max_steps=200", "max_time_s=null"])).run_dir
     r = _json(capsys, run)
     assert r["diagnosis"]["ok"], r["diagnosis"]["warning"]
     assert r["token_accuracy"] > r["baselines"]["most_common_token"]["token_accuracy"]

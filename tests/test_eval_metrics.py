@@ -80,7 +80,7 @@ def test_no_examples_gives_none_not_a_crash():
     m = compute_metrics(empty, empty, empty, q_halt=empty, steps=empty)["overall"]
     assert m["n_examples"] == 0 and m["exact_accuracy"] is None and m["token_accuracy"] is None
     assert m["mean_steps"] is None and m["steps_histogram"] == {}
-    assert list(compute_baselines(empty, empty)) == ["copy-input"]
+    assert list(compute_baselines(empty, empty)) == ["copy_input"]
 
 
 def test_mask_fn_and_errors():
@@ -99,14 +99,14 @@ def test_copy_and_most_common_baselines_on_sudoku():
     inputs, labels = fake_sudoku()
     train_labels = np.full((5, 81), 7)
     b = compute_baselines(inputs, labels, train_labels=train_labels, task="sudoku")
-    assert b["copy-input"]["overall"]["exact_accuracy"] == 0.0
-    assert b["copy-input"]["overall"]["token_accuracy"] == 0.0
-    mc = b["most-common-token"]
+    assert b["copy_input"]["overall"]["exact_accuracy"] == 0.0
+    assert b["copy_input"]["overall"]["token_accuracy"] == 0.0
+    mc = b["most_common_token"]
     assert mc["baseline"]["token"] == 7 and mc["baseline"]["source"] == "train"
     assert mc["overall"]["exact_accuracy"] == 0.0
     assert 0.05 < mc["overall"]["token_accuracy"] < 0.2  # about 1/9
     b_eval = compute_baselines(inputs, labels, task="sudoku")
-    assert b_eval["most-common-token"]["baseline"]["source"] == "eval"
+    assert b_eval["most_common_token"]["baseline"]["source"] == "eval"
     assert most_common_token(np.array([[0, 5, 5, -100, 3]])) == 5
 
 
@@ -125,7 +125,7 @@ def padded_arc_like(n=30, seed=0):
 
 def test_origin_failure_is_visible_in_summary():
     """A constant 'background' predictor gets a high token accuracy and zero exact accuracy; the table shows
-    the most-common-token baseline with the same numbers and warns."""
+    the most_common_token baseline with the same numbers and warns."""
     inputs, labels = padded_arc_like()
     preds = np.full_like(labels, 2)
     model = compute_metrics(inputs, labels, preds, task="arc")
@@ -134,7 +134,7 @@ def test_origin_failure_is_visible_in_summary():
     text = format_summary(model, base)
     header = next(line for line in text.splitlines() if "token accuracy" in line)
     assert header.index("exact accuracy") < header.index("token accuracy")
-    assert "copy-input" in text and "most-common-token" in text
+    assert "copy_input" in text and "most_common_token" in text
     assert "WARNING" in text and "does not beat" in text
 
 
@@ -156,8 +156,8 @@ def test_arc_grid_baselines():
     tests = {"copy": [ident], "const": [np.zeros((3, 3), int)]}
     solutions = {"copy": [ident], "const": [np.full((1, 1), 5)]}
     b = arc_baselines(demos, tests, solutions)
-    assert b["arc-test-input"]["pass@1"] == 0.5  # solves "copy" only
-    assert b["arc-test-input"]["exact_accuracy"] == 0.5
-    assert b["arc-most-common-demo-output"]["pass@1"] == 0.5  # solves "const" only
-    assert "description" in b["arc-most-common-demo-output"]["baseline"]
+    assert b["arc_test_input"]["pass@1"] == 0.5  # solves "copy" only
+    assert b["arc_test_input"]["exact_accuracy"] == 0.5
+    assert b["arc_most_common_demo_output"]["pass@1"] == 0.5  # solves "const" only
+    assert "description" in b["arc_most_common_demo_output"]["baseline"]
     json.dumps(b)

@@ -110,10 +110,10 @@ def test_baselines_beside_token_accuracy_and_copy_input_is_zero(tmp_path):
     header = table[0]
     assert header.index("token accuracy") == header.index("exact accuracy") + 1
     rows = {r[0]: dict(zip(header, r)) for r in table[1:]}
-    assert set(rows) == {"model", "copy-input", "most-common-token"}
-    assert rows["copy-input"]["exact accuracy"] == "0.0%"
-    assert rows["copy-input"]["token accuracy"] == "0.0%"
-    assert baselines["copy-input"]["overall"]["exact_accuracy"] == 0.0
+    assert set(rows) == {"model", "copy_input", "most_common_token"}
+    assert rows["copy_input"]["exact accuracy"] == "0.0%"
+    assert rows["copy_input"]["token accuracy"] == "0.0%"
+    assert baselines["copy_input"]["overall"]["exact_accuracy"] == 0.0
     assert rows["model"]["exact accuracy"] == f"{100 * summary['overall']['exact_accuracy']:.1f}%"
     comp = parse(path).tables["comparison-table"]
     assert "best baseline (exact)" in comp[0] and len(comp) == 3
@@ -180,4 +180,4 @@ def test_report_renders_in_headless_chromium(tmp_path):
     path, _, _ = sudoku_report(tmp_path)
     dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", path.as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
-    assert "summary-table" in dom and "copy-input" in dom and "<svg" in dom
+    assert "summary-table" in dom and "copy_input" in dom and "<svg" in dom

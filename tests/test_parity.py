@@ -14,7 +14,7 @@ import torch
 from hrmkit.cli import main as hrm_main
 from hrmkit.errors import HrmkitError
 from hrmkit.models import build_model, count_parameters
-from hrmkit.models.presets import PRESETS
+from hrmkit.models.presets import MODEL_PRESETS
 from hrmkit.models.reference import (
     arch_from_reference_config, load_reference_checkpoint, load_reference_state_dict, record_fixture, verify_reference,
 )
@@ -133,12 +133,12 @@ def test_load_reference_checkpoint_with_all_config(own_fixture, tmp_path):
 @pytest.mark.parametrize("name,expected", [("hrm-paper", 27_275_266), ("trm-attn", 6_828_034),
                                            ("transformer-baseline", 27_275_266)])
 def test_preset_parameter_counts(name, expected):
-    head = build_model(PRESETS[name], seq_len=81, vocab_size=11, num_puzzle_identifiers=2)
+    head = build_model(MODEL_PRESETS[name], seq_len=81, vocab_size=11, num_puzzle_identifiers=2)
     assert count_parameters(head) == expected
 
 
 def test_all_presets_build():
-    for name, arch in PRESETS.items():
+    for name, arch in MODEL_PRESETS.items():
         if name in ("hrm-paper", "trm-attn", "transformer-baseline"):
             continue
         assert count_parameters(build_model(arch, seq_len=81, vocab_size=11, num_puzzle_identifiers=2)) > 0

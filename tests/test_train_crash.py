@@ -27,7 +27,7 @@ def _newest_step(run):
 
 def _crash_loop(sudoku4, tmp_path, kills, seed, steps):
     common = [f"max_steps={steps}", *COMMON]
-    reference = train(_cfg(sudoku4, tmp_path / "reference", *common))
+    reference = train(_cfg(sudoku4, tmp_path / "reference", *common)).run_dir
     out, run, rng, log = tmp_path / "crash", None, random.Random(seed), []
     for i in range(kills):
         before = _newest_step(run)

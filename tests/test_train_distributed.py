@@ -64,7 +64,7 @@ def _close(a, b, atol=2e-5):
 
 def test_two_processes_match_one_process(sudoku4, tmp_path):
     args = [*TINY, f"data_path={sudoku4}", "max_steps=6", *COMMON]
-    one = train(resolve_config(preset="demo", overrides=[*args, f"out_dir={tmp_path / 'one'}"]))
+    one = train(resolve_config(preset="demo", overrides=[*args, f"out_dir={tmp_path / 'one'}"])).run_dir
     logs = _wait(_launch(2, ["train", *args, f"out_dir={tmp_path / 'two'}"]))
     runs = list((tmp_path / "two").iterdir())
     assert len(runs) == 1, logs  # rank 1 writes nothing

@@ -33,13 +33,10 @@ FEATURES = ["max_steps=8", "checkpoint_every=3", "ema=true", "grad_accum_steps=2
 def test_interrupt_then_resume_auto_is_exact_with_every_feature(sudoku4, tmp_path, capsys):
     """EMA, accumulation, smoothing, restarts, fast evals and the best tracker all resume bitwise; a truncated
     newest checkpoint and a leftover temporary file are skipped; `--resume auto` finds the interrupted run."""
-    straight = train(_cfg(sudoku4, tmp_path / "a", *FEATURES))
-
-    def stop_at_5(trainer):
-        if trainer.step == 5:
-            trainer.request_stop()
-
-    run = train(_cfg(sudoku4, tmp_path / "b", *FEATURES), on_step=stop_at_5)
+    straight = train(_cfg(sudoku4, tmp_path / "a", *FEATURES)).run_dir
+    result = train(_cfg(sudoku4, tmp_path / "b", *FEATURES), on_step=lambda state: state.step == 5)
+    run = result.run_dir
+    assert result.state == "interrupted" and result.exit_code == 143
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "interrupted" and status["global_step"] == 5
     assert [int(p.name[5:13]) for p in list_checkpoints(run)] == [3, 4, 5]  # 4: new best on the fast eval
@@ -90,11 +87,11 @@ def test_nonfinite_steps_are_skipped_then_rolled_back(sudoku4, tmp_path, monkeyp
     _nan_on_calls(monkeypatch, {3, 6, 7})
     snapshots = {}
 
-    def snap(trainer):
-        snapshots.setdefault(trainer.step, {k: v.clone() for k, v in trainer.head.state_dict().items()})
+    def snap(state):
+        snapshots.setdefault(state.step, {k: v.clone() for k, v in state.model.state_dict().items()})
 
     run = train(_cfg(sudoku4, tmp_path, "max_steps=10", "checkpoint_every=4", "guards.max_bad_steps=2",
-                     "guards.rollback_lr_factor=0.5", "eval_max_examples=8"), on_step=snap)
+                     "guards.rollback_lr_factor=0.5", "eval_max_examples=8"), on_step=snap).run_dir
     _assert_same(snapshots[2], snapshots[3])  # the bad step 3 did not touch the weights
     assert not torch.equal(snapshots[4]["model.inner.lm_head.weight"], snapshots[3]["model.inner.lm_head.weight"])
     events = [m for m in _metrics(run) if m["kind"] == "event"]
@@ -108,22 +105,29 @@ def test_nonfinite_steps_are_skipped_then_rolled_back(sudoku4, tmp_path, monkeyp
 
 def _scripted_eval(monkeypatch, scores, flag_from=None):
     """Replace evaluate_split: exact_accuracy from `scores[(kind, step)]` (kind from the subset size)."""
+    from hrmkit.eval import evaluate
+
     seen = []
 
     def fake(head, split, batch_size, device="cpu", max_examples=None, **kw):
         kind = "fast" if split.num_examples < 64 else "full"
-        step = current["trainer"].step
+        step = current["state"].step
         seen.append((kind, step))
         value = scores.get((kind, step), 0.0)
         diag = None
         if flag_from is not None and step >= flag_from:
             diag = {"input_invariant": True, "collapsed": False, "warning": "INPUT-INVARIANT: scripted"}
-        return {"summary": {"exact_accuracy": value, "token_accuracy": 0.5, "num_examples": split.num_examples},
-                "baselines": {"copy_input": {"exact_accuracy": 0.0}}, "diagnosis": diag}
+        summary = evaluate.EvalSummary(value, 0.5, split.num_examples, 10, None, None, None)
+        return evaluate.EvalResult("sudoku", summary, {"copy_input": evaluate.BaselineScore(0.0, 0.0, split.num_examples)},
+                                   {}, {}, None, diag)
 
     current = {}
-    monkeypatch.setattr(loop, "evaluate_split", fake)
-    return seen, lambda trainer: current.setdefault("trainer", trainer)
+
+    def hook(state):
+        current["state"] = state
+
+    monkeypatch.setattr(evaluate, "evaluate_split", fake)
+    return seen, hook
 
 
 def test_gated_full_evaluation(sudoku4, tmp_path, monkeypatch):
@@ -131,7 +135,7 @@ def test_gated_full_evaluation(sudoku4, tmp_path, monkeypatch):
               ("full", 4): 0.3, ("full", 10): 0.6, ("full", 12): 0.55}
     seen, hook = _scripted_eval(monkeypatch, scores)
     run = train(_cfg(sudoku4, tmp_path, "max_steps=12", "checkpoint_every=100", "eval.fast_every=2",
-                     "eval.fast_examples=8", "eval.full_every=2", "eval.gate_delta=0.1"), on_step=hook)
+                     "eval.fast_examples=8", "eval.full_every=2", "eval.gate_delta=0.1"), on_step=hook).run_dir
     full = [s for k, s in seen if k == "full"]
     assert full == [2, 4, 10, 12]  # 6 and 8 gated off: fast 0.22, 0.25 < 0.2 + 0.1; 10: 0.5 >= 0.3
     records = [m for m in _metrics(run) if m["kind"] == "eval"]
@@ -144,7 +148,7 @@ def test_best_archive_retention_early_stop_and_loud_diagnosis(sudoku4, tmp_path,
     scores = {("fast", 2): 0.1, ("fast", 4): 0.3, ("fast", 6): 0.2, ("fast", 8): 0.2, ("full", 8): 0.25}
     seen, hook = _scripted_eval(monkeypatch, scores, flag_from=6)
     run = train(_cfg(sudoku4, tmp_path, "max_steps=20", "checkpoint_every=1", "keep_checkpoints=1",
-                     "eval.fast_every=2", "eval.fast_examples=8", "early_stop_patience=2"), on_step=hook)
+                     "eval.fast_every=2", "eval.fast_examples=8", "early_stop_patience=2"), on_step=hook).run_dir
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "finished" and status["stop_reason"] == "early_stop" and status["global_step"] == 8
     assert seen == [("fast", 2), ("fast", 4), ("fast", 6), ("fast", 8), ("full", 8)]

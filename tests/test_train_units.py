@@ -13,15 +13,18 @@ import torch
 from hrmkit.config import EvalConfig, GuardsConfig, LogConfig, resolve_config
 from hrmkit.data.format import load_split
 from hrmkit.data.sampler import test_batches
-from hrmkit.errors import HrmkitError
+from hrmkit.errors import HrmkitError, RunCrashed
 from hrmkit.models import build_model, build_optimizers
 from hrmkit.train.accumulate import PuzzleGradStash
 from hrmkit.train.autobatch import find_batch_size
-from hrmkit.train.evaluation import EvalPlan, EvalTracker, archive_best, diagnosis_of, fast_subset
-from hrmkit.train.guards import StepGuard, clip_, sanitize_carry, total_norm
+from hrmkit.eval.evaluate import EvalResult, EvalSummary
+from hrmkit.train.evaluation import archive_best, diagnosis_of, fast_subset
+from hrmkit.train.guards import StepGuard, clip_, sanitize_carry, total_norm, weights_norm
+from hrmkit.train.scheduler import EvalRecord, EvalScheduler
 from hrmkit.train.schedule import cosine_restarts, lr_at
-from hrmkit.train.sinks import Console, RateWindow, Sinks, check_dependencies, use_bar
+from hrmkit.train.sinks import EVAL_GOALS, Console, Sinks, check_dependencies, use_bar
 from hrmkit.train.status import StatusFile, memory_report
+from hrmkit.train.ticks import LogWindow, RateWindow, tick_record
 from test_train import _one_thread  # noqa: F401 (autouse fixture)
 
 # --- schedules ---------------------------------------------------------------------------------------------
@@ -63,8 +66,9 @@ def test_step_guard_counts_and_rolls_back():
     g2 = StepGuard(GuardsConfig())
     g2.load_state_dict(g.state_dict())
     assert g2.state_dict() == g.state_dict()
-    with pytest.raises(HrmkitError, match="max_rollbacks"):
+    with pytest.raises(RunCrashed, match="max_rollbacks"):
         g.rolled_back()
+    assert StepGuard(GuardsConfig(max_bad_steps=5)).record(True, weights_bad=True) == "rollback"  # at once
 
 
 def test_norm_clip_and_carry_sanitizing():
@@ -74,6 +78,8 @@ def test_norm_clip_and_carry_sanitizing():
     clip_(grads, 1.0, n)
     assert float(total_norm(grads)) == pytest.approx(1.0, rel=1e-4)
     assert not torch.isfinite(total_norm([torch.tensor([float("nan")])]))
+    assert torch.isfinite(weights_norm([torch.ones(3), torch.zeros(2)]))
+    assert not torch.isfinite(weights_norm([torch.ones(3), torch.tensor([1.0, float("inf")])]))
 
     class C:
         pass
@@ -96,8 +102,18 @@ def test_rate_window_uses_recent_time_only():
     for i in range(1, 21):  # then 10 steps/s
         w.add(99.0 + i * 0.5, 99 + i * 5)
     assert w.rate() == pytest.approx(10.0, rel=0.05)  # the whole-run average would be ~1.8
-    assert w.eta_s(100) == pytest.approx(10.0, rel=0.05)
     assert RateWindow().rate() is None
+
+
+def test_log_window_survives_a_checkpoint():
+    w = LogWindow()
+    w.add(np.arange(10.0), 2)
+    w.add(np.full(10, np.nan), 2)  # a skipped step counts its segments, not its non-finite sums
+    restored = LogWindow()
+    restored.load_state_dict(w.state_dict())
+    rec = tick_record(restored, batch_size=4, global_step=7)
+    assert rec["global_step"] == 7 and rec["loss"] == 0.0 / 16 and rec["accuracy"] == 2.0 / 1.0
+    assert restored.segments == 0 and w.segments == 4
 
 
 def test_status_heartbeat_interval_and_memory(tmp_path):
@@ -120,47 +136,57 @@ def test_status_heartbeat_interval_and_memory(tmp_path):
 # --- evaluation cadence, best tracking ----------------------------------------------------------------------
 
 
-def test_eval_plan_cadences():
-    plan = EvalPlan(EvalConfig(fast_every=5, full_every=20), None)
+def _record(step, value, kind="fast"):
+    return EvalRecord(step, kind, EvalSummary(value, 0.5, 10, 20, None, None, None))
+
+
+def test_eval_scheduler_cadences():
+    plan = EvalScheduler(EvalConfig(fast_every=5, full_every=20), None, None)
     assert [s for s in range(1, 41) if plan.due(s)[0]] == [5, 10, 15, 20, 25, 30, 35, 40]
     assert [s for s in range(1, 41) if plan.due(s)[1]] == [20, 40]
     assert not plan.best_on_fast
-    ref = EvalPlan(EvalConfig(), full_every_steps=30)  # reference eval_interval (epochs -> steps)
+    ref = EvalScheduler(EvalConfig(), 30, None)  # reference eval_interval (epochs -> steps)
     assert [s for s in range(1, 91) if ref.due(s)[1]] == [30, 60, 90] and not any(ref.due(s)[0] for s in range(1, 91))
-    gated = EvalPlan(EvalConfig(full_every=20, gate_delta=0.01), None)
+    gated = EvalScheduler(EvalConfig(full_every=20, gate_delta=0.01), None, None)
     assert gated.due(20) == (True, True)  # the gate needs a fast score at the same step
-    gate_only = EvalPlan(EvalConfig(fast_every=5, gate_delta=0.01), None)
+    gate_only = EvalScheduler(EvalConfig(fast_every=5, gate_delta=0.01), None, None)
     assert gate_only.due(5) == (True, True) and gate_only.due(6) == (False, False)
-    assert EvalPlan(EvalConfig(fast_every=5), None).best_on_fast
+    assert EvalScheduler(EvalConfig(fast_every=5), None, None).best_on_fast
 
 
-def test_eval_tracker_best_gate_and_patience():
-    t = EvalTracker(EvalConfig(gate_delta=0.05), patience=2)
-    assert t.record(10, {"exact_accuracy": 0.2}, "c10") and t.best["step"] == 10
-    assert not t.record(20, {"exact_accuracy": 0.2}, "c20")  # equal is not better
-    assert t.record(30, {"exact_accuracy": 0.3}, "c30") and t.best["previous"]["step"] == 10
-    assert not t.record(40, {"exact_accuracy": 0.1}, "c40") and not t.should_stop
-    assert not t.record(50, {"exact_accuracy": 0.1}, "c50") and t.should_stop
-    t.gate_ref = 0.5
-    assert not t.gate_open(0.54) and t.gate_open(0.55) and t.gate_open(None)
-    low = EvalTracker(EvalConfig(best_metric="loss", best_mode="min"), None)
-    assert low.record(1, {"loss": 2.0}, "a") and low.record(2, {"loss": 1.0}, "b") and not low.record(3, {"loss": 1.5}, "c")
-    with pytest.raises(HrmkitError, match="best_metric='loss'.*exact_accuracy"):
-        t2 = EvalTracker(EvalConfig(best_metric="loss"), None)
-        t2.record(1, {"exact_accuracy": 1.0}, "x")
-    restored = EvalTracker(EvalConfig(), None)
-    restored.load_state_dict(t.state_dict())
-    assert restored.state_dict() == t.state_dict()
+def test_eval_scheduler_best_gate_patience_and_state():
+    s = EvalScheduler(EvalConfig(fast_every=10), None, patience=2)
+    scores = iter([0.2, 0.2, 0.3, 0.1, 0.1])
+    decisions = [s.after_step(step, lambda kind, step=step: _record(step, next(scores)), f"c{step}")
+                 for step in (10, 20, 30, 40, 50)]
+    assert [d.new_best for d in decisions] == [True, False, True, False, False]  # equal is not better
+    assert [d.early_stop for d in decisions] == [False, False, False, False, True]
+    assert s.best.step == 30 and s.best.previous["step"] == 10 and s.best.checkpoint == "c30"
+    assert not s.after_step(60, lambda kind: _record(60, 0.9), "c60", track=False).new_best  # bad streak open
+    gated = EvalScheduler(EvalConfig(gate_delta=0.05), None, None)
+    gated.gate_ref = 0.5
+    assert not gated.gate_open(0.54) and gated.gate_open(0.55) and gated.gate_open(None)
+    low = EvalScheduler(EvalConfig(fast_every=1, best_metric="mean_steps", best_mode="min"), None, None)
+    for step, v in ((1, 2.0), (2, 1.0), (3, 1.5)):
+        low.after_step(step, lambda kind, step=step, v=v: EvalRecord(step, kind, EvalSummary(0, 0, 1, 1, None, v, None)), "c")
+    assert low.best.value == 1.0 and low.best.step == 2
+    with pytest.raises(HrmkitError, match="best_metric='mean_steps'.*exact_accuracy"):
+        EvalScheduler(EvalConfig(fast_every=1, best_metric="mean_steps"), None, None).after_step(1, lambda kind: _record(1, 0.1), "c")
+    end = s.at_end(70, lambda kind: _record(70, 0.95, kind), "c70")
+    assert end.new_best and not end.early_stop and s.last_full_step == 70  # a fast one chooses, a full one reports
+    restored = EvalScheduler(EvalConfig(fast_every=10), None, patience=2)
+    restored.load_state_dict(s.state_dict())
+    assert restored.state_dict() == s.state_dict() and restored.best == s.best
 
 
 def test_archive_best_records_the_change(tmp_path):
     ck = tmp_path / "checkpoints" / "step_00000010.pt"
     ck.parent.mkdir()
     ck.write_bytes(b"weights")
-    t = EvalTracker(EvalConfig(), None)
-    t.record(5, {"exact_accuracy": 0.1, "token_accuracy": 0.5}, "c5")
-    t.record(10, {"exact_accuracy": 0.4, "token_accuracy": 0.7}, str(ck))
-    folder = archive_best(tmp_path, ck, b"lr: 1\n", t.best)
+    t = EvalScheduler(EvalConfig(fast_every=5), None, None)
+    t.after_step(5, lambda kind: EvalRecord(5, kind, EvalSummary(0.1, 0.5, 10, 20, None, None, None)), "c5")
+    t.after_step(10, lambda kind: EvalRecord(10, kind, EvalSummary(0.4, 0.7, 10, 20, None, None, None)), str(ck))
+    folder = archive_best(tmp_path, ck, b"lr: 1\n", t.best.to_json())
     meta = json.loads((folder / "metrics.json").read_text())
     assert meta["step"] == 10 and meta["value"] == 0.4
     assert meta["change"]["exact_accuracy"] == pytest.approx(0.3) and meta["change"]["steps"] == 5
@@ -168,11 +194,14 @@ def test_archive_best_records_the_change(tmp_path):
 
 
 def test_diagnosis_flags():
-    assert diagnosis_of({"summary": {}}) == (None, None, False)
-    diag, text, loud = diagnosis_of({"diagnosis": {"input_invariant": True, "collapsed": False, "warning": "INPUT-INVARIANT"}})
+    def result(diagnosis):
+        return EvalResult("sudoku", EvalSummary(0.0, 0.0, 1, 1, None, None, None), {}, {}, {}, None, diagnosis)
+
+    assert diagnosis_of(result(None)) == (None, None, False)
+    diag, text, loud = diagnosis_of(result({"input_invariant": True, "collapsed": False, "warning": "INPUT-INVARIANT"}))
     assert loud and "INPUT-INVARIANT" in text and diag["input_invariant"]
-    assert diagnosis_of({"diagnosis": {"input_invariant": False, "collapsed": False, "warning": ""}})[1:] == (None, False)
-    assert diagnosis_of({"diagnosis": {"collapsed": False, "warning": "INVALID OUTPUTS"}})[1:] == ("INVALID OUTPUTS", False)
+    assert diagnosis_of(result({"input_invariant": False, "collapsed": False, "warning": ""}))[1:] == (None, False)
+    assert diagnosis_of(result({"collapsed": False, "warning": "INVALID OUTPUTS"}))[1:] == ("INVALID OUTPUTS", False)
 
 
 def test_fast_subset_is_fixed_and_keeps_puzzle_ids(sudoku4):
@@ -226,14 +255,11 @@ def test_console_plain_lines_off_a_terminal(monkeypatch):
     assert c.bar is None
     c.line("hello")
     assert out.getvalue() == "hello\n"
-    monkeypatch.setitem(sys.modules, "tqdm", None)
-    with pytest.raises(HrmkitError, match="tqdm"):
-        use_bar("bar", out)
-    assert not use_bar("auto", out)
+    assert not use_bar("auto", out) and use_bar("bar", out) and not use_bar("lines", out)
 
 
 def test_progress_bar_on_a_terminal(monkeypatch):
-    lines, updates = [], []
+    lines, updates, descriptions = [], [], []
 
     class Bar:
         def __init__(self, total, initial, file, unit, dynamic_ncols):
@@ -249,6 +275,9 @@ def test_progress_bar_on_a_terminal(monkeypatch):
         def set_postfix_str(self, text, refresh):
             pass
 
+        def set_description_str(self, text, refresh):
+            descriptions.append(text)
+
         def close(self):
             pass
 
@@ -262,8 +291,12 @@ def test_progress_bar_on_a_terminal(monkeypatch):
 
     c = Console("auto", total=10, initial=2, stream=Terminal())
     c.line("tick")
-    c.advance(5)
-    assert c.bar is not None and lines == ["tick"] and updates == [5]
+    c.advance(3)
+    c.advance(4)
+    c.evaluating("evaluating (fast) 8/16")
+    c.evaluating(None)
+    assert c.bar is not None and lines == ["tick"] and updates == [3, 4]
+    assert descriptions == ["evaluating (fast) 8/16", ""]
     assert Console("lines", total=10, initial=0, stream=Terminal()).bar is None
 
 
@@ -280,14 +313,18 @@ def test_optional_sinks_need_their_dependency(tmp_path, monkeypatch):
 
 
 def test_optional_sinks_receive_records(tmp_path, monkeypatch):
-    scalars, logged, init = [], [], {}
+    scalars, logged, init, texts, summaries, metrics = [], [], {}, [], [], {}
 
     class Writer:
-        def __init__(self, log_dir):
+        def __init__(self, log_dir, purge_step=None):
             init["tb"] = log_dir
+            self.file_writer = types.SimpleNamespace(add_summary=summaries.append)
 
         def add_scalar(self, k, v, step):
             scalars.append((k, v, step))
+
+        def add_text(self, tag, text, step):
+            texts.append((tag, text))
 
         def flush(self):
             pass
@@ -296,6 +333,9 @@ def test_optional_sinks_receive_records(tmp_path, monkeypatch):
             pass
 
     class Run:
+        def define_metric(self, name, summary, goal):
+            metrics[name] = (summary, goal)
+
         def log(self, data, step):
             logged.append((data, step))
 
@@ -304,17 +344,23 @@ def test_optional_sinks_receive_records(tmp_path, monkeypatch):
 
     tb = types.ModuleType("torch.utils.tensorboard")
     tb.SummaryWriter = Writer
+    tb_summary = types.ModuleType("torch.utils.tensorboard.summary")
+    tb_summary.hparams = lambda hparams, metric_dict: [("hparams", hparams, sorted(metric_dict))]
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard.summary", tb_summary)
     wandb = types.ModuleType("wandb")
     wandb.init = lambda **kw: init.setdefault("wandb", kw) and Run()
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", tb)
     monkeypatch.setitem(sys.modules, "wandb", wandb)
-    sinks = Sinks(tmp_path, "run-1", LogConfig(tensorboard=True, wandb=True), {"lr": 1})
+    sinks = Sinks(tmp_path, "run-1", LogConfig(tensorboard=True, wandb=True), {"lr": 1, "arch": {"hidden_size": 8}})
     sinks.write({"kind": "train", "global_step": 3, "loss": 0.5, "run_id": "run-1"})
     sinks.write({"kind": "eval", "global_step": 3, "eval/exact_accuracy": 0.25})
     sinks.close()
     assert ("train/loss", 0.5, 3) in scalars and ("eval/exact_accuracy", 0.25, 3) in scalars
     assert init["wandb"]["mode"] == "offline" and init["wandb"]["id"] == "run-1" and init["finished"]
     assert logged[0] == ({"train/loss": 0.5}, 3)
+    assert texts[0][0] == "config" and "hidden_size: 8" in texts[0][1]
+    assert summaries == [("hparams", {"lr": 1, "arch.hidden_size": 8}, [f"eval/{k}" for k in sorted(EVAL_GOALS)])]
+    assert metrics["eval/exact_accuracy"] == ("max", "maximize") and metrics["eval_fast/pass@2"] == ("max", "maximize")
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])["loss"] == 0.5
 
 

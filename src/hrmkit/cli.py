@@ -1,7 +1,10 @@
 """The `hrm` command: `hrm data|train|eval|model|verify-reference ...`.
 
 Each subcommand family lives beside the code it drives and registers itself through a `register(subparsers)`
-function; this module only wires them together and turns HrmkitError into a clear message and exit code 2.
+function; this module only wires them together and turns errors into a message and an exit code: HrmkitError
+(bad input) and OSError (a read-only folder, a full disk: the message names the path) exit 2, RunCrashed
+(training diverged or ran out of memory) exits 3, an interrupt 130; a subcommand may return its own code
+(`hrm train`: 130/143 when stopped by SIGINT/SIGTERM).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from hrmkit.errors import HrmkitError
+from hrmkit.errors import HrmkitError, RunCrashed
 
 # Modules that each define `register(subparsers)`.
 _COMMAND_MODULES = [
@@ -45,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         rc = args.func(args)
     except HrmkitError as e:
         print(f"hrm: error: {e}", file=sys.stderr, flush=True)
+        return 2
+    except RunCrashed as e:
+        print(f"hrm: crashed: {e}", file=sys.stderr, flush=True)
+        return 3
+    except OSError as e:  # a read-only folder, a full disk, ...: name the path, no traceback
+        where = e.filename if e.filename is not None else "?"
+        print(f"hrm: error: {where}: {e.strerror or e}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:
         print("hrm: interrupted", file=sys.stderr, flush=True)

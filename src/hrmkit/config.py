@@ -6,13 +6,23 @@ Keys use the reference implementations' names where they exist (sapientinc/HRM `
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+# Every count, period and rate has a range (and every float is finite: allow_inf_nan=False below), so a bad
+# value fails here, naming its key, instead of deep inside a run.
+Positive = Annotated[int, Field(ge=1)]  # counts and periods
+NonNegative = Annotated[int, Field(ge=0)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy generators take unsigned 32-bit seeds
+Rate = Annotated[float, Field(ge=0.0)]  # learning rates, weight decays
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class LossConfig(_Strict):
@@ -20,7 +30,7 @@ class LossConfig(_Strict):
 
     name: str = "ACTLossHead"
     loss_type: Literal["stablemax_cross_entropy", "softmax_cross_entropy"] = "stablemax_cross_entropy"
-    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)  # LM loss, training only (not in the reference)
+    label_smoothing: Beta = 0.0  # LM loss, training only (not in the reference)
 
 
 class ArchConfig(_Strict):
@@ -31,35 +41,67 @@ class ArchConfig(_Strict):
     """
 
     name: Literal["hrm", "trm", "transformer"] = "hrm"
-    H_cycles: int = 2
-    L_cycles: int = 2
-    H_layers: int = 4
-    L_layers: int = 4
-    hidden_size: int = 512
-    expansion: float = 4.0
-    num_heads: int = 8
+    H_cycles: Positive = 2
+    L_cycles: Positive = 2
+    H_layers: NonNegative = 4  # unused by TRM
+    L_layers: Positive = 4
+    hidden_size: Positive = 512
+    expansion: PositiveFloat = 4.0
+    num_heads: Positive = 8
     pos_encodings: Literal["rope", "learned", "none"] = "rope"
-    rope_theta: float = 10000.0
-    rms_norm_eps: float = 1e-5
-    halt_max_steps: int = 16
-    halt_exploration_prob: float = 0.1
-    puzzle_emb_ndim: int = 512
-    puzzle_emb_len: int = 16  # TRM only: prefix tokens reserved for the puzzle embedding
+    rope_theta: PositiveFloat = 10000.0
+    rms_norm_eps: PositiveFloat = 1e-5
+    halt_max_steps: Positive = 16
+    halt_exploration_prob: Fraction = 0.1
+    puzzle_emb_ndim: NonNegative = 512
+    puzzle_emb_len: NonNegative = 16  # TRM only: prefix tokens reserved for the puzzle embedding
     mlp_t: bool = False  # TRM only: SwiGLU across the sequence instead of attention
     no_ACT_continue: bool = True  # TRM only: halt on q_halt > 0, no q_continue head loss
     # auto: bf16 on CUDA, float32 on CPU; float64 only to measure float32 rounding noise (verify-reference)
     forward_dtype: Literal["auto", "float32", "bfloat16", "float64"] = "auto"
     loss: LossConfig = LossConfig()
 
+    # Checks across keys, on the later key of each pair (fields validate in declaration order).
+    @field_validator("H_layers")
+    @classmethod
+    def _hrm_has_h_blocks(cls, v: int, info: ValidationInfo) -> int:
+        if info.data.get("name") == "hrm" and v < 1:
+            raise ValueError("HRM needs at least one H block")
+        return v
+
+    @field_validator("num_heads")
+    @classmethod
+    def _heads_divide_width(cls, v: int, info: ValidationInfo) -> int:
+        d = info.data.get("hidden_size")
+        if d is not None and d % v:
+            raise ValueError(f"must divide hidden_size={d}")
+        return v
+
+    @field_validator("pos_encodings")
+    @classmethod
+    def _rope_needs_even_heads(cls, v: str, info: ValidationInfo) -> str:
+        d, h = info.data.get("hidden_size"), info.data.get("num_heads")
+        if v == "rope" and d is not None and h is not None and (d // h) % 2:
+            raise ValueError(f"needs an even head size, but hidden_size={d} / num_heads={h} = {d // h}")
+        return v
+
+    @field_validator("puzzle_emb_len")
+    @classmethod
+    def _trm_prefix_fits(cls, v: int, info: ValidationInfo) -> int:
+        d, n = info.data.get("hidden_size"), info.data.get("puzzle_emb_ndim")
+        if info.data.get("name") == "trm" and v and d is not None and n is not None and n > v * d:
+            raise ValueError(f"{v} tokens of hidden_size={d} cannot hold puzzle_emb_ndim={n}")
+        return v
+
 
 class DemoDataConfig(_Strict):
     """How `hrm train` builds its default dataset when `data_path` does not exist yet (the CPU demo)."""
 
-    size: int = 4
-    train: int = 3000
-    test: int = 1000
-    seed: int = 0
-    num_aug: int = 0
+    size: Literal[4, 6, 9] = 4
+    train: Positive = 3000
+    test: Positive = 1000
+    seed: Seed = 0
+    num_aug: NonNegative = 0
 
 
 class EvalConfig(_Strict):
@@ -74,11 +116,11 @@ class EvalConfig(_Strict):
     `best_metric` (a key of the evaluation summary), higher is better unless `best_mode: min`.
     """
 
-    fast_every: int | None = Field(default=None, ge=1)
-    fast_examples: int = Field(default=1000, ge=1)
-    fast_seed: int = 0
-    full_every: int | None = Field(default=None, ge=1)
-    gate_delta: float | None = Field(default=None, ge=0.0)
+    fast_every: Positive | None = None
+    fast_examples: Positive = 1000
+    fast_seed: Seed = 0
+    full_every: Positive | None = None
+    gate_delta: Rate | None = None
     best_metric: str = "exact_accuracy"
     best_mode: Literal["max", "min"] = "max"
 
@@ -92,9 +134,9 @@ class GuardsConfig(_Strict):
     """
 
     skip_nonfinite: bool = True
-    max_bad_steps: int = Field(default=5, ge=1)
-    rollback_lr_factor: float = Field(default=0.5, gt=0.0, le=1.0)
-    max_rollbacks: int = Field(default=3, ge=0)
+    max_bad_steps: Positive = 5
+    rollback_lr_factor: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    max_rollbacks: NonNegative = 3
 
 
 class LogConfig(_Strict):
@@ -112,7 +154,7 @@ class LogConfig(_Strict):
     wandb_project: str = "hrmkit"
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"
     progress: Literal["auto", "bar", "lines"] = "auto"
-    eta_window_s: float = Field(default=300.0, gt=0.0)
+    eta_window_s: PositiveFloat = 300.0
 
 
 class TrainConfig(_Strict):
@@ -134,28 +176,28 @@ class TrainConfig(_Strict):
     data_path: str = "data/sudoku-4x4-demo"
     demo_data: DemoDataConfig | None = None  # build data_path with this recipe when it is missing
     arch: ArchConfig = ArchConfig()
-    global_batch_size: int | Literal["auto"] = 768
-    epochs: int = 100000
-    eval_interval: int | None = 10000
-    max_steps: int | None = None
-    max_time_s: float | None = None
-    lr: float = 1e-4
-    lr_min_ratio: float = 1.0
-    lr_warmup_steps: int = 2000
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    puzzle_emb_lr: float = 1e-2
-    puzzle_emb_weight_decay: float = 0.1
-    grad_clip_norm: float | None = None
+    global_batch_size: Positive | Literal["auto"] = 768
+    epochs: Positive = 100000
+    eval_interval: Positive | None = 10000
+    max_steps: Positive | None = None
+    max_time_s: PositiveFloat | None = None
+    lr: Rate = 1e-4
+    lr_min_ratio: Fraction = 1.0
+    lr_warmup_steps: NonNegative = 2000
+    weight_decay: Rate = 0.1
+    beta1: Beta = 0.9
+    beta2: Beta = 0.95
+    puzzle_emb_lr: Rate = 1e-2
+    puzzle_emb_weight_decay: Rate = 0.1
+    grad_clip_norm: PositiveFloat | None = None
     ema: bool = False
-    ema_rate: float = 0.999
-    seed: int = 0
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    log_every: int = 50
-    eval_batch_size: int | None = None  # default: global_batch_size
-    eval_max_examples: int | None = None  # evaluate on the first N test examples only (None: all)
+    ema_rate: Fraction = 0.999
+    seed: Seed = 0
+    checkpoint_every: Positive = 1000
+    keep_checkpoints: Positive = 3
+    log_every: Positive = 50
+    eval_batch_size: Positive | None = None  # default: global_batch_size
+    eval_max_examples: Positive | None = None  # evaluate on the first N test examples only (None: all)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     out_dir: str = "runs"
     preset: str | None = None
@@ -164,20 +206,20 @@ class TrainConfig(_Strict):
     eval: EvalConfig = EvalConfig()
     guards: GuardsConfig = GuardsConfig()
     log: LogConfig = LogConfig()
-    status_interval_s: float = Field(default=60.0, gt=0.0)
-    early_stop_patience: int | None = Field(default=None, ge=1)
+    status_interval_s: PositiveFloat = 60.0
+    early_stop_patience: Positive | None = None
     lr_schedule: Literal["cosine", "constant", "cosine_restarts"] = "cosine"
-    lr_restart_period: int = Field(default=1000, ge=1)
-    lr_restart_mult: float = Field(default=1.0, ge=1.0)
-    grad_accum_steps: int = Field(default=1, ge=1)
+    lr_restart_period: Positive = 1000
+    lr_restart_mult: Annotated[float, Field(ge=1.0)] = 1.0
+    grad_accum_steps: Positive = 1
     compile: bool = False
-    memory_headroom: float = Field(default=0.1, ge=0.0, lt=1.0)
-    auto_batch_max: int = Field(default=8192, ge=1)
-    dist_timeout_s: float = Field(default=7200.0, gt=0.0)
+    memory_headroom: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    auto_batch_max: Positive = 8192
+    dist_timeout_s: PositiveFloat = 7200.0
 
 
 # Presets are partial configs (nested dicts) applied before the YAML file and the key=value overrides.
-PRESETS: dict[str, dict] = {
+TRAIN_PRESETS: dict[str, dict] = {
     # The CPU demo: a small HRM learns 4x4 Sudoku (about 60% blank cells) on a laptop in under 10 minutes.
     "demo": {
         "data_path": "data/sudoku-4x4-demo",
@@ -236,7 +278,10 @@ def parse_override(item: str) -> dict:
     if "=" not in item:
         raise HrmkitError(f"override {item!r}: expected key=value (for example arch.L_cycles=6)")
     key, raw = item.split("=", 1)
-    value = yaml.safe_load(raw) if raw != "" else None
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError as e:
+        raise HrmkitError(f"override {item!r}: the value is not plain YAML ({str(e).splitlines()[0]})") from None
     out: dict = value
     for part in reversed(key.strip().split(".")):
         out = {part: out}
@@ -245,9 +290,10 @@ def parse_override(item: str) -> dict:
 
 def resolve_config(
     preset: str | None = None, config_file: str | None = None, overrides: list[str] | None = None,
-    base: dict | None = None,
+    base: dict | None = None, base_source: str = "the resumed run's config",
 ) -> TrainConfig:
-    """Build the TrainConfig: defaults < `base` (e.g. a resumed run's config) < preset < YAML file < overrides.
+    """Build the TrainConfig: defaults < `base` (e.g. a resumed run's config, read from `base_source`) < preset <
+    YAML file < overrides.
 
     Raises HrmkitError naming the preset, file, key and value at fault.
     """
@@ -259,21 +305,21 @@ def resolve_config(
     merged: dict = dict(base or {})
     user: dict = {}  # what the YAML file and the overrides set: beats the `model` architecture preset
     if preset is not None:
-        if preset not in PRESETS:
-            raise HrmkitError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
-        merged = _deep_merge(merged, PRESETS[preset])
+        if preset not in TRAIN_PRESETS:
+            raise HrmkitError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(TRAIN_PRESETS))}")
+        merged = _deep_merge(merged, TRAIN_PRESETS[preset])
         merged["preset"] = preset
-    source = "overrides"
+    sources = ([base_source] if base else []) + ([config_file] if config_file else []) + (["overrides"] if overrides else [])
+    source = " + ".join(sources) or "defaults"
     if config_file is not None:
         try:
             with open(config_file) as f:
                 loaded = yaml.safe_load(f) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise HrmkitError(f"{config_file}: cannot read config: {e}") from e
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            raise HrmkitError(f"{config_file}: cannot read config: {e}") from None
         if not isinstance(loaded, dict):
             raise HrmkitError(f"{config_file}: expected a mapping of keys, got {type(loaded).__name__}")
         user = _deep_merge(user, loaded)
-        source = config_file
     for item in overrides or []:
         user = _deep_merge(user, parse_override(item))
     merged = _deep_merge(merged, user)
@@ -290,5 +336,5 @@ def resolve_config(
         problems = []
         for err in e.errors():
             key = ".".join(str(p) for p in err["loc"])
-            problems.append(f"{key}={err.get('input')!r}: {err['msg']}")
+            problems.append(f"{key}={err.get('input')!r}: {err['msg'].removeprefix('Value error, ')}")
         raise HrmkitError(f"invalid config ({source}): " + "; ".join(problems)) from None

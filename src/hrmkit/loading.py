@@ -94,16 +94,37 @@ def load_trained(path: Path, device: torch.device | str = "cpu", use_ema: bool =
     state = load_checkpoint(path)
     if not isinstance(state, dict) or not {"config", "model", "model_shape"} <= set(state):
         raise HrmkitError(f"{path}: not an hrmkit checkpoint (no config/model/model_shape entries)")
-    cfg = TrainConfig.model_validate(json.loads(state["config"]))
-    head = build_model(cfg.arch, **state["model_shape"])
-    head.load_state_dict(state["model"])
-    if use_ema and state.get("ema") is not None:
-        from hrmkit.models.ema import EMA
+    cfg = saved_config(state, path)
+    shape = state["model_shape"]
+    if not isinstance(shape, dict) or set(shape) != {"seq_len", "vocab_size", "num_puzzle_identifiers"}:
+        raise HrmkitError(f"{path}: entry 'model_shape' must hold seq_len, vocab_size, num_puzzle_identifiers, "
+                          f"got {shape!r}")
+    head = build_model(cfg.arch, **shape)
+    try:
+        head.load_state_dict(state["model"])
+        if use_ema and state.get("ema") is not None:
+            from hrmkit.models.ema import EMA
 
-        ema = EMA(head)
-        ema.load_state_dict(state["ema"])
-        ema.copy_to()
-    return TrainedModel(head.to(device).eval(), cfg, int(state.get("step", 0)), Path(path), dict(state["model_shape"]))
+            ema = EMA(head)
+            ema.load_state_dict(state["ema"])
+            ema.copy_to()
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise HrmkitError(f"{path}: the weights do not fit the model its config describes ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0]})") from None
+    return TrainedModel(head.to(device).eval(), cfg, int(state.get("step", 0)), Path(path), dict(shape))
+
+
+def saved_config(state: dict[str, Any], path: Path) -> TrainConfig:
+    """The TrainConfig a checkpoint was written with (its `config` entry, JSON). Raises HrmkitError naming the
+    checkpoint and the keys at fault when it is not valid JSON or not a valid config."""
+    from pydantic import ValidationError
+
+    try:
+        return TrainConfig.model_validate(json.loads(state["config"]))
+    except (TypeError, ValueError) as e:  # ValidationError is a ValueError
+        if isinstance(e, ValidationError):
+            e = "; ".join(f"{'.'.join(map(str, err['loc']))}={err.get('input')!r}: {err['msg']}" for err in e.errors())
+        raise HrmkitError(f"{path}: its config does not fit this version of hrmkit ({e})") from None
 
 
 def load_model(target: str | Path, device: torch.device | str = "cpu", use_ema: bool = True) -> TrainedModel:

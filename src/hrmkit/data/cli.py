@@ -25,7 +25,7 @@ from pathlib import Path
 
 from hrmkit.errors import HrmkitError
 
-PRESETS = {
+SUDOKU_PRESETS = {
     "extreme": dict(size=9, train=1000, test=10000, num_aug=1000, min_rating=2),
 }
 
@@ -58,9 +58,9 @@ def _cmd_sudoku(args: argparse.Namespace) -> int:
 
     t0 = time.time()
     if args.preset is not None:
-        if args.preset not in PRESETS:
-            raise HrmkitError(f"--preset must be one of {sorted(PRESETS)}, got {args.preset!r}")
-        for k, v in PRESETS[args.preset].items():
+        if args.preset not in SUDOKU_PRESETS:
+            raise HrmkitError(f"--preset must be one of {sorted(SUDOKU_PRESETS)}, got {args.preset!r}")
+        for k, v in SUDOKU_PRESETS[args.preset].items():
             if getattr(args, k) is None:
                 setattr(args, k, v)
     if args.size is not None and args.size not in sudoku.BOXES:

@@ -35,12 +35,14 @@ Public API
   (if it is not, "<blank>" is prepended).
 - `load_identifiers(dataset_dir) -> list[str]`; `read_json(path)`: a JSON file, HrmkitError naming the file
   (and line/column) when it is missing or invalid.
-- `load_split(dataset_dir, split, *, mmap=True, full_check=False) -> SplitData`: metadata + arrays per set,
+- `load_split(dataset_dir, split, *, mmap=True) -> SplitData`: metadata + arrays per set,
   inputs/labels memory-mapped, index arrays in memory. Validated; any problem raises HrmkitError naming
   the file, field and value (missing file, wrong dtype/ndim/shape, offsets not starting at 0, not strictly
-  increasing or not ending at the array length, identifiers out of range, tokens >= vocab_size,
-  total_groups different from the number of groups).
-  Token range is checked on the first and last rows only unless `full_check=True` (datasets can be GBs).
+  increasing or not ending at the array length, identifiers out of range, any token >= vocab_size (every
+  row, read in chunks), total_groups different from the number of groups).
+- `SplitData.check_fits(seq_len, vocab_size, num_puzzle_identifiers, model)`: HrmkitError unless the split
+  can be fed to a model built for that shape; `SplitData.require_examples()`: HrmkitError for an empty split.
+- `IGNORE_LABEL_ID = -100`: the label of ignored cells at batch time (the references' value).
 - `SplitData` (path, metadata, sets: dict[str, SetArrays]); `SetArrays` (inputs, labels, puzzle_identifiers,
   puzzle_indices, group_indices; num_examples / num_puzzles / num_groups).
 - `FIELDS`: the 5 array names with their dtype and ndim.
@@ -72,6 +74,7 @@ FIELDS: dict[str, tuple[np.dtype, int]] = {
 }
 
 BLANK_IDENTIFIER = "<blank>"
+IGNORE_LABEL_ID = -100  # labels equal to metadata.ignore_label_id (and padding rows) become this in batches
 _REFERENCE_KEYS = (
     "pad_id", "ignore_label_id", "blank_identifier_id", "vocab_size", "seq_len",
     "num_puzzle_identifiers", "total_groups", "mean_puzzle_examples", "sets",
@@ -178,6 +181,27 @@ class SplitData:
     @property
     def num_examples(self) -> int:
         return sum(s.num_examples for s in self.sets.values())
+
+    def require_examples(self) -> "SplitData":
+        """This split; HrmkitError when it holds no example."""
+        if self.num_examples == 0:
+            raise HrmkitError(f"{self.path}: the split holds no examples")
+        return self
+
+    def check_fits(self, seq_len: int, vocab_size: int, num_puzzle_identifiers: int, model: str) -> None:
+        """HrmkitError unless a model built for (seq_len, vocab_size, num_puzzle_identifiers) can read this
+        split: same seq_len and vocab_size, puzzle identifiers inside the model's table. `model` names the
+        model in the message (e.g. "the train split", a checkpoint path)."""
+        meta, source = self.metadata, self.path / "dataset.json"
+        for key, want in (("seq_len", seq_len), ("vocab_size", vocab_size)):
+            if getattr(meta, key) != want:
+                raise HrmkitError(f"{source}: {key}={getattr(meta, key)}, but {model} has {key}={want}")
+        for name, arrs in self.sets.items():
+            ids = arrs.puzzle_identifiers
+            if ids.size and int(ids.max()) >= num_puzzle_identifiers:
+                raise HrmkitError(f"{self.path / f'{name}__puzzle_identifiers.npy'}: identifier {int(ids.max())} "
+                                  f"is outside the puzzle table of {model} (num_puzzle_identifiers="
+                                  f"{num_puzzle_identifiers})")
 
 
 class SplitWriter:
@@ -404,23 +428,25 @@ def _check_offsets(path: Path, key: str, offs: np.ndarray, end: int) -> None:
         raise HrmkitError(f"{path}: field {key!r} ends at {int(offs[-1])}, expected {end}")
 
 
-def _check_tokens(path: Path, key: str, arr: np.ndarray, vocab: int, full: bool) -> None:
-    n = arr.shape[0]
-    parts = [(0, n)] if full or n <= 8192 else [(0, 4096), (n - 4096, n)]
-    for lo, hi in parts:
-        for i in range(lo, hi, 65536):
-            block = np.asarray(arr[i:min(hi, i + 65536)])
-            if block.size and int(block.max()) >= vocab:
-                r, c = np.argwhere(block >= vocab)[0]
-                raise HrmkitError(
-                    f"{path}: field {key!r} row {i + int(r)} column {int(c)} has token {int(block[r, c])} "
-                    f">= vocab_size {vocab}"
-                )
+TOKEN_CHECK_BYTES = 64 << 20  # rows per chunk of the token check: about this many bytes
 
 
-def load_split(
-    dataset_dir: str | os.PathLike, split: str, *, mmap: bool = True, full_check: bool = False
-) -> SplitData:
+def _check_tokens(path: Path, key: str, arr: np.ndarray, vocab: int) -> None:
+    """Every token of `arr` (uint8 [N, S], memory-mapped) below `vocab`, checked in chunks of about
+    TOKEN_CHECK_BYTES so a split of any size is read once, sequentially, with bounded memory."""
+    n, s = arr.shape
+    step = max(1, TOKEN_CHECK_BYTES // max(1, s))
+    for i in range(0, n, step):
+        block = np.asarray(arr[i:i + step])
+        if block.size and int(block.max()) >= vocab:
+            r, c = np.argwhere(block >= vocab)[0]
+            raise HrmkitError(
+                f"{path}: field {key!r} row {i + int(r)} column {int(c)} has token {int(block[r, c])} "
+                f">= vocab_size {vocab}"
+            )
+
+
+def load_split(dataset_dir: str | os.PathLike, split: str, *, mmap: bool = True) -> SplitData:
     """Load and validate DATASET/SPLIT; see the module docstring. Raises HrmkitError on any problem."""
     split_dir = Path(dataset_dir) / split
     if not split_dir.is_dir():
@@ -452,7 +478,7 @@ def load_split(
                 f"{meta.num_puzzle_identifiers})"
             )
         for k in ("inputs", "labels"):
-            _check_tokens(p[k], k, arrs[k], meta.vocab_size, full_check)
+            _check_tokens(p[k], k, arrs[k], meta.vocab_size)
         sets[name] = SetArrays(**arrs)
     total = sum(s.num_groups for s in sets.values())
     if total != meta.total_groups:

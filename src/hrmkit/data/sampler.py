@@ -22,7 +22,7 @@ metadata.ignore_label_id, and padding rows, become IGNORE_LABEL_ID = -100), `puz
 
 Public API
 ----------
-- `IGNORE_LABEL_ID = -100`
+- `IGNORE_LABEL_ID = -100` (defined in data/format.py)
 - `TrainSampler(split, global_batch_size, seed, rank=0, world_size=1)`; `iter(sampler)` yields
   `(epoch, step_in_epoch, batch)` forever; `state_dict() -> {"epoch", "step", "seed", "global_batch_size",
   "world_size", "num_groups"}` gives the position of the NEXT batch; `load_state_dict(state)`;
@@ -41,10 +41,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from hrmkit.data.format import DatasetMetadata, SplitData
+from hrmkit.data.format import IGNORE_LABEL_ID, DatasetMetadata, SplitData
 from hrmkit.errors import HrmkitError
-
-IGNORE_LABEL_ID = -100
 
 Batch = dict[str, torch.Tensor]
 

@@ -156,15 +156,15 @@ def load_demonstrations(dataset_dir: str | Path, task_ids: Sequence[str],
 
 
 def _baselines(dataset_dir: Path, tasks: Mapping[str, list], names: Sequence[str], ks: Sequence[int]) -> dict:
-    """arc_baselines on `tasks` keyed with underscores; pass@k keys, n_examples and description only."""
+    """arc_baselines on `tasks`: pass@k keys, n_examples and description only."""
     test_inputs = {t: [i for i, _ in pairs] for t, pairs in tasks.items()}
     solutions = {t: [o for _, o in pairs] for t, pairs in tasks.items()}
     demos = load_demonstrations(dataset_dir, list(tasks), names)
     scores = arc_baselines(demos, test_inputs, solutions, ks=ks)
     if not demos:
-        scores.pop("arc-most-common-demo-output", None)
+        scores.pop("arc_most_common_demo_output", None)
     keep = lambda k: k.startswith("pass@") or k.startswith("test_inputs_pass@") or k in ("n_examples", "baseline")
-    return {name.replace("-", "_"): {k: v for k, v in s.items() if keep(k)} for name, s in scores.items()}
+    return {name: {k: v for k, v in s.items() if keep(k)} for name, s in scores.items()}
 
 
 def _score(predictions: list[ArcPrediction], dataset_dir: Path, tasks: Mapping[str, list], names: Sequence[str],

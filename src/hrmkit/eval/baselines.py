@@ -6,15 +6,15 @@ gets every clue right. The baselines here are computed on the same examples with
 `metrics.compute_metrics`.
 
 Token-level baselines (any task), `compute_baselines`:
-- "copy-input": the prediction is the input sequence unchanged (for ARC this is "the test input unchanged"
+- "copy_input": the prediction is the input sequence unchanged (for ARC this is "the test input unchanged"
   on the canvas, EOS frame included).
-- "most-common-token": every cell gets the single most common answer token. The token is counted over the
+- "most_common_token": every cell gets the single most common answer token. The token is counted over the
   answer cells (not ignored, not PAD) of `train_labels` when given (source "train"), otherwise over the
   evaluated labels themselves (source "eval", an optimistic baseline since it peeks at the answers).
 
 Grid-level ARC baselines (original frame, scored with `arc_scoring`), `arc_baselines`:
-- "arc-test-input": answer the test input grid unchanged.
-- "arc-most-common-demo-output": the task's demonstration outputs ranked by how often each occurs
+- "arc_test_input": answer the test input grid unchanged.
+- "arc_most_common_demo_output": the task's demonstration outputs ranked by how often each occurs
   (ties: first occurrence); attempt 2 is the second most common.
 
 Public API
@@ -56,12 +56,12 @@ def most_common_token(labels: Any, *, pad_id: int | None = PAD_ID, ignore_label_
 def compute_baselines(inputs: Any, labels: Any, *, train_labels: Any = None, sets: Sequence[str] | None = None,
                       task: str = "generic", mask_fn: MaskFn | None = None, pad_id: int | None = PAD_ID,
                       ignore_label_id: int = IGNORE_LABEL_ID, blank_id: int = SUDOKU_BLANK_ID) -> dict[str, dict]:
-    """Score the copy-input and most-common-token baselines on the evaluated examples.
+    """Score the copy_input and most_common_token baselines on the evaluated examples.
 
     inputs, labels: int [N, S] (the arrays the model was scored on); train_labels: int [M, S] labels of the
     training split, optional (see the module docstring for which labels the token is counted over).
     Other arguments as `metrics.compute_metrics`. Returns {baseline name: compute_metrics result + "baseline":
-    {"description", and for most-common-token "token" and "source" ("train" | "eval")}}.
+    {"description", and for most_common_token "token" and "source" ("train" | "eval")}}.
     """
     inputs = _as_2d("inputs", inputs)
     labels = _as_2d("labels", labels)
@@ -70,7 +70,7 @@ def compute_baselines(inputs: Any, labels: Any, *, train_labels: Any = None, set
     out: dict[str, dict] = {}
     copy = compute_metrics(inputs, labels, inputs, **kw)
     copy["baseline"] = {"description": "predict the input unchanged"}
-    out["copy-input"] = copy
+    out["copy_input"] = copy
     source = "train" if train_labels is not None else "eval"
     try:
         token = most_common_token(train_labels if train_labels is not None else labels, pad_id=pad_id,
@@ -80,7 +80,7 @@ def compute_baselines(inputs: Any, labels: Any, *, train_labels: Any = None, set
     mc = compute_metrics(inputs, labels, np.full_like(labels, token), **kw)
     mc["baseline"] = {"description": f"predict token {token} everywhere (most common {source} label)",
                       "token": token, "source": source}
-    out["most-common-token"] = mc
+    out["most_common_token"] = mc
     return out
 
 
@@ -122,8 +122,8 @@ def arc_baselines(demonstrations: Mapping[str, Sequence[tuple[Any, Any]]], test_
                 demo_preds += [ArcPrediction(t, i, grid=g)] * (len(ranking) - r)
     ks = tuple(ks) if 1 in ks else (1, *ks)
     return {
-        "arc-test-input": as_metrics(score_arc(copy_preds, solutions, ks=ks), "answer the test input unchanged"),
-        "arc-most-common-demo-output": as_metrics(score_arc(demo_preds, solutions, ks=ks),
+        "arc_test_input": as_metrics(score_arc(copy_preds, solutions, ks=ks), "answer the test input unchanged"),
+        "arc_most_common_demo_output": as_metrics(score_arc(demo_preds, solutions, ks=ks),
                                                   "answer the task's most common demonstration output"),
     }
 

@@ -16,13 +16,28 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hrmkit.errors import HrmkitError
 from hrmkit.loading import load_trained, resolve_checkpoints, run_dir_of
+
+if TYPE_CHECKING:
+    from hrmkit.eval.evaluate import EvalResult
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -47,32 +62,39 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(off by default: each checkpoint is scored on its own)")
     p.add_argument("--report", metavar="DIR", help="write DIR/report.html (summary, baselines, input-sensitivity "
                    "verdict, learning curves, ARC task table, rendered examples, checkpoint comparison)")
-    p.add_argument("--examples", type=int, default=8, metavar="N",
+    p.add_argument("--examples", type=_positive, default=8, metavar="N",
                    help="failures and successes each rendered in the report (default 8)")
     p.add_argument("--data", metavar="DIR", help="dataset folder (default: the first checkpoint's data_path)")
     p.add_argument("--split", default="test", help="split to evaluate (default: test)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
-    p.add_argument("--batch-size", type=int, default=None, metavar="N", help="evaluation batch size "
+    p.add_argument("--batch-size", type=_positive, default=None, metavar="N", help="evaluation batch size "
                    "(default: the run's eval_batch_size or global_batch_size)")
-    p.add_argument("--max-examples", type=int, default=None, metavar="N", help="evaluate the first N examples only")
+    p.add_argument("--max-examples", type=_positive, default=None, metavar="N", help="evaluate the first N examples only")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run (default: auto)")
     p.add_argument("--raw-weights", action="store_true", help="use the raw weights even when the checkpoint "
                    "holds an EMA copy (default: EMA when present, as the TRM reference evaluates)")
     p.set_defaults(func=_eval)
 
 
-# ------------------------------------------------------------------------------------------------ targets
-
 # ------------------------------------------------------------------------------------------------ evaluation
 
-def _pass_keys(d: dict) -> dict:
-    return {k: v for k, v in d.items() if k.startswith("pass@")}
+@dataclass
+class CheckpointEval:
+    """One checkpoint's evaluation: the file, its global step, the data and split it was scored on, the run
+    folder holding it (None outside a run) and what `evaluate_split` measured."""
+
+    checkpoint: Path
+    step: int
+    data: Path
+    split: str
+    run_dir: Path | None
+    result: EvalResult
 
 
-def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace, submission_path: Path | None) -> list[dict]:
-    """Evaluate each checkpoint on the same data; returns one `evaluate_split` result per path, with
-    checkpoint, step, data, run_dir added. Only the last (primary) keeps its predictions and writes
-    `submission_path` (unless votes are pooled). Raises HrmkitError for bad targets or data."""
+def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace, submission_path: Path | None) -> list[CheckpointEval]:
+    """Evaluate each checkpoint on the same data. Only the last (primary) keeps its predictions and writes
+    `submission_path` (unless votes are pooled). Raises HrmkitError for bad targets or data, or data that does
+    not fit a checkpoint's model."""
     from hrmkit.data.format import load_split
     from hrmkit.device import pick_device
     from hrmkit.eval.evaluate import evaluate_split
@@ -82,36 +104,39 @@ def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace, submission
     for i, path in enumerate(paths):
         primary = i == len(paths) - 1
         model = load_trained(path, device, use_ema=not args.raw_weights)
-        head, cfg, step = model.head, model.config, model.step
+        cfg = model.config
         if split is None:
             data = Path(args.data or cfg.data_path)
-            split = load_split(data, args.split)
+            split = load_split(data, args.split).require_examples()
             if args.aggregate_checkpoints and (split.metadata.task or "generic") != "arc":
                 raise HrmkitError(f"--aggregate-checkpoints pools ARC votes, but {data} holds task "
                                   f"{split.metadata.task!r}")
-        result = evaluate_split(head, split, batch_size=args.batch_size or cfg.eval_batch_size or cfg.global_batch_size,
+        if model.model_shape:
+            split.check_fits(**model.model_shape, model=f"checkpoint {path}")
+        result = evaluate_split(model.head, split, batch_size=args.batch_size or cfg.eval_batch_size or cfg.global_batch_size,
                                 device=device, max_examples=args.max_examples,
                                 submission_path=submission_path if primary and not args.aggregate_checkpoints else None)
-        result.update(checkpoint=path, step=step, data=data, split_name=args.split, run_dir=run_dir_of(path))
         if not primary:
-            result.pop("predictions", None)
-            result.pop("arc_ranked", None)
+            result.predictions = result.arc_ranked = None
             if not args.aggregate_checkpoints:
-                result.pop("arc_predictions", None)
-        results.append(result)
-        del head
+                result.arc_predictions = None
+        results.append(CheckpointEval(path, model.step, data, args.split, run_dir_of(path), result))
+        del model
     return results
 
 
-def _model_table(result: dict) -> dict:
+def _pass_keys(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k.startswith("pass@")}
+
+
+def _model_table(result: EvalResult) -> dict:
     """Flat metrics of the model row (compute_metrics "overall" + ARC pass@k)."""
-    return {**result["metrics"]["overall"], **_pass_keys(result["summary"])}
+    return {**result.metrics["overall"], **result.summary.pass_at_k}
 
 
-def _baseline_table(result: dict) -> dict:
+def _baseline_table(result: EvalResult) -> dict:
     """Token-level baselines and ARC baselines, as the summary tables show them."""
-    arc = {name.replace("_", "-"): b for name, b in (result.get("arc_baselines") or {}).items()}
-    return {**result["baseline_metrics"], **arc}
+    return {**result.baseline_metrics, **(result.arc_baselines or {})}
 
 
 def _sensitivity_line(diagnosis: dict | None) -> str:
@@ -127,21 +152,21 @@ def _sensitivity_line(diagnosis: dict | None) -> str:
             f"replaced by random tokens (input-invariant below {sens.get('threshold', 0.05):.0%}).")
 
 
-def _notes(result: dict, pooled: dict | None) -> list[str]:
+def _notes(result: EvalResult, pooled: dict | None) -> list[str]:
     """Sentences printed under the summary and listed under the report's verdict."""
     notes = []
-    s = result["summary"]
-    if s.get("halt_step_histogram"):
-        hist = ", ".join(f"{k}: {v}" for k, v in s["halt_step_histogram"].items())
-        n = round(s["mean_steps"])
+    s = result.summary
+    if s.halt_step_histogram:
+        hist = ", ".join(f"{k}: {v}" for k, v in s.halt_step_histogram.items())
+        n = round(s.mean_steps)
         notes.append(f"ACT: every example ran {n} segment{'s' * (n != 1)} (evaluation runs halt_max_steps); the "
-                     f"halting rule said stop at step (examples) {hist}, mean {s['mean_halt_step']:.2f}.")
-    copy = result["baselines"].get("copy_input", {}).get("exact_accuracy")
-    if result["task"] == "sudoku" and copy is not None:
+                     f"halting rule said stop at step (examples) {hist}, mean {s.mean_halt_step:.2f}.")
+    copy = result.baselines["copy_input"].exact_accuracy if "copy_input" in result.baselines else None
+    if result.task == "sudoku" and copy is not None:
         notes.append(f"The copy-input baseline gets {100 * copy:.1f}% exact on Sudoku: copying the given clues "
                      f"never fills the blank cells, so any exact accuracy above {100 * copy:.1f}% is real solving; "
                      "token accuracy counts the blank cells only.")
-    arc = (pooled or result).get("arc")
+    arc = pooled["arc"] if pooled else result.arc
     if arc:
         ks = ", ".join(f"pass@{k} {100 * arc[f'pass@{k}']:.1f}%" for k in arc["ks"] if arc.get(f"pass@{k}") is not None)
         where = (f"votes pooled over {pooled['arc']['n_prediction_sets']} checkpoints"
@@ -158,24 +183,28 @@ def _notes(result: dict, pooled: dict | None) -> list[str]:
 FLAGS = ("input_invariant", "collapsed", "invalid_outputs", "low_sensitivity")
 
 
-def _comparison_json(results: list[dict]) -> list[dict]:
+def _baselines_json(result: EvalResult) -> dict:
+    return {name: b.to_dict() for name, b in result.baselines.items()}
+
+
+def _comparison_json(results: list[CheckpointEval]) -> list[dict]:
     rows = []
-    for r in results:
-        s = r["summary"]
-        rows.append({"checkpoint": str(r["checkpoint"]), "step": r["step"], "exact_accuracy": s["exact_accuracy"],
-                     "token_accuracy": s["token_accuracy"], "num_examples": s["num_examples"],
-                     **_pass_keys(s), "q_halt_accuracy": s["q_halt_accuracy"], "mean_halt_step": s["mean_halt_step"],
-                     "baselines": r["baselines"], "arc_baselines": r.get("arc_baselines"),
-                     "input_sensitivity": r["input_sensitivity"],
-                     **{f: bool(r["diagnosis"] and r["diagnosis"].get(f)) for f in FLAGS}, "diagnosis": r["diagnosis"]})
+    for c in results:
+        r, s = c.result, c.result.summary
+        rows.append({"checkpoint": str(c.checkpoint), "step": c.step, "exact_accuracy": s.exact_accuracy,
+                     "token_accuracy": s.token_accuracy, "n_examples": s.n_examples, **s.pass_at_k,
+                     "q_halt_accuracy": s.q_halt_accuracy, "mean_halt_step": s.mean_halt_step,
+                     "baselines": _baselines_json(r), "arc_baselines": r.arc_baselines,
+                     "input_sensitivity": s.input_sensitivity,
+                     **{f: bool(r.diagnosis and r.diagnosis.get(f)) for f in FLAGS}, "diagnosis": r.diagnosis})
     return rows
 
 
 def _comparison_text(rows: list[dict]) -> str:
     pass_keys = sorted({k for r in rows for k in r if k.startswith("pass@")}, key=lambda k: int(k[5:]))
     pct = lambda x: "—" if x is None else f"{100 * x:.1f}%"
-    cols = ["checkpoint", "step", "exact", "token", *pass_keys, "copy-input exact", "copy-input token",
-            "most-common exact", "most-common token", "input sens.", "flags"]
+    cols = ["checkpoint", "step", "exact", "token", *pass_keys, "copy_input exact", "copy_input token",
+            "most_common_token exact", "most_common_token token", "input sens.", "flags"]
     table = [cols]
     for r in rows:
         b = r["baselines"]
@@ -192,16 +221,16 @@ def _comparison_text(rows: list[dict]) -> str:
                       *[fmt(r) for r in table[1:]]])
 
 
-def _examples(result: dict, max_examples: int) -> list[dict]:
+def _examples(result: EvalResult, max_examples: int) -> list[dict]:
     """Report examples of the primary result: ARC test inputs in the original frame (voted answers), else a
     seeded sample of failed and solved examples rendered from their tokens."""
     from hrmkit.eval.arc_eval import arc_examples
     from hrmkit.eval.metrics import exact_correct
     from hrmkit.eval.report import KINDS, make_example
 
-    if result.get("arc_ranked") is not None:
-        return arc_examples(result["arc_ranked"], result["arc_tasks"], max_examples=max_examples)
-    p, kind = result.get("predictions"), result["task"]
+    if result.arc_ranked is not None:
+        return arc_examples(result.arc_ranked, result.arc_tasks, max_examples=max_examples)
+    p, kind = result.predictions, result.task
     if p is None or kind not in KINDS or not len(p.preds):
         return []
     exact = exact_correct(p.labels, p.preds)
@@ -213,21 +242,30 @@ def _examples(result: dict, max_examples: int) -> list[dict]:
     return out
 
 
-def _write_report(out_dir: Path, results: list[dict], pooled: dict | None, max_examples: int) -> Path:
-    from hrmkit.eval.report import write_report
+def _title(c: CheckpointEval) -> str:
+    return f"{c.checkpoint} (step {c.step}) on {c.data} [{c.split}]"
 
-    r = results[-1]
-    model = _model_table(r)
+
+def _primary_table(c: CheckpointEval, pooled: dict | None) -> dict:
+    model = _model_table(c.result)
     if pooled:
         model.update(_pass_keys(pooled["arc"]))
-    comparison = [{"name": Path(c["checkpoint"]).name, "step": c["step"], "metrics": _model_table(c),
-                   "baselines": _baseline_table(c), "diagnosis": c["diagnosis"]} for c in results] if len(results) > 1 else None
-    metrics_log = r["run_dir"] / "metrics.jsonl" if r["run_dir"] and (r["run_dir"] / "metrics.jsonl").exists() else None
-    arc = (pooled or r).get("arc")
-    return write_report(out_dir, model, _baseline_table(r), r["diagnosis"], metrics_log, _examples(r, max_examples),
-                        arc["task_table"] if arc else None, comparison,
-                        title=f"{r['checkpoint']} (step {r['step']}) on {r['data']} [{r['split_name']}]",
-                        max_examples=max_examples, notes=_notes(r, pooled))
+    return model
+
+
+def _write_report(out_dir: Path, results: list[CheckpointEval], pooled: dict | None, max_examples: int) -> Path:
+    from hrmkit.eval.report import write_report
+
+    c = results[-1]
+    r = c.result
+    comparison = [{"name": x.checkpoint.name, "step": x.step, "metrics": _model_table(x.result),
+                   "baselines": _baseline_table(x.result), "diagnosis": x.result.diagnosis}
+                  for x in results] if len(results) > 1 else None
+    metrics_log = c.run_dir / "metrics.jsonl" if c.run_dir and (c.run_dir / "metrics.jsonl").exists() else None
+    arc = pooled["arc"] if pooled else r.arc
+    return write_report(out_dir, _primary_table(c, pooled), _baseline_table(r), r.diagnosis, metrics_log,
+                        _examples(r, max_examples), arc["task_table"] if arc else None, comparison,
+                        title=_title(c), max_examples=max_examples, notes=_notes(r, pooled))
 
 
 def _json_default(x: Any) -> Any:
@@ -240,19 +278,20 @@ def _json_default(x: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
 
-def _json_object(results: list[dict], pooled: dict | None, report: Path | None) -> dict:
-    r = results[-1]
-    out = {"checkpoint": str(r["checkpoint"]), "step": r["step"], "data": str(r["data"]), "split": r["split_name"],
-           "task": r["task"], "summary": r["summary"], "baselines": r["baselines"], **r["summary"],
-           "input_sensitivity": r["input_sensitivity"], "diagnosis": r["diagnosis"]}
-    arc = (pooled or r).get("arc")
+def _json_object(results: list[CheckpointEval], pooled: dict | None, report: Path | None) -> dict:
+    c = results[-1]
+    r = c.result
+    summary = r.summary.to_dict()
+    out = {"checkpoint": str(c.checkpoint), "step": c.step, "data": str(c.data), "split": c.split, "task": r.task,
+           "summary": summary, "baselines": _baselines_json(r), **summary, "diagnosis": r.diagnosis}
+    arc = pooled["arc"] if pooled else r.arc
     if arc:
         out["arc"] = {k: v for k, v in arc.items() if k != "task_table"}
-        out["arc_baselines"] = (pooled or r)["arc_baselines"]
+        out["arc_baselines"] = pooled["arc_baselines"] if pooled else r.arc_baselines
         out.update(_pass_keys(arc))
         out["submission"] = arc.get("submission_path")
         if pooled:
-            out["aggregated_checkpoints"] = [str(c["checkpoint"]) for c in results]
+            out["aggregated_checkpoints"] = [str(x.checkpoint) for x in results]
     if len(results) > 1:
         out["comparison"] = _comparison_json(results)
     out["report"] = str(report) if report else None
@@ -271,23 +310,20 @@ def _eval(args: argparse.Namespace) -> int:
     if args.aggregate_checkpoints:
         from hrmkit.eval.arc_eval import score_prediction_sets
 
-        sets = [r["arc_predictions"] for r in results if r.get("arc_predictions") is not None]
+        sets = [c.result.arc_predictions for c in results if c.result.arc_predictions is not None]
         if sets:
-            pooled = score_prediction_sets(sets, results[-1]["data"],
+            pooled = score_prediction_sets(sets, results[-1].data,
                                            submission_path=sub_dir / "submission.json" if sub_dir else None)
     report = _write_report(report_dir, results, pooled, args.examples) if report_dir else None
     if args.json:
         print(json.dumps(_json_object(results, pooled, report), default=_json_default))
         return 0
-    r = results[-1]
-    model = _model_table(r)
-    if pooled:
-        model.update(_pass_keys(pooled["arc"]))
-    print(format_summary(model, _baseline_table(r),
-                         title=f"{r['checkpoint']} (step {r['step']}) on {r['data']} [{args.split}]"))
-    print(_sensitivity_line(r["diagnosis"]))
-    if r["diagnosis"] and r["diagnosis"].get("warning"):
-        print(f"WARNING: {r['diagnosis']['warning']}")
+    c = results[-1]
+    r = c.result
+    print(format_summary(_primary_table(c, pooled), _baseline_table(r), title=_title(c)))
+    print(_sensitivity_line(r.diagnosis))
+    if r.diagnosis and r.diagnosis.get("warning"):
+        print(f"WARNING: {r.diagnosis['warning']}")
     for note in _notes(r, pooled):
         print(note)
     if len(results) > 1:

@@ -6,14 +6,16 @@ predictions are the argmax of the last segment's logits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from hrmkit.data.format import SplitData
 from hrmkit.data.sampler import test_batches
+from hrmkit.errors import HrmkitError
 
 
 @dataclass
@@ -54,6 +56,103 @@ class Rollout:
     segment_preds: torch.Tensor | None = None
 
 
+@dataclass
+class BaselineScore:
+    """A trivial baseline scored on the evaluated examples like the model: exact and token accuracy (fractions,
+    None when there is nothing to count) over `n_examples`; most_common_token also gives its `token` and the
+    split it was counted over (`source`: "train" or "eval")."""
+
+    exact_accuracy: float | None
+    token_accuracy: float | None
+    n_examples: int
+    token: int | None = None
+    source: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None or k not in ("token", "source")}
+
+
+@dataclass
+class EvalSummary:
+    """The headline numbers of one evaluation (JSON-ready through `to_dict`).
+
+    exact_accuracy (whole answer right) and token_accuracy (over the cells to fill): fractions, None when there
+    is nothing to count; n_examples, n_cells: what they were counted over; q_halt_accuracy: share of examples
+    where (q_halt >= 0) equals exactly right; mean_steps, steps_histogram {"steps": count}: ACT segments run;
+    mean_halt_step, halt_step_histogram: the segment at which the halting rule said stop; input_sensitivity:
+    share of the diagnosis examples whose output changed under perturbed inputs (None when not measured);
+    pass_at_k: ARC only, {"pass@k": share} (ARC Prize rule).
+    """
+
+    exact_accuracy: float | None
+    token_accuracy: float | None
+    n_examples: int
+    n_cells: int
+    q_halt_accuracy: float | None
+    mean_steps: float | None
+    steps_histogram: dict[str, int] | None
+    mean_halt_step: float | None = None
+    halt_step_histogram: dict[str, int] = field(default_factory=dict)
+    input_sensitivity: float | None = None
+    pass_at_k: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_metrics(cls, overall: dict) -> "EvalSummary":
+        """From the "overall" part of a `metrics.compute_metrics` result."""
+        return cls(**{k: overall[k] for k in ("exact_accuracy", "token_accuracy", "n_examples", "n_cells",
+                                              "q_halt_accuracy", "mean_steps", "steps_histogram")})
+
+    @classmethod
+    def numeric_fields(cls) -> list[str]:
+        """Names of the fields that hold one number (what `eval.best_metric` may name, besides pass@k)."""
+        return [f.name for f in fields(cls) if "dict" not in str(f.type)]
+
+    def to_dict(self) -> dict:
+        """Flat JSON form: every field, with the pass@k entries as top-level keys."""
+        out = {k: v for k, v in asdict(self).items() if k != "pass_at_k"}
+        out.update(self.pass_at_k)
+        return out
+
+    def scalars(self) -> dict[str, float]:
+        """The numeric entries of `to_dict` (what metrics sinks log)."""
+        return {k: v for k, v in self.to_dict().items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+    def metric(self, name: str) -> float:
+        """The numeric entry `name` (e.g. "exact_accuracy", "pass@2"). Raises HrmkitError naming the numeric
+        entries when it is missing or not measured."""
+        value = self.scalars().get(name)
+        if value is None:
+            raise HrmkitError(f"eval.best_metric={name!r} is not a numeric field of this evaluation; choose one "
+                              f"of {', '.join(sorted(self.scalars()))}")
+        return float(value)
+
+
+@dataclass
+class EvalResult:
+    """Everything `evaluate_split` measured.
+
+    task; summary (EvalSummary); baselines: {"copy_input", "most_common_token": BaselineScore}; metrics and
+    baseline_metrics: the full `compute_metrics` / `compute_baselines` results (per set, with descriptions),
+    keyed like `baselines`; predictions (Predictions, None once dropped); diagnosis: the input-sensitivity and
+    collapse check (`diagnose_head`), None when not run. ARC datasets with test_tasks.json add (see
+    `arc_eval.score_arc_split`): arc (the score, per-task rows included), arc_baselines, arc_predictions (for
+    pooling votes over checkpoints), arc_ranked, arc_tasks.
+    """
+
+    task: str
+    summary: EvalSummary
+    baselines: dict[str, BaselineScore]
+    metrics: dict
+    baseline_metrics: dict
+    predictions: Predictions | None
+    diagnosis: dict | None
+    arc: dict | None = None
+    arc_baselines: dict | None = None
+    arc_predictions: list | None = None
+    arc_ranked: Any = None
+    arc_tasks: dict | None = None
+
+
 @torch.no_grad()
 def rollout(head: torch.nn.Module, batch: dict[str, torch.Tensor], keep_segments: bool = False) -> Rollout:
     """Run ACT segments from a fresh carry until every row has halted (in eval mode: halt_max_steps of them).
@@ -83,15 +182,17 @@ def rollout(head: torch.nn.Module, batch: dict[str, torch.Tensor], keep_segments
 
 @torch.no_grad()
 def predict_split(head: torch.nn.Module, split: SplitData, batch_size: int, device: torch.device | str = "cpu",
-                  max_examples: int | None = None) -> Predictions:
+                  max_examples: int | None = None, progress: Callable[[int, int], None] | None = None) -> Predictions:
     """Predict every example of `split` (the first `max_examples` when given) in evaluation mode.
 
-    The model is put in eval mode and left there; the caller switches back to training.
+    The model is put in eval mode and left there; the caller switches back to training. `progress(done, total)`
+    is called after each batch (examples predicted so far, examples to predict).
     """
     head.eval()
     device = torch.device(device)
     out: dict[str, list[np.ndarray]] = {k: [] for k in Predictions.__dataclass_fields__}
     seen = 0
+    total = split.num_examples if max_examples is None else min(split.num_examples, max_examples)
     for batch, n_valid in test_batches(split, batch_size):
         if max_examples is not None and seen >= max_examples:
             break
@@ -108,14 +209,9 @@ def predict_split(head: torch.nn.Module, split: SplitData, batch_size: int, devi
         out["steps"].append(np.full(n, segments, dtype=np.int64))
         out["halt_step"].append(halt_step[:n].cpu().numpy())
         seen += n
+        if progress is not None:
+            progress(seen, total)
     return Predictions(**{k: np.concatenate(v) if v else np.zeros((0,)) for k, v in out.items()})
-
-
-def _flat(metrics: dict) -> dict:
-    o = metrics["overall"]
-    return {"exact_accuracy": o["exact_accuracy"], "token_accuracy": o["token_accuracy"],
-            "num_examples": o["n_examples"], "num_cells": o["n_cells"], "q_halt_accuracy": o["q_halt_accuracy"],
-            "mean_steps": o["mean_steps"], "steps_histogram": o["steps_histogram"]}
 
 
 def _histogram(values: np.ndarray) -> dict[str, int]:
@@ -213,51 +309,41 @@ def diagnose_head(head: torch.nn.Module, split: SplitData, device: torch.device 
 
 def evaluate_split(head: torch.nn.Module, split: SplitData, batch_size: int, device: torch.device | str = "cpu",
                    max_examples: int | None = None, *, diagnose: bool = True,
-                   submission_path: str | Path | None = None) -> dict:
+                   submission_path: str | Path | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> EvalResult:
     """Predict `split` and score it next to the trivial baselines on the same examples; check that the
     model's output depends on its input; for ARC datasets, vote over augmentations and score pass@k.
 
-    Returns a dict:
-    - `task`; `summary` (JSON-ready: exact_accuracy, token_accuracy over the cells to fill, num_examples,
-      num_cells, q_halt_accuracy, mean_steps, steps_histogram, mean_halt_step, halt_step_histogram
-      {"step": count} of the step at which the halting rule said stop, input_sensitivity; ARC also pass@k);
-    - `baselines` ({"copy_input": ..., "most_common_token": ...} with exact_accuracy, token_accuracy,
-      num_examples; most_common_token also "token" and "source": "train" when counted over the train split's
-      labels (read lazily from split.path.parent / "train"), "eval" when there is none);
-    - `metrics` and `baseline_metrics` (the full `compute_metrics` / `compute_baselines` results);
-    - `predictions` (Predictions);
-    - `diagnosis` (`diagnose_head` on <= 64 labelled rows spread over the split, None when `diagnose` is
-      False or there is no labelled row) and `input_sensitivity` (share of those examples whose output changed, or None);
-    - ARC datasets with `test_tasks.json` (see `arc_eval.score_arc_split`): `arc` (the score, per-task
-      rows included), `arc_baselines` (test input unchanged; most common demonstration output),
-      `arc_predictions` (list of ArcPrediction, for pooling votes over checkpoints), `arc_ranked`.
+    Returns an `EvalResult`. The most-common-token baseline counts its token over the train split beside
+    `split` (`split.path.parent / "train"`, read lazily) when there is one, else over the evaluated labels.
+    `diagnose`: run the input-sensitivity check (`diagnose_head` on <= 64 labelled rows spread over the split).
     `submission_path`: where ARC writes the Kaggle `submission.json` (not written when None).
+    `progress(done, total)`: called after each predicted batch (examples).
     """
     from hrmkit.eval.baselines import compute_baselines
     from hrmkit.eval.metrics import compute_metrics
 
     task = split.metadata.task or "generic"
-    p = predict_split(head, split, batch_size, device, max_examples)
+    p = predict_split(head, split, batch_size, device, max_examples, progress)
     metrics = compute_metrics(p.inputs, p.labels, p.preds, q_halt=p.q_halt, steps=p.steps, task=task)
-    summary = _flat(metrics)
-    summary["mean_halt_step"] = float(p.halt_step.mean()) if len(p.halt_step) else None
-    summary["halt_step_histogram"] = _histogram(p.halt_step)
+    summary = EvalSummary.from_metrics(metrics["overall"])
+    summary.mean_halt_step = float(p.halt_step.mean()) if len(p.halt_step) else None
+    summary.halt_step_histogram = _histogram(p.halt_step)
     baseline_metrics = compute_baselines(p.inputs, p.labels, train_labels=train_label_sample(split), task=task)
-    baselines = {name.replace("-", "_"): {k: _flat(m)[k] for k in ("exact_accuracy", "token_accuracy", "num_examples")}
-                 for name, m in baseline_metrics.items()}
-    for name, m in baseline_metrics.items():  # which token, counted over which split
-        baselines[name.replace("-", "_")].update({k: v for k, v in m["baseline"].items() if k in ("token", "source")})
+    baselines = {}
+    for name, m in baseline_metrics.items():
+        o, about = m["overall"], m["baseline"]
+        baselines[name] = BaselineScore(o["exact_accuracy"], o["token_accuracy"], o["n_examples"],
+                                        about.get("token"), about.get("source"))
     diagnosis = diagnose_head(head, split, device) if diagnose else None
-    sensitivity = (diagnosis.get("sensitivity") or {}).get("changed_examples_share") if diagnosis else None
-    summary["input_sensitivity"] = sensitivity
-    result = {"task": task, "summary": summary, "baselines": baselines, "metrics": metrics,
-              "baseline_metrics": baseline_metrics, "predictions": p, "diagnosis": diagnosis,
-              "input_sensitivity": sensitivity}
+    summary.input_sensitivity = (diagnosis.get("sensitivity") or {}).get("changed_examples_share") if diagnosis else None
+    result = EvalResult(task, summary, baselines, metrics, baseline_metrics, p, diagnosis)
     if task == "arc":
         from hrmkit.eval.arc_eval import score_arc_split
 
         arc = score_arc_split(p, split, submission_path=submission_path)
         if arc is not None:
-            result.update(arc)
-            summary.update({k: v for k, v in arc["arc"].items() if k.startswith("pass@")})
+            for key, value in arc.items():
+                setattr(result, key, value)
+            summary.pass_at_k = {k: v for k, v in arc["arc"].items() if k.startswith("pass@")}
     return result

@@ -21,7 +21,7 @@ Public API
 - `scored_mask(inputs, labels, *, task="generic", mask_fn=None, pad_id=0, ignore_label_id=-100,
   blank_id=1) -> bool [N, S]`
 - `exact_correct(labels, preds, *, pad_id=0, ignore_label_id=-100) -> bool [N]`
-- constants `IGNORE_LABEL_ID`, `PAD_ID`, `SUDOKU_BLANK_ID`, `TASKS`.
+- constants `IGNORE_LABEL_ID` (from data/format.py), `PAD_ID`, `SUDOKU_BLANK_ID`, `TASKS`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-IGNORE_LABEL_ID = -100
+from hrmkit.data.format import IGNORE_LABEL_ID
+
 PAD_ID = 0
 SUDOKU_BLANK_ID = 1
 TASKS = ("generic", "sudoku", "maze", "arc")

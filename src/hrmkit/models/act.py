@@ -124,7 +124,7 @@ class InnerBase(nn.Module):
             torch.where(flag, self.L_init.to(carry.z_L.dtype), carry.z_L),
         )
 
-    def heads(self, z_H: torch.Tensor):
+    def output_heads(self, z_H: torch.Tensor):
         """logits [B, S, V] (computation dtype, puzzle tokens dropped) and float32 (q_halt, q_continue) [B]
         (float64 for float64 activations)."""
         logits = self.lm_head(z_H)[:, self.puzzle_len :]
@@ -149,10 +149,6 @@ class ACTModel(nn.Module):
         self.halt_max_steps = arch.halt_max_steps
         self.halt_exploration_prob = arch.halt_exploration_prob
         self.q_continue = q_continue
-
-    @property
-    def puzzle_emb(self):
-        return getattr(self.inner, "puzzle_emb", None)
 
     def initial_carry(self, batch: dict[str, torch.Tensor]) -> Carry:
         B, device = batch["inputs"].shape[0], batch["inputs"].device

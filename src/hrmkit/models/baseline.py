@@ -29,5 +29,5 @@ class TransformerInner(InnerBase):
     def forward(self, carry: InnerCarry, batch: dict[str, torch.Tensor]):
         x = self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"], self.compute_dtype)
         z = self.L_level(carry.z_H, x, self.cos_sin())
-        logits, q = self.heads(z)
+        logits, q = self.output_heads(z)
         return InnerCarry(z.detach(), carry.z_L), logits, q

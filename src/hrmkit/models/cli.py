@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 
@@ -34,9 +33,9 @@ def _verify(args) -> int:
 
 
 def _list(args) -> int:
-    from hrmkit.models.presets import PRESETS
+    from hrmkit.models.presets import MODEL_PRESETS
 
-    for name, a in PRESETS.items():
+    for name, a in MODEL_PRESETS.items():
         print(f"{name:22s} {a.name:12s} D={a.hidden_size} H/L layers={a.H_layers}/{a.L_layers} "
               f"H/L cycles={a.H_cycles}/{a.L_cycles} heads={a.num_heads} halt_max={a.halt_max_steps} "
               f"pos={a.pos_encodings}{' mlp_t' if a.mlp_t and a.name == 'trm' else ''}")

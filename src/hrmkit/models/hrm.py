@@ -49,5 +49,5 @@ class HRMInner(InnerBase):
         # 1-step gradient: only the last L and H updates are differentiated.
         z_L = self.L_level(z_L, z_H + x, cs)
         z_H = self.H_level(z_H, z_L, cs)
-        logits, q = self.heads(z_H)
+        logits, q = self.output_heads(z_H)
         return InnerCarry(z_H.detach(), z_L.detach()), logits, q

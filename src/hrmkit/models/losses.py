@@ -14,9 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrmkit.data.format import IGNORE_LABEL_ID
 from hrmkit.models.layers import at_least_float32
-
-IGNORE_LABEL_ID = -100
 
 
 def log_stablemax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hrmkit.config import ArchConfig
 from hrmkit.errors import HrmkitError
 
-PRESETS: dict[str, ArchConfig] = {
+MODEL_PRESETS: dict[str, ArchConfig] = {
     # HRM paper / sapientinc config/arch/hrm_v1.yaml
     "hrm-paper": ArchConfig(name="hrm", H_cycles=2, L_cycles=2, H_layers=4, L_layers=4, hidden_size=512,
                             num_heads=8, expansion=4, halt_max_steps=16, halt_exploration_prob=0.1,
@@ -33,17 +33,17 @@ PRESETS: dict[str, ArchConfig] = {
 
 
 def _demo() -> ArchConfig:
-    from hrmkit.config import PRESETS as TRAIN_PRESETS
+    from hrmkit.config import TRAIN_PRESETS
 
     return ArchConfig.model_validate(TRAIN_PRESETS["demo"]["arch"])
 
 
 # The CPU demo's model (`hrm train` with no arguments), defined with the demo training preset in config.py.
-PRESETS["demo"] = _demo()
+MODEL_PRESETS["demo"] = _demo()
 
 
 def get_preset(name: str) -> ArchConfig:
     """A copy of preset `name`. Raises HrmkitError listing the known presets."""
-    if name not in PRESETS:
-        raise HrmkitError(f"unknown model preset {name!r}; known: {', '.join(sorted(PRESETS))}")
-    return PRESETS[name].model_copy(deep=True)
+    if name not in MODEL_PRESETS:
+        raise HrmkitError(f"unknown model preset {name!r}; known: {', '.join(sorted(MODEL_PRESETS))}")
+    return MODEL_PRESETS[name].model_copy(deep=True)

@@ -232,13 +232,27 @@ class VerifyReport:
 
 
 def _fixture_spec(npz_path: Path) -> dict:
+    from hrmkit.data.format import read_json
+
     js = npz_path.with_suffix(".json")
     if not js.exists():
         raise HrmkitError(f"fixture config {js} not found (expected beside {npz_path.name})")
-    spec = json.loads(js.read_text())
-    if "config" not in spec:
+    spec = read_json(js)
+    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
         raise HrmkitError(f"{js}: missing 'config'")
     return spec
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a fixture .npz, read without unpickling (an object array is refused). Raises HrmkitError
+    naming the file when it is not a readable .npz."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise HrmkitError(f"{path}: not a readable fixture .npz ({e})") from None
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -285,19 +299,19 @@ def verify_reference(fixture_npz_path: str | Path, tolerance: float = TOLERANCE)
     spec = _fixture_spec(path)
     cfg = spec["config"]
     arch = arch_from_reference_config(cfg, spec.get("loss_type"), spec.get("arch_name"))
-    data = np.load(path)
+    data = _load_npz(path)
     head = build_model(arch, seq_len=cfg["seq_len"], vocab_size=cfg["vocab_size"],
                        num_puzzle_identifiers=cfg["num_puzzle_identifiers"])
-    load_reference_state_dict(head, {k[len("state_dict."):]: data[k] for k in data.files if k.startswith("state_dict.")})
+    load_reference_state_dict(head, {k[len("state_dict."):]: data[k] for k in data if k.startswith("state_dict.")})
     batch = {k: torch.from_numpy(data[f"batch.{k}"]) for k in ("inputs", "labels", "puzzle_identifiers")}
-    train_steps = len({k.split(".")[1] for k in data.files if k.startswith("train.")})
+    train_steps = len({k.split(".")[1] for k in data if k.startswith("train.")})
     ours = replay(head, batch, arch.halt_max_steps, train_steps)
     head64 = build_model(arch.model_copy(update={"forward_dtype": "float64"}), seq_len=cfg["seq_len"],
                          vocab_size=cfg["vocab_size"], num_puzzle_identifiers=cfg["num_puzzle_identifiers"])
     head64.load_state_dict(head.state_dict())
     exact = replay(head64, batch, arch.halt_max_steps, train_steps)
     report = VerifyReport(str(path), tolerance)
-    for key in sorted(data.files):
+    for key in sorted(data):
         if key.startswith(("eval.", "train.")):
             logits = key.rsplit(".", 1)[0] if key.endswith(".logits") else ".".join(key.split(".")[:2]) + ".logits"
             floor = _rel(ours[logits], exact[logits]) if logits in ours and logits in exact else 0.0

@@ -51,5 +51,5 @@ class TRMInner(InnerBase):
         for _ in range(self.arch.L_cycles):
             z = self.L_level(z, y + x, cs)
         y = self.L_level(y, z, cs)
-        logits, q = self.heads(y)
+        logits, q = self.output_heads(y)
         return InnerCarry(y.detach(), z.detach()), logits, q

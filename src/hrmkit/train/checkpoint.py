@@ -4,7 +4,8 @@ A checkpoint is a dict of tensors and plain Python values saved with `torch.save
 `torch.load(weights_only=True)`. Files are `checkpoints/step_{global_step:08d}.pt` inside the run folder.
 A file is written under a temporary name, fsynced, renamed, and the folder is fsynced, so after a crash
 (SIGKILL, power loss) a checkpoint file is either complete or absent; leftover temporary files are removed by
-`remove_temporary_files` on resume. Retention keeps the newest `keep` files and any protected ones (the best).
+`remove_temporary_files` on resume. Retention keeps the newest `keep` files and any protected ones (the best,
+and the newest healthy one that a rollback would go back to).
 """
 
 from __future__ import annotations
@@ -92,12 +93,18 @@ def remove_temporary_files(run_dir: Path) -> list[Path]:
     return removed
 
 
-def latest_valid_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]] | None:
-    """The newest checkpoint that loads; corrupt or truncated ones are skipped with a warning."""
+def latest_valid_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu",
+                            healthy_only: bool = False) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint that loads; corrupt or truncated ones are skipped with a warning. With
+    `healthy_only`, the newest one written with no bad streak open and finite weights (its `healthy` entry,
+    train/guards.py): the target of a rollback."""
     for path in reversed(list_checkpoints(run_dir)):
         try:
-            return path, load_checkpoint(path, map_location)
+            state = load_checkpoint(path, map_location)
         except HrmkitError as e:
             warnings.warn(f"skipping corrupt checkpoint: {e}", stacklevel=2)
             print(f"warning: skipping corrupt checkpoint: {e}", flush=True)
+            continue
+        if not healthy_only or state.get("healthy", True):
+            return path, state
     return None

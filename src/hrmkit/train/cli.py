@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel
 
-from hrmkit.config import PRESETS, TrainConfig, resolve_config
+from hrmkit.config import TRAIN_PRESETS, TrainConfig, resolve_config
 from hrmkit.errors import HrmkitError
 
 
@@ -36,12 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train HRM/TRM. With no arguments, runs the CPU demo: builds (or reuses) "
         "data/sudoku-4x4-demo and trains the `demo` preset. Each run writes runs/<run_id>/ with config.yaml, "
         "metrics.jsonl, status.json, checkpoints/ and best/, and holds runs/<run_id>/run.lock while it runs. "
-        "SIGINT/SIGTERM checkpoint and exit cleanly. Data-parallel: torchrun --nproc-per-node N -m hrmkit.cli train ...",
+        "SIGINT/SIGTERM checkpoint and exit cleanly. Data-parallel: torchrun --nproc-per-node N -m hrmkit.cli train ... "
+        "Exit status: 0 finished; 2 bad input or config (nothing written); 3 crashed (diverged, out of memory); "
+        "130/143 interrupted by SIGINT/SIGTERM (resumable: hrm train --resume auto).",
         epilog="configuration keys (set them as key=value, e.g. arch.L_cycles=6 lr=3e-4 eval.fast_every=200):\n"
         + _keys_help(),
     )
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of configuration keys (applied after the preset)")
-    p.add_argument("--preset", metavar="NAME", help=f"training preset: {', '.join(PRESETS)} (default: demo, unless "
+    p.add_argument("--preset", metavar="NAME", help=f"training preset: {', '.join(TRAIN_PRESETS)} (default: demo, unless "
                    "--config or --resume is given)")
     p.add_argument("--resume", metavar="RUN_DIR|auto", help="continue runs/<run_id> from its newest valid checkpoint "
                    "(corrupt ones are skipped); its config.yaml is the base, key=value overrides still apply (e.g. "
@@ -70,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from hrmkit.train.loop import train
-    from hrmkit.train.runs import find_resumable
+    from hrmkit.train.runs import find_resumable, read_run_config
 
     resume = args.resume
     if resume == "auto":
@@ -83,18 +85,13 @@ def _train(args: argparse.Namespace) -> int:
         else:
             print(f"--resume auto: resuming {found}", flush=True)
             resume = str(found)
-    base = None
-    if resume:
-        cfg_path = Path(resume) / "config.yaml"
-        if not cfg_path.is_file():
-            raise HrmkitError(f"--resume {resume}: {cfg_path} not found (is this a run folder?)")
-        base = yaml.safe_load(cfg_path.read_text())
+    base = read_run_config(Path(resume)) if resume else None
     preset = args.preset
     if preset is None and args.config is None and base is None:
         preset = "demo"
-    cfg = resolve_config(preset=preset, config_file=args.config, overrides=args.overrides, base=base)
-    train(cfg, resume_dir=resume)
-    return 0
+    cfg = resolve_config(preset=preset, config_file=args.config, overrides=args.overrides, base=base,
+                         base_source=f"{resume}/config.yaml")
+    return train(cfg, resume_dir=resume).exit_code
 
 
 def _fmt_age(seconds: float | None) -> str:
@@ -104,14 +101,12 @@ def _fmt_age(seconds: float | None) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from hrmkit.train.runs import heartbeat_age_s, observe_state, read_json
+    from hrmkit.train.runs import heartbeat_age_s, observe_state, read_status
 
     path = Path(args.run_dir) / "status.json"
     if not path.is_file():
         raise HrmkitError(f"{path}: no status.json (is {args.run_dir} a run folder?)")
-    status = read_json(path)
-    if status is None:
-        raise HrmkitError(f"{path}: not a JSON object")
+    status = read_status(path)
     now = time.time()
     observed, age = observe_state(Path(args.run_dir), status, now), heartbeat_age_s(status, now)
     if args.json:
@@ -153,6 +148,9 @@ def _runs(args: argparse.Namespace) -> int:
     from hrmkit.train.runs import format_runs, list_runs
 
     rows = list_runs(Path(args.root))
+    for row in rows:
+        if row.get("problem"):
+            print(f"hrm runs: warning: {row['problem']}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:

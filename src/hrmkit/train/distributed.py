@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -62,6 +62,24 @@ class Dist:
             dist.destroy_process_group()
 
     # --- collectives --------------------------------------------------------------------------------------
+    def on_main(self, fn: Callable[[], Any]) -> Any:
+        """`fn()` on rank 0 only, its result on every rank; an HrmkitError or OSError it raises is raised on
+        every rank (so no rank waits forever for the others)."""
+        result, error = None, None
+        if self.is_main:
+            try:
+                result = fn()
+            except (HrmkitError, OSError) as e:
+                if not self.enabled:
+                    raise
+                error = e
+        if self.enabled:
+            result, error = self.broadcast_object((result, None if error is None else (type(error), str(error))))
+            if error is not None:
+                kind, text = error
+                raise (HrmkitError if issubclass(kind, HrmkitError) else OSError)(text)
+        return result
+
     def broadcast_object(self, obj: Any) -> Any:
         """Rank 0's `obj` on every rank."""
         if not self.enabled:
@@ -77,10 +95,6 @@ class Dist:
         out = [None] * self.world_size if self.is_main else None
         dist.gather_object(obj, out, dst=0)
         return out
-
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier()
 
     def broadcast_module(self, module: torch.nn.Module) -> None:
         """Copy rank 0's parameters and buffers to every rank."""

@@ -1,25 +1,36 @@
-"""Evaluation during training: when to run the fast and full evaluations, the best checkpoint, early stopping.
+"""Running evaluations during training (when they run is train/scheduler.py): the fixed fast subset, the
+evaluation itself with the EMA weights swapped in, its record to the sinks and status.json, loud warnings for
+input-invariant or collapsed models, and the `RUN/best/` archive.
 
-See `EvalConfig` (config `eval.*`) for the cadence. The decision logic is pure (`EvalPlan`, `EvalTracker`);
-the loop runs the evaluations. The best checkpoint is archived in `RUN/best/`: `checkpoint.pt` (a hard link
-to, or a copy of, the checkpoint of that step, which retention also keeps), `config.yaml` and `metrics.json`
-(metric, value, step, the evaluation summary and its change against the previous best).
+`RUN/best/` holds `checkpoint.pt` (a hard link to, or a copy of, the checkpoint of the best step, which
+retention also keeps), `config.yaml` and `metrics.json` (metric, value, step, the evaluation summary and its
+change against the previous best).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hrmkit.config import EvalConfig
+from hrmkit.config import TrainConfig
 from hrmkit.data.format import SetArrays, SplitData
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_directory, atomic_write_json
+from hrmkit.train.scheduler import EvalRecord
+
+if TYPE_CHECKING:
+    import torch
+
+    from hrmkit.eval.evaluate import EvalResult
+    from hrmkit.train.run import RunContext
+    from hrmkit.train.state import TrainState
 
 
 def fast_subset(split: SplitData, n: int, seed: int) -> SplitData:
@@ -45,118 +56,79 @@ def fast_subset(split: SplitData, n: int, seed: int) -> SplitData:
     return SplitData(split.path, split.metadata, sets)
 
 
-class EvalPlan:
-    """Which evaluations are due after a global step.
-
-    `full_every` defaults to `full_every_steps` (the reference `eval_interval` in epochs, converted to steps).
-    With a fast cadence but no full cadence and no gate, the best checkpoint is chosen on fast evaluations;
-    with no cadence at all, on the full evaluation at the end of training.
-    """
-
-    def __init__(self, cfg: EvalConfig, full_every_steps: int | None):
-        self.fast_every = cfg.fast_every
-        self.full_every = cfg.full_every or full_every_steps
-        self.gated = cfg.gate_delta is not None
-        self.best_on_fast = bool(self.fast_every) and self.full_every is None and not self.gated
-
-    def due(self, step: int) -> tuple[bool, bool]:
-        """(run a fast evaluation, a full evaluation is due) at `step`. A gated full evaluation needs a fast
-        score at the same step, so a due full evaluation with a gate also asks for a fast one."""
-        fast = bool(self.fast_every) and step % self.fast_every == 0
-        if self.full_every:
-            full = step % self.full_every == 0
-        else:
-            full = self.gated and fast
-        return fast or (full and self.gated), full
-
-
-class EvalTracker:
-    """Best score, the gate reference and the early-stopping counter; saved in checkpoints (`state_dict`).
-
-    best: {metric, value, step, checkpoint, summary} or None; last_eval: {step, kind, metrics, diagnosis?};
-    gate_ref: the fast score when the last full evaluation ran; stale_evals: best-tracking evaluations since
-    the last improvement.
-    """
-
-    def __init__(self, cfg: EvalConfig, patience: int | None):
-        self.cfg, self.patience = cfg, patience
-        self.best: dict[str, Any] | None = None
-        self.last_eval: dict[str, Any] | None = None
-        self.last_fast: dict[str, Any] | None = None
-        self.gate_ref: float | None = None
-        self.stale_evals = 0
-
-    def score(self, summary: dict[str, Any]) -> float:
-        """The tracked metric of an evaluation summary. Raises HrmkitError when the summary lacks it."""
-        value = summary.get(self.cfg.best_metric)
-        if not isinstance(value, (int, float)):
-            keys = sorted(k for k, v in summary.items() if isinstance(v, (int, float)))
-            raise HrmkitError(f"eval.best_metric={self.cfg.best_metric!r} is not a numeric field of the evaluation "
-                              f"summary; choose one of {', '.join(keys)}")
-        return float(value)
-
-    def better(self, value: float, than: float | None, delta: float = 0.0) -> bool:
-        if than is None:
-            return True
-        return value >= than + delta if self.cfg.best_mode == "max" else value <= than - delta
-
-    def gate_open(self, fast_value: float | None) -> bool:
-        """Whether a due full evaluation runs (always without a gate)."""
-        if self.cfg.gate_delta is None or fast_value is None or self.gate_ref is None:
-            return True
-        return self.better(fast_value, self.gate_ref, self.cfg.gate_delta)
-
-    def record(self, step: int, summary: dict[str, Any], checkpoint: str) -> bool:
-        """A best-tracking evaluation at `step`; returns whether it is a new best (strictly better)."""
-        value = self.score(summary)
-        old = self.best["value"] if self.best else None
-        if old is None or (value != old and self.better(value, old)):
-            previous = self.best
-            self.best = {"metric": self.cfg.best_metric, "value": value, "step": step, "checkpoint": checkpoint,
-                         "summary": _scalars(summary), "previous": _strip(previous)}
-            self.stale_evals = 0
-            return True
-        self.stale_evals += 1
-        return False
-
-    @property
-    def should_stop(self) -> bool:
-        return self.patience is not None and self.stale_evals >= self.patience
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "last_eval": self.last_eval, "last_fast": self.last_fast,
-                "gate_ref": self.gate_ref, "stale_evals": self.stale_evals}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in ("best", "last_eval", "last_fast", "gate_ref", "stale_evals"):
-            if key in state:
-                setattr(self, key, state[key])
-
-
-def _scalars(summary: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None}
-
-
-def _strip(best: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if best is None else {k: v for k, v in best.items() if k != "previous"}
-
-
-def public_best(best: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The `best` entry of status.json: metric, value, step, checkpoint."""
-    return None if best is None else {k: best.get(k) for k in ("metric", "value", "step", "checkpoint")}
-
-
-def diagnosis_of(result: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None, bool]:
-    """(the evaluation's `diagnosis` made JSON-safe, its warning text or None, loud): loud when the model is
-    flagged input-invariant or collapsed (DESIGN.md §7), quiet for the other warnings (e.g. invalid outputs of
-    an untrained model)."""
-    diag = result.get("diagnosis")
+def diagnosis_of(result: EvalResult) -> tuple[dict[str, Any] | None, str | None, bool]:
+    """(the evaluation's diagnosis made JSON-safe, its warning text or None, loud): loud when the model is
+    flagged input-invariant or collapsed (docs/design.md §7), quiet for the other warnings (e.g. invalid
+    outputs of an untrained model)."""
+    diag = result.diagnosis
     if not isinstance(diag, dict):
         return None, None, False
     diag = json.loads(json.dumps(diag, default=str))
     flags = [name for name in ("input_invariant", "collapsed") if diag.get(name)]
     text = diag.get("warning") or (f"model output flagged: {', '.join(flags)}" if flags else None)
     return diag, text or None, bool(flags)
+
+
+def check_best_metric(name: str) -> None:
+    """HrmkitError unless `eval.best_metric` names a numeric field of the evaluation summary (or pass@k)."""
+    from hrmkit.eval.evaluate import EvalSummary
+
+    numeric = EvalSummary.numeric_fields()
+    if name not in numeric and not (name.startswith("pass@") and name[5:].isdigit()):
+        raise HrmkitError(f"eval.best_metric={name!r} is not a numeric field of the evaluation summary; choose "
+                          f"one of {', '.join(numeric)} or pass@k (ARC)")
+
+
+class TrainingEvaluator:
+    """Runs the fast and full evaluations of a run on rank 0 and hands every rank the `EvalRecord`
+    (collective when distributed). Fast evaluations use a fixed subset of `eval.fast_examples` test examples
+    drawn with `eval.fast_seed`; full ones the test split (its first `eval_max_examples`)."""
+
+    def __init__(self, cfg: TrainConfig, test: SplitData, device: torch.device):
+        self.cfg, self.test, self.device = cfg, test, device
+        self.fast = fast_subset(test, cfg.eval.fast_examples, cfg.eval.fast_seed)
+
+    def __call__(self, state: TrainState, run: RunContext, kind: str) -> EvalRecord:
+        from hrmkit.eval.evaluate import evaluate_split
+
+        record = None
+        if run.main:
+            cfg, split = self.cfg, self.fast if kind == "fast" else self.test
+            with run.status.background(f"evaluating ({kind})"), run.evaluating(kind), \
+                    (state.ema.swapped() if state.ema is not None else contextlib.nullcontext()):
+                result = evaluate_split(state.model, split, batch_size=cfg.eval_batch_size or int(cfg.global_batch_size),
+                                        device=self.device, max_examples=cfg.eval_max_examples if kind == "full" else None,
+                                        progress=run.eval_progress)
+            diag, warning, loud = diagnosis_of(result)
+            record = EvalRecord(state.step, kind, result.summary, diag)
+            self._report(state, run, record, result, warning, loud)
+            run.status.update(last_eval=record.to_json(), best=state.evals.public_best())
+        record = run.dist.broadcast_object(record)
+        state.model.train()
+        return record
+
+    def _report(self, state: TrainState, run: RunContext, record: EvalRecord, result: EvalResult,
+                warning: str | None, loud: bool) -> None:
+        """The eval record (model and baselines) to the sinks, a console line, and the diagnosis warning."""
+        prefix, s, kind = "eval" if record.kind == "full" else "eval_fast", result.summary, record.kind
+        baselines = {f"{prefix}/baselines/{name}/{k}": v for name, b in result.baselines.items()
+                     for k, v in (("exact_accuracy", b.exact_accuracy), ("token_accuracy", b.token_accuracy))
+                     if v is not None}
+        run.write({"run_id": run.run_id, "global_step": state.step, "kind": "eval", "eval_kind": kind,
+                   **{f"{prefix}/{k}": v for k, v in s.scalars().items()}, **baselines})
+        copy = result.baselines.get("copy_input")
+        base = f" (copy_input baseline exact {copy.exact_accuracy:.4f})" if copy and copy.exact_accuracy is not None else ""
+        nan = float("nan")
+        run.say(f"[{run.run_id}] eval ({kind}) step {state.step}: exact {s.exact_accuracy if s.exact_accuracy is not None else nan:.4f} "
+                f"token {s.token_accuracy if s.token_accuracy is not None else nan:.4f} on {s.n_examples} examples{base}")
+        if warning and loud:
+            text = (f"!!!!! WARNING [{run.run_id}] eval ({kind}) step {state.step}: {warning} Accuracy numbers "
+                    f"of this model are not evidence of learning. !!!!!")
+            run.say(text)
+            if not (sys.stdout.isatty() and sys.stderr.isatty()):  # a log file: make it visible on stderr too
+                print(text, file=sys.stderr, flush=True)
+        elif warning:
+            run.say(f"[{run.run_id}] eval ({kind}) step {state.step}: warning: {warning}")
 
 
 def archive_best(run_dir: Path, checkpoint: Path, config_yaml: bytes, best: dict[str, Any]) -> Path:

@@ -4,9 +4,11 @@ A step is *bad* when its loss or any gradient (ordinary or puzzle-embedding) is 
 optimizer step and no EMA update, but it still counts as a global step (the sampler and the schedule move on,
 as with AMP's skipped steps). The ACT carry advances as usual (its rows consumed their data); rows whose
 recurrent state became non-finite are marked halted, so the next step restarts them from H_init/L_init with
-new data (`sanitize_carry`). After `max_bad_steps` consecutive bad steps the loop reloads its newest checkpoint
-(weights, optimizers, sampler, carry, RNG) and multiplies the learning rates by `rollback_lr_factor`
-(`lr_scale`, saved in later checkpoints); more than `max_rollbacks` rollbacks stop the run with an error.
+new data (`sanitize_carry`). After `max_bad_steps` consecutive bad steps, or at once when the weights
+themselves became non-finite (checked after every optimizer step, `weights_norm`), the loop reloads its newest
+*healthy* checkpoint (written with no bad streak open and finite weights; train/checkpoint.py) and multiplies
+the learning rates by `rollback_lr_factor` (`lr_scale`, saved in later checkpoints); more than `max_rollbacks`
+rollbacks stop the run as crashed (`RunCrashed`, exit code 3).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import torch
 
 from hrmkit.config import GuardsConfig
-from hrmkit.errors import HrmkitError
+from hrmkit.errors import RunCrashed
 
 
 class StepGuard:
@@ -29,7 +31,12 @@ class StepGuard:
         self.rollbacks = 0
         self.lr_scale = 1.0
 
-    def record(self, bad: bool) -> str:
+    def record(self, bad: bool, weights_bad: bool = False) -> str:
+        """Count a step; `weights_bad` (non-finite weights) asks for a rollback at once."""
+        if weights_bad:
+            self.total_bad += 1
+            self.consecutive += 1
+            return "rollback"
         if not bad:
             self.consecutive = 0
             return "ok"
@@ -38,13 +45,12 @@ class StepGuard:
         return "rollback" if self.consecutive >= self.cfg.max_bad_steps else "skip"
 
     def rolled_back(self) -> None:
-        """Call after reloading the checkpoint: scales the learning rate. Raises HrmkitError past max_rollbacks."""
+        """Call after reloading the checkpoint: scales the learning rate. Raises RunCrashed past max_rollbacks."""
         self.rollbacks += 1
         self.consecutive = 0
         if self.rollbacks > self.cfg.max_rollbacks:
-            raise HrmkitError(f"training diverged: {self.rollbacks} rollbacks after {self.cfg.max_bad_steps} "
-                              f"consecutive non-finite steps each (guards.max_rollbacks={self.cfg.max_rollbacks}); "
-                              f"lower lr or set grad_clip_norm")
+            raise RunCrashed(f"training diverged: {self.rollbacks} rollbacks after non-finite steps "
+                             f"(guards.max_rollbacks={self.cfg.max_rollbacks}); lower lr or set grad_clip_norm")
         self.lr_scale *= self.cfg.rollback_lr_factor
 
     def state_dict(self) -> dict[str, Any]:
@@ -56,11 +62,6 @@ class StepGuard:
         self.consecutive = int(state.get("consecutive", 0))
         self.rollbacks = int(state.get("rollbacks", 0))
         self.lr_scale = float(state.get("lr_scale", 1.0))
-
-
-def nonfinite(*tensors: torch.Tensor | None) -> bool:
-    """True when any given tensor holds a NaN or Inf (None entries are ignored)."""
-    return any(t is not None and not bool(torch.isfinite(t).all()) for t in tensors)
 
 
 def sanitize_carry(carry) -> int:
@@ -79,6 +80,14 @@ def total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
     if not grads:
         return torch.zeros(())
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads]))
+
+
+def weights_norm(params: list[torch.Tensor]) -> torch.Tensor:
+    """Sum of the L2 norms of `params` (a 0-d tensor on their device, no host sync): finite exactly when every
+    weight is. One fused kernel per device and dtype (torch._foreach_norm), cheap enough for every step."""
+    if not params:
+        return torch.zeros(())
+    return torch.stack([n.float() for n in torch._foreach_norm([p.detach() for p in params])]).sum()
 
 
 def clip_(grads: list[torch.Tensor], max_norm: float, norm: torch.Tensor) -> None:

@@ -84,6 +84,53 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
+_NUMBER = (int, float)
+# status.json fields that are read back (hrm status, hrm runs, --resume auto) and their types; None is allowed
+# for every field except `state`.
+STATUS_FIELDS: dict[str, tuple[type, ...]] = {
+    "run_id": (str,), "pid": (int,), "host": (str,), "state": (str,), "phase": (str,), "global_step": (int,),
+    "total_steps": (int,), "epoch": (int,), "samples_per_s": _NUMBER, "eta_s": _NUMBER, "best": (dict,),
+    "last_eval": (dict,), "last_checkpoint": (str,), "memory": (dict,), "status_interval_s": _NUMBER,
+    "updated_at": (str,), "task": (str,), "preset": (str,), "stop_reason": (str,), "error": (str,),
+    "guards": (dict,), "world_size": (int,),
+}
+BEST_FIELDS: dict[str, tuple[type, ...]] = {"metric": (str,), "value": _NUMBER, "step": (int,), "checkpoint": (str,)}
+
+
+def _check_types(obj: dict[str, Any], spec: dict[str, tuple[type, ...]], where: str) -> None:
+    for key, types in spec.items():
+        v = obj.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, types)):
+            names = " or ".join(t.__name__ for t in types)
+            raise HrmkitError(f"{where}: field {key!r} must be {names}, got {v!r}")
+
+
+def read_status(path: Path, strict: bool = True) -> dict[str, Any] | None:
+    """A run's status.json with its field types checked (STATUS_FIELDS; `best` too); None when missing.
+    Raises HrmkitError naming the file, field and value when it is unreadable or a field has the wrong type;
+    with `strict=False` returns None instead."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        try:
+            status = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise HrmkitError(f"{path}: not readable JSON ({e})") from None
+        if not isinstance(status, dict):
+            raise HrmkitError(f"{path}: expected a JSON object, got {type(status).__name__}")
+        _check_types(status, STATUS_FIELDS, str(path))
+        if status.get("best") is not None:
+            _check_types(status["best"], BEST_FIELDS, f"{path}: field 'best'")
+        if "state" in status and status["state"] is None:
+            raise HrmkitError(f"{path}: field 'state' must be str, got None")
+    except HrmkitError:
+        if strict:
+            raise
+        return None
+    return status
+
+
 class RunLock:
     """Exclusive writer lock of one run folder (module docstring). `acquire()` raises HrmkitError when another
     live process holds it; `release()` removes it. Use as a context manager or call both."""
@@ -150,15 +197,18 @@ def heartbeat_age_s(status: dict[str, Any], now: float | None = None) -> float |
 
 
 def observe_state(run_dir: Path, status: dict[str, Any] | None = None, now: float | None = None) -> str:
-    """The state of a run as seen from outside (module docstring); `unknown` without a status.json."""
+    """The state of a run as seen from outside (module docstring); `unknown` without a status.json. Raises
+    HrmkitError when status.json has fields of the wrong type (`read_status`)."""
     run_dir = Path(run_dir)
-    status = status if status is not None else read_json(run_dir / "status.json")
+    status = status if status is not None else read_status(run_dir / "status.json")
     if status is None:
         return "unknown"
     state = status.get("state", "unknown")
     if state not in LIVE_STATES:
         return state
-    holder = read_json(run_dir / LOCK_NAME) or {"pid": status.get("pid"), "host": status.get("host")}
+    holder = read_json(run_dir / LOCK_NAME)
+    if not holder or not isinstance(holder.get("pid"), int) or not isinstance(holder.get("started_at_s", 0), _NUMBER):
+        holder = {"pid": status.get("pid"), "host": status.get("host")}  # no lock, or a foreign one
     if holder.get("host") == socket.gethostname() and not pid_alive(holder.get("pid"), holder.get("started_at_s")):
         return "crashed"
     age = heartbeat_age_s(status, now)
@@ -166,6 +216,23 @@ def observe_state(run_dir: Path, status: dict[str, Any] | None = None, now: floa
     if age is not None and age > STALE_INTERVALS * interval:
         return "stale"
     return state
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """A run folder's config.yaml (the base of `--resume`). Raises HrmkitError naming the file when it is missing,
+    unreadable, not plain YAML (tags are refused) or not a mapping of keys."""
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise HrmkitError(f"--resume {run_dir}: {path} not found (is this a run folder?)")
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise HrmkitError(f"{path}: cannot read the run's config ({str(e).splitlines()[0]})") from None
+    if not isinstance(cfg, dict) or not cfg:
+        raise HrmkitError(f"{path}: expected a mapping of configuration keys, got {type(cfg).__name__ if cfg is not None else 'an empty file'}")
+    return cfg
 
 
 def _config(run_dir: Path) -> dict[str, Any]:
@@ -179,9 +246,15 @@ def _config(run_dir: Path) -> dict[str, Any]:
 
 
 def run_summary(run_dir: Path, now: float | None = None) -> dict[str, Any]:
-    """One row of `hrm runs`: id, task, preset, step, total, best, state, updated_at, heartbeat_age_s."""
+    """One row of `hrm runs`: id, task, preset, step, total, best, state, updated_at, heartbeat_age_s; a run whose
+    status.json is unreadable or has fields of the wrong type gets state `invalid` and its `problem`."""
     run_dir = Path(run_dir)
-    status = read_json(run_dir / "status.json") or {}
+    try:
+        status = read_status(run_dir / "status.json") or {}
+    except HrmkitError as e:
+        return {"run_id": run_dir.name, "path": str(run_dir), "task": "?", "preset": "-", "global_step": None,
+                "total_steps": None, "best": None, "state": "invalid", "updated_at": None, "heartbeat_age_s": None,
+                "problem": str(e)}
     cfg = _config(run_dir)
     return {
         "run_id": status.get("run_id", run_dir.name), "path": str(run_dir),
@@ -219,7 +292,8 @@ def format_runs(rows: list[dict[str, Any]]) -> str:
 
 def find_resumable(root: Path, preset: str | None = None) -> Path | None:
     """The newest run under `root` that can be resumed (`--resume auto`): not finished and no live writer
-    (interrupted, crashed or stale-with-dead-writer). With `preset`, only runs of that preset. None if none."""
+    (interrupted, crashed or stale-with-dead-writer). With `preset`, only runs of that preset. None if none.
+    Raises HrmkitError when a run's status.json is unreadable or has fields of the wrong type."""
     root = Path(root)
     if not root.is_dir():
         return None

@@ -1,15 +1,16 @@
-"""Where training metrics go: the console (a line per tick, or a tqdm bar on a terminal), metrics.jsonl
+"""Where training metrics go: the console (a line per tick, and a tqdm bar on a terminal), metrics.jsonl
 (always), TensorBoard and Weights & Biases (each behind one option, optional dependencies).
 
-Every sink receives the same records: ticks (`kind: train`), evaluations (`kind: eval`) and events
-(`kind: event`: bad steps, rollbacks, early stop). Lines are written unbuffered (flush after each).
+Every sink receives the same records: ticks (`kind: train`), evaluations (`kind: eval`, with the baselines'
+scores beside the model's) and events (`kind: event`: bad steps, rollbacks, early stop). Lines are written
+unbuffered (flush after each). TensorBoard gets the run's config as text and hparams when a run starts, and
+drops the events past the resumed step when it resumes (`purge_step`); W&B is told that every evaluation
+metric is better higher (`EVAL_GOALS`), so its summaries keep the best value.
 """
 
 from __future__ import annotations
 
-import collections
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -19,59 +20,18 @@ from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_write_bytes
 
 
-def fmt_time(seconds: float | None) -> str:
-    """Seconds as HH:MM:SS (`--:--:--` when unknown)."""
-    if seconds is None or not math.isfinite(seconds):
-        return "--:--:--"
-    s = int(seconds)
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-class RateWindow:
-    """Steps per second over the last `window_s` seconds of training time (a sliding window by time).
-
-    `add(t, step)` after each step with the cumulative training time `t` (seconds, evaluation excluded);
-    `rate()` is steps/s between the oldest kept point and the newest, None until two points exist.
-    """
-
-    def __init__(self, window_s: float = 300.0):
-        self.window_s = window_s
-        self.points: collections.deque[tuple[float, int]] = collections.deque()
-
-    def add(self, t: float, step: int) -> None:
-        self.points.append((t, step))
-        while len(self.points) > 2 and t - self.points[1][0] >= self.window_s:
-            self.points.popleft()
-
-    def reset(self) -> None:
-        self.points.clear()
-
-    def rate(self) -> float | None:
-        if len(self.points) < 2:
-            return None
-        (t0, s0), (t1, s1) = self.points[0], self.points[-1]
-        return (s1 - s0) / (t1 - t0) if t1 > t0 else None
-
-    def eta_s(self, remaining_steps: int) -> float | None:
-        r = self.rate()
-        return remaining_steps / r if r else None
-
-
 def use_bar(mode: str, stream: TextIO) -> bool:
-    """Whether to draw a progress bar: `bar` (requires tqdm), `lines` never, `auto` on a terminal with tqdm."""
+    """Whether to draw a progress bar: `bar` always, `lines` never, `auto` on a terminal."""
     if mode == "lines":
-        return False
-    try:
-        import tqdm  # noqa: F401
-    except ImportError:
-        if mode == "bar":
-            raise HrmkitError("log.progress=bar needs the optional dependency `tqdm` (pip install tqdm)") from None
         return False
     return mode == "bar" or (hasattr(stream, "isatty") and stream.isatty())
 
 
 class Console:
-    """Tick lines, or a tqdm bar with the lines printed above it."""
+    """Tick lines, and a tqdm bar of the optimizer steps (lines printed above it) when `use_bar` says so.
+
+    `advance(step)` after every step; `evaluating(text)` shows an evaluation's progress on the bar (None
+    clears it)."""
 
     def __init__(self, mode: str, total: int, initial: int, stream: TextIO | None = None):
         self.stream = stream or sys.stdout
@@ -87,11 +47,15 @@ class Console:
         else:
             print(text, file=self.stream, flush=True)
 
-    def advance(self, to_step: int, postfix: str = "") -> None:
+    def advance(self, to_step: int, postfix: str | None = None) -> None:
         if self.bar is not None:
             self.bar.update(to_step - self.bar.n)
             if postfix:
                 self.bar.set_postfix_str(postfix, refresh=False)
+
+    def evaluating(self, text: str | None) -> None:
+        if self.bar is not None:
+            self.bar.set_description_str(text or "", refresh=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -133,16 +97,45 @@ def _numeric(record: dict[str, Any]) -> dict[str, float]:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("global_step",)}
 
 
-class TensorBoardSink:
-    """Scalars to RUN/tensorboard (`train/<key>`, `eval/<key>`). Needs the `tensorboard` package."""
+# Evaluation metrics and their direction: all of them are better higher (W&B keeps each one's maximum).
+EVAL_GOALS = {"exact_accuracy": "maximize", "token_accuracy": "maximize", "q_halt_accuracy": "maximize",
+              "pass@1": "maximize", "pass@2": "maximize", "pass@10": "maximize"}
 
-    def __init__(self, run_dir: Path):
+
+def _flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"arch.hidden_size": 512, ...}: scalars only (hparams and W&B take flat values)."""
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        if isinstance(v, dict):
+            out.update(_flat_config(v, f"{prefix}{k}."))
+        elif v is None or isinstance(v, (bool, int, float, str)):
+            out[prefix + k] = "None" if v is None else v
+    return out
+
+
+class TensorBoardSink:
+    """Scalars to RUN/tensorboard (`train/<key>`, `eval/<key>`). Needs the `tensorboard` package.
+
+    `start_step` 0 (a new run) writes the config as text and hparams; a resumed run (`start_step` > 0) purges
+    the events logged after its checkpoint, so a step never appears twice."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], start_step: int = 0):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:
             raise HrmkitError("log.tensorboard=true needs the optional dependency `tensorboard` "
                               f"(pip install tensorboard): {e}") from None
-        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+        log_dir = str(Path(run_dir) / "tensorboard")
+        if start_step:
+            self.writer = SummaryWriter(log_dir=log_dir, purge_step=start_step + 1)
+            return
+        self.writer = SummaryWriter(log_dir=log_dir)
+        import yaml
+        from torch.utils.tensorboard.summary import hparams
+
+        self.writer.add_text("config", "```\n" + yaml.safe_dump(config, sort_keys=False) + "```", 0)
+        for summary in hparams(_flat_config(config), {f"eval/{k}": 0.0 for k in EVAL_GOALS}):
+            self.writer.file_writer.add_summary(summary)
 
     def write(self, record: dict[str, Any]) -> None:
         step = int(record.get("global_step", 0))
@@ -166,6 +159,9 @@ class WandbSink:
         self.wandb = wandb
         self.run = wandb.init(project=cfg.wandb_project, name=run_id, id=run_id, dir=str(run_dir),
                               mode=cfg.wandb_mode, config=config, resume="allow")
+        for prefix in ("eval", "eval_fast"):
+            for key, goal in EVAL_GOALS.items():
+                self.run.define_metric(f"{prefix}/{key}", summary="max", goal=goal)
 
     def write(self, record: dict[str, Any]) -> None:
         prefix = "" if record.get("kind") == "eval" else "train/"
@@ -176,7 +172,7 @@ class WandbSink:
         self.run.finish()
 
 
-def check_dependencies(cfg: LogConfig, stream: TextIO | None = None) -> None:
+def check_dependencies(cfg: LogConfig) -> None:
     """Raise HrmkitError now (before a run folder exists) when an enabled sink lacks its optional dependency."""
     checks = [(cfg.tensorboard, "torch.utils.tensorboard", "log.tensorboard=true", "tensorboard"),
               (cfg.wandb, "wandb", "log.wandb=true", "wandb")]
@@ -187,18 +183,17 @@ def check_dependencies(cfg: LogConfig, stream: TextIO | None = None) -> None:
             except ImportError as e:
                 raise HrmkitError(f"{option} needs the optional dependency `{package}` (pip install {package}): "
                                   f"{e}") from None
-    use_bar(cfg.progress, stream or sys.stdout)
 
 
 class Sinks:
-    """Fan-out to metrics.jsonl and the optional sinks of `LogConfig`. Raises HrmkitError when an enabled
-    optional sink lacks its dependency."""
+    """Fan-out to metrics.jsonl and the optional sinks of `LogConfig`; `start_step` is the step a run starts or
+    resumes from. Raises HrmkitError when an enabled optional sink lacks its dependency."""
 
-    def __init__(self, run_dir: Path, run_id: str, cfg: LogConfig, config: dict[str, Any]):
+    def __init__(self, run_dir: Path, run_id: str, cfg: LogConfig, config: dict[str, Any], start_step: int = 0):
         self.sinks: list[Any] = [JsonlSink(Path(run_dir) / "metrics.jsonl")]
         try:
             if cfg.tensorboard:
-                self.sinks.append(TensorBoardSink(run_dir))
+                self.sinks.append(TensorBoardSink(run_dir, config, start_step))
             if cfg.wandb:
                 self.sinks.append(WandbSink(run_dir, run_id, cfg, config))
         except BaseException:
