@@ -36,7 +36,7 @@ class LossConfig(_Strict):
 class ArchConfig(_Strict):
     """Model architecture (reference `arch`).
 
-    name: "hrm" (HRM ACT v1, DESIGN.md §3), "trm" (TRM, §4) or "transformer" (the same blocks stacked
+    name: "hrm" (HRM ACT v1, docs/design.md §3), "trm" (TRM, §4) or "transformer" (the same blocks stacked
     without recursion, for the ARC Prize ablation).
     """
 
@@ -143,10 +143,9 @@ class LogConfig(_Strict):
     """Logging sinks (`log.*`). metrics.jsonl is always written.
 
     tensorboard: event files in RUN/tensorboard (optional dependency `tensorboard`); wandb: Weights & Biases,
-    offline by default (`wandb_mode`; optional dependency `wandb`); progress: `auto` draws a progress bar on a
-    terminal when tqdm is installed and prints plain lines otherwise, `bar` requires tqdm, `lines` never
-    draws a bar. eta_window_s: the ETA and samples/s come from the steps of the last `eta_window_s` seconds of
-    training time.
+    offline by default (`wandb_mode`; optional dependency `wandb`); progress: `auto` draws a progress bar (tqdm)
+    on a terminal and prints plain lines otherwise, `bar` always draws one, `lines` never does.
+    eta_window_s: the ETA and samples/s come from the steps of the last `eta_window_s` seconds of training time.
     """
 
     tensorboard: bool = False
@@ -245,7 +244,7 @@ TRAIN_PRESETS: dict[str, dict] = {
         "log_every": 100,
         "eval_batch_size": 500,
     },
-    # Reference recipes (DESIGN.md §3 table); architecture from the model presets.
+    # Reference recipes (docs/design.md §3 table); architecture from the model presets.
     "hrm-sudoku-extreme-1k": {
         "model": "hrm-paper", "global_batch_size": 768, "epochs": 20000, "eval_interval": 2000,
         "lr": 1e-4, "puzzle_emb_lr": 1e-4, "weight_decay": 1.0, "puzzle_emb_weight_decay": 1.0,

@@ -1,11 +1,11 @@
 """ARC-AGI tasks: loading, validation, token encoding/decoding and augmentation bookkeeping.
 
-Tokens (DESIGN.md §1, reference sapientinc/HRM `dataset/build_arc_dataset.py`): 0 = PAD, 1 = EOS, colours
+Tokens (docs/design.md §1, reference sapientinc/HRM `dataset/build_arc_dataset.py`): 0 = PAD, 1 = EOS, colours
 0..9 map to 2..11; vocab 12. A grid (at most 30x30) is placed in a 30x30 canvas (seq_len 900, row-major)
 with its top-left corner at (row, col); EOS fills the row just below the grid and the column just right of
 it (over the grid's extent only, and only where they fall inside the canvas); the rest is PAD.
 
-Augmented versions (DESIGN.md §2): one dihedral transform `tid` (reference numbering, see
+Augmented versions (docs/design.md §2): one dihedral transform `tid` (reference numbering, see
 `hrmkit.data.augment`) and one permutation `perm` of the colours, `perm[0] == 0`, `perm[1:]` a permutation of
 1..9. The augmented grid is `perm[dihedral_transform(grid, tid)]`. A version is named
 `"{task_id}|t{tid}|p{perm as 10 digits}"`, e.g. `"007bbfb7|t3|p0912345678"`; the identity is
@@ -425,7 +425,7 @@ def decode_grids(tokens: np.ndarray) -> list[np.ndarray | None]:
 def decode_grid(tokens: np.ndarray) -> np.ndarray | None:
     """Grid uint8 [h, w] predicted by tokens [900] (or [30, 30]); None when the top-left token is no colour.
 
-    Reference crop (DESIGN.md §5): the largest-area rectangle anchored at the top-left corner that holds only
+    Reference crop (docs/design.md §5): the largest-area rectangle anchored at the top-left corner that holds only
     colour tokens (2..11), scanning each row up to its first non-colour (EOS, PAD or out of range) token;
     ties go to the fewest rows. Colours are tokens - 2.
     """

@@ -1,4 +1,4 @@
-"""Build an ARC-AGI puzzle dataset (DESIGN.md §1, §2, §6; reference sapientinc/HRM `build_arc_dataset.py`).
+"""Build an ARC-AGI puzzle dataset (docs/design.md §1, §2, §6; reference sapientinc/HRM `build_arc_dataset.py`).
 
 Pipeline: load and validate every task (`hrmkit.data.arc`), refuse duplicates and evaluation leaks, then, in a
 pool of worker processes (one job per task), choose the task's augmented versions and encode its examples;

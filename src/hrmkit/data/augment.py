@@ -1,4 +1,4 @@
-"""Augmentations of puzzle grids (DESIGN.md §2): the 8 dihedral transforms, Sudoku symmetries, maze versions.
+"""Augmentations of puzzle grids (docs/design.md §2): the 8 dihedral transforms, Sudoku symmetries, maze versions.
 
 Dihedral numbering is the references' (sapientinc/HRM `dataset/common.py`):
 

@@ -1,6 +1,6 @@
 """The on-disk puzzle dataset format, compatible with the reference loader (sapientinc/HRM).
 
-Layout (DESIGN.md §1)::
+Layout (docs/design.md §1)::
 
     DATASET/
       identifiers.json            list[str]; index 0 is "<blank>" (the blank puzzle identifier)

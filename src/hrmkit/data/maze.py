@@ -1,7 +1,7 @@
 """Mazes with shortest-path labels: generator, BFS, dataset builder, CSV import (reference maze-30x30 layout).
 
 Grid characters `CHARSET = "# SGo"`: wall, open, start, goal, path; tokens = index + 1 (0 = PAD), so
-vocab 6 and seq_len size*size (DESIGN.md §1). The input holds walls, open cells, one S and one G; the label is
+vocab 6 and seq_len size*size (docs/design.md §1). The input holds walls, open cells, one S and one G; the label is
 the input with the cells of one shortest S->G path (4-neighbour moves, S and G excluded) turned into 'o'.
 
 Generation (`generate_maze`): rooms sit at odd (row, column) coordinates; a randomised depth-first search

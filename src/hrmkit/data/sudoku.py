@@ -2,7 +2,7 @@
 
 Grids are flat sequences of n*n digits, row-major, 0 = blank, 1..n = digits; n = box_rows * box_cols with
 boxes 2x2 (n=4), 2x3 (n=6: 2 rows by 3 columns) and 3x3 (n=9). Dataset tokens (reference layout,
-DESIGN.md §1): 0 PAD, 1 blank, 2..n+1 digits 1..n, i.e. token = digit + 1; vocab n+2, seq_len n*n.
+docs/design.md §1): 0 PAD, 1 blank, 2..n+1 digits 1..n, i.e. token = digit + 1; vocab n+2, seq_len n*n.
 
 Solver: candidates as one int bitmask per cell (bit d-1 = digit d), constraint propagation with naked
 singles and hidden singles, then depth-first search on a most-constrained cell (fewest candidates, lowest

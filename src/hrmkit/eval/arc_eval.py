@@ -1,6 +1,6 @@
 """ARC evaluation of a prediction pass: augmented predictions -> votes -> pass@k, baselines, submission.json.
 
-Links `evaluate.predict_split` output to `arc_scoring` (DESIGN.md §5) using what `hrm data arc` writes
+Links `evaluate.predict_split` output to `arc_scoring` (docs/design.md §5) using what `hrm data arc` writes
 (`hrmkit.data.arc_build`): `identifiers.json` names every puzzle identifier `TASK|tTID|pPERM` (one per
 augmented version), `test_tasks.json` holds every evaluation task's test pairs in original form, and test
 example j of a test-split puzzle is its task's test pair j. The task's demonstration pairs (for the "most

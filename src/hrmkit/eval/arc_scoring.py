@@ -1,6 +1,6 @@
 """ARC scoring by voting over augmented predictions, pass@k per task (ARC Prize rule) and Kaggle submission.
 
-Procedure (DESIGN.md §5): each prediction of an augmented version of a test input is decoded to a grid
+Procedure (docs/design.md §5): each prediction of an augmented version of a test input is decoded to a grid
 (invalid decodes are counted and skipped), mapped back through the inverse augmentation (inverse dihedral,
 then inverse colour permutation), and identical answers are grouped per (task, test input). Answers are
 ranked by vote count, ties broken by the mean sigmoid(q_halt) of their votes, then by first appearance (so

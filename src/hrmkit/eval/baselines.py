@@ -1,6 +1,6 @@
 """Trivial baselines scored exactly like the model, and a summary table that always shows them.
 
-A number means nothing without the score of a predictor that ignores the problem (DESIGN.md §7): on padded
+A number means nothing without the score of a predictor that ignores the problem (docs/design.md §7): on padded
 ARC canvases "predict background everywhere" reaches a high token accuracy; on Sudoku copying the input
 gets every clue right. The baselines here are computed on the same examples with the same cell rules as
 `metrics.compute_metrics`.

@@ -1,6 +1,6 @@
 """Accuracy metrics over per-example predictions, per set and overall (pure numpy, JSON-serialisable output).
 
-Why several numbers (DESIGN.md §7): per-cell accuracy on padded canvases is dominated by easy cells, so
+Why several numbers (docs/design.md §7): per-cell accuracy on padded canvases is dominated by easy cells, so
 hrmkit always reports the *exact* accuracy (the whole answer right) next to the *token* accuracy, and the
 token accuracy only counts cells the model actually has to predict.
 

@@ -3,7 +3,7 @@ curves, ARC task table, rendered examples and a checkpoint comparison.
 
 Everything is inline (CSS and SVG drawn here, no script, no external file or network access), so the one
 `report.html` can be copied anywhere. Token accuracy only ever appears in tables that also show the exact
-accuracy and the trivial baselines (DESIGN.md §7).
+accuracy and the trivial baselines (docs/design.md §7).
 
 Example dicts (`examples` argument), one per shown example:
     {"kind": "sudoku" | "maze" | "arc", "input": grid, "expected": grid, "predictions": [grid | None, ...]
@@ -90,7 +90,7 @@ def _flatten(obj: Mapping, prefix: str = "") -> dict:
 
 
 def tokens_to_grid(kind: str, tokens: Any, *, decode_fn: Callable | None = None) -> np.ndarray | None:
-    """Display grid from one hrmkit token row (DESIGN.md §1 layouts).
+    """Display grid from one hrmkit token row (docs/design.md §1 layouts).
 
     sudoku: int [81] tokens (0 PAD, 1 blank, 2..10 digits) -> int [9, 9] digits, 0 = blank or PAD.
     maze: int [h*w] tokens 1..5 (square) -> str [h, w] of "# SGo" ("?" for other tokens).

@@ -1,7 +1,7 @@
 """Does the model read its input? Input-sensitivity and output-collapse checks.
 
 The origin project's model scored "71% validation accuracy" while its output never depended on its input
-(DESIGN.md §7). These checks catch that directly:
+(docs/design.md §7). These checks catch that directly:
 
 - Input sensitivity: predict a batch, then predict it again with the `inputs` perturbed — (a) "shuffle":
   the rows' inputs are permuted among themselves (a derangement: no row keeps its own input), (b)
@@ -57,14 +57,14 @@ COLLAPSE_ENTROPY_RATIO = 0.5
 COLLAPSE_MODE_SHARE = 0.5
 INVALID_OUTPUT_SHARE = 0.05
 
-# task -> (valid tokens for random inputs, tokens left in place). DESIGN.md §1 layouts.
+# task -> (valid tokens for random inputs, tokens left in place). docs/design.md §1 layouts.
 PERTURB_PRESETS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "sudoku": (tuple(range(1, 11)), (0,)),  # blank + digits; PAD kept
     "maze": (tuple(range(1, 6)), (0,)),  # "# SGo"; PAD kept
     "arc": (tuple(range(2, 12)), (0, 1)),  # colours; PAD and EOS (the grid frame) kept
 }
 
-# task -> tokens a (non-ignored) answer cell can hold. DESIGN.md §1 layouts.
+# task -> tokens a (non-ignored) answer cell can hold. docs/design.md §1 layouts.
 ANSWER_TOKENS: dict[str, tuple[int, ...]] = {
     "sudoku": tuple(range(2, 11)),  # digits
     "maze": tuple(range(1, 6)),  # "# SGo"

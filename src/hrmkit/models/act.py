@@ -1,4 +1,4 @@
-"""Adaptive computation time (ACT) shared by HRM, TRM and the baseline (DESIGN.md §3, §4).
+"""Adaptive computation time (ACT) shared by HRM, TRM and the baseline (docs/design.md §3, §4).
 
 An ACT *segment* is one call of the inner network on a carry (z_H, z_L). The wrapper `ACTModel` keeps, per
 batch row, the number of segments run (`steps`), whether the row has halted, and the row's data

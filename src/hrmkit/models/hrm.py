@@ -1,4 +1,4 @@
-"""HRM ACT v1: the Hierarchical Reasoning Model's inner network (DESIGN.md §3; arXiv 2506.21734).
+"""HRM ACT v1: the Hierarchical Reasoning Model's inner network (docs/design.md §3; arXiv 2506.21734).
 
 Two recurrent modules, H (slow, H_layers blocks) and L (fast, L_layers blocks). One ACT segment runs
 H_cycles x L_cycles L-updates and H_cycles H-updates; all but the last L and H update run without gradient

@@ -1,4 +1,4 @@
-"""Building blocks shared by HRM, TRM and the transformer baseline (DESIGN.md §3).
+"""Building blocks shared by HRM, TRM and the transformer baseline (docs/design.md §3).
 
 Same math as the references' `models/layers.py` and `models/common.py` (sapientinc/HRM, TinyRecursiveModels):
 weights are stored in float32 and cast to the activations' dtype at use; RMSNorm has no weight and runs in

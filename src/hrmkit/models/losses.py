@@ -1,4 +1,4 @@
-"""Losses and the ACT loss head (DESIGN.md §3; reference `models/losses.py`).
+"""Losses and the ACT loss head (docs/design.md §3; reference `models/losses.py`).
 
 Loss per segment (SUM over rows, as the reference): lm_loss = sum_rows mean_over_labelled_tokens CE;
 q_halt_loss = BCE(q_halt, row exactly correct); q_continue_loss = BCE(q_continue, target_q_continue) when the

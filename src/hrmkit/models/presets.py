@@ -1,4 +1,4 @@
-"""Named architecture presets (DESIGN.md §3, §4). Parameter counts at vocab 11, seq_len 81 (Sudoku), puzzle
+"""Named architecture presets (docs/design.md §3, §4). Parameter counts at vocab 11, seq_len 81 (Sudoku), puzzle
 table excluded: hrm-paper 27,275,266; trm-attn 6,828,034; transformer-baseline 27,275,266."""
 
 from __future__ import annotations

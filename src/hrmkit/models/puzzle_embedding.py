@@ -1,4 +1,4 @@
-"""Puzzle embeddings: a per-puzzle-identifier table trained by sparse sign-SGD (DESIGN.md §3).
+"""Puzzle embeddings: a per-puzzle-identifier table trained by sparse sign-SGD (docs/design.md §3).
 
 Same behaviour as the reference `models/sparse_embedding.py` (sapientinc/HRM): the table is a persistent
 buffer (not a Parameter, so the ordinary optimizer never sees it); in training the batch's rows are copied into

@@ -1,4 +1,4 @@
-"""TRM: the Tiny Recursive Model's inner network (DESIGN.md §4; arXiv 2510.04871).
+"""TRM: the Tiny Recursive Model's inner network (docs/design.md §4; arXiv 2510.04871).
 
 One network `L_level` (L_layers blocks; H_layers is unused) updates both the latent z (kept in z_L) and the
 answer y (kept in z_H): a cycle is L_cycles updates z = net(z, y + x) then y = net(y, z). H_cycles - 1 cycles
