@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from hrmkit.cli import main as hrm
-from hrmkit.data.format import SplitWriter, load_split
+from hrmkit.data.format import load_split
 from test_train import _one_thread, hrm_process  # noqa: F401 (autouse fixture)
 
 # The tiny configuration of the issue's reproductions.
@@ -101,13 +101,26 @@ def _rewrite(split_dir, key, fn):
     np.save(path, fn(np.load(path)))
 
 
+def _empty(split_dir):
+    """Make a split hold no examples (valid offsets, zero rows)."""
+    meta = json.loads((split_dir / "dataset.json").read_text())
+    for key in ("inputs", "labels"):
+        np.save(split_dir / f"all__{key}.npy", np.zeros((0, meta["seq_len"]), np.uint8))
+    np.save(split_dir / "all__puzzle_identifiers.npy", np.zeros(0, np.int32))
+    for key in ("puzzle_indices", "group_indices"):
+        np.save(split_dir / f"all__{key}.npy", np.zeros(1, np.int32))
+    (split_dir / "dataset.json").write_text(json.dumps({**meta, "total_groups": 0}))
+
+
 @pytest.mark.parametrize("damage,fragment", [
     (lambda d: (d / "test" / "all__inputs.npy").write_bytes((d / "test" / "all__inputs.npy").read_bytes()[:300]),
      "all__inputs.npy"),
     (lambda d: _rewrite(d / "test", "inputs", lambda a: np.where(a == 1, 9, a).astype(np.uint8)), "token 9"),
     (lambda d: json.dump({**json.loads((d / "test" / "dataset.json").read_text()), "seq_len": 17, "vocab_size": 6},
                          open(d / "test" / "dataset.json", "w")), "seq_len"),
-])
+    (lambda d: _empty(d / "test"), "holds no examples"),
+    (lambda d: _empty(d / "train"), "holds no examples"),
+], ids=["truncated", "token", "shape", "empty-test", "empty-train"])
 def test_bad_test_split_fails_before_training(sudoku4, tmp_path, capsys, damage, fragment):
     data = _copy_dataset(sudoku4, tmp_path / "data")
     damage(data)
@@ -116,7 +129,7 @@ def test_bad_test_split_fails_before_training(sudoku4, tmp_path, capsys, damage,
     capsys.readouterr()
     assert _train(data, out, "max_steps=4") == 2
     err = capsys.readouterr().err
-    assert fragment in err and "test" in err and "Traceback" not in err
+    assert fragment in err and "Traceback" not in err
     assert not any(out.iterdir())  # refused before a run folder existed
 
 
@@ -141,13 +154,15 @@ def test_final_checkpoint_is_written_before_the_final_evaluation(sudoku4, tmp_pa
 def test_out_of_vocabulary_token_in_the_middle_of_a_large_split(sudoku4, tmp_path, capsys):
     data = _copy_dataset(sudoku4, tmp_path / "data")
     meta = load_split(sudoku4, "train").metadata
-    rng = np.random.default_rng(0)
-    rows = rng.integers(1, meta.vocab_size, (20_000, meta.seq_len), dtype=np.uint8)
+    n = 20_000
+    rows = np.random.default_rng(0).integers(1, meta.vocab_size, (n, meta.seq_len), dtype=np.uint8)
     rows[10_001, 3] = meta.vocab_size + 2  # far from the first and last 4096 rows
-    shutil.rmtree(data / "train")
-    w = SplitWriter(data / "train", seq_len=meta.seq_len)
-    w.add_group_uniform(rows, rows, np.zeros(len(rows), np.int64))
-    w.finalize(vocab_size=meta.vocab_size, num_puzzle_identifiers=meta.num_puzzle_identifiers, task=meta.task)
+    split = data / "train"
+    for key, array in (("inputs", rows), ("labels", rows), ("puzzle_identifiers", np.zeros(n, np.int32)),
+                       ("puzzle_indices", np.arange(n + 1, dtype=np.int32)),
+                       ("group_indices", np.arange(n + 1, dtype=np.int32))):
+        np.save(split / f"all__{key}.npy", array)  # one puzzle and one group per row
+    (split / "dataset.json").write_text(json.dumps({**meta.to_json(), "total_groups": n}))
     out = tmp_path / "runs"
     capsys.readouterr()
     assert _train(data, out, "max_steps=2") == 2

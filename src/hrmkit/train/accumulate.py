@@ -45,8 +45,3 @@ class PuzzleGradStash:
             leaf.grad = grad
             m.local_ids, m.local_weights = ids, leaf
             parts.clear()
-
-    def grads(self) -> list[torch.Tensor]:
-        """The current puzzle-embedding gradients (for finiteness checks)."""
-        return [m.local_weights.grad for m in self.tables
-                if m.local_weights is not None and m.local_weights.grad is not None]
