@@ -55,11 +55,11 @@ def bare_steps(cfg, steps: int) -> float:
 def loop_steps(cfg, steps: int) -> tuple[float, float]:
     times = []
 
-    def clock(trainer):
+    def clock(state):
         times.append(time.perf_counter())
 
     with contextlib.redirect_stdout(io.StringIO()):
-        run = train(cfg, on_step=clock)
+        run = train(cfg, on_step=clock).run_dir
     per_step = (times[-1] - times[0]) / (len(times) - 1)
     path = list_checkpoints(run)[-1]
     from hrmkit.train.checkpoint import load_checkpoint, save_checkpoint

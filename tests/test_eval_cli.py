@@ -21,7 +21,8 @@ TINY = [
 
 
 def _train(data, out, *extra):
-    return train(resolve_config(preset="demo", overrides=TINY + [f"data_path={data}", f"out_dir={out}", *extra])).run_dir
+    cfg = resolve_config(preset="demo", overrides=TINY + [f"data_path={data}", f"out_dir={out}", *extra])
+    return train(cfg).run_dir
 
 
 @pytest.fixture(scope="module")

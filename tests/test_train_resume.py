@@ -118,8 +118,8 @@ def _scripted_eval(monkeypatch, scores, flag_from=None):
         if flag_from is not None and step >= flag_from:
             diag = {"input_invariant": True, "collapsed": False, "warning": "INPUT-INVARIANT: scripted"}
         summary = evaluate.EvalSummary(value, 0.5, split.num_examples, 10, None, None, None)
-        return evaluate.EvalResult("sudoku", summary, {"copy_input": evaluate.BaselineScore(0.0, 0.0, split.num_examples)},
-                                   {}, {}, None, diag)
+        baselines = {"copy_input": evaluate.BaselineScore(0.0, 0.0, split.num_examples)}
+        return evaluate.EvalResult("sudoku", summary, baselines, {}, {}, None, diag)
 
     current = {}
 

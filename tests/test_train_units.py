@@ -168,10 +168,12 @@ def test_eval_scheduler_best_gate_patience_and_state():
     assert not gated.gate_open(0.54) and gated.gate_open(0.55) and gated.gate_open(None)
     low = EvalScheduler(EvalConfig(fast_every=1, best_metric="mean_steps", best_mode="min"), None, None)
     for step, v in ((1, 2.0), (2, 1.0), (3, 1.5)):
-        low.after_step(step, lambda kind, step=step, v=v: EvalRecord(step, kind, EvalSummary(0, 0, 1, 1, None, v, None)), "c")
+        summary = EvalSummary(0, 0, 1, 1, None, v, None)
+        low.after_step(step, lambda kind, step=step, summary=summary: EvalRecord(step, kind, summary), "c")
     assert low.best.value == 1.0 and low.best.step == 2
     with pytest.raises(HrmkitError, match="best_metric='mean_steps'.*exact_accuracy"):
-        EvalScheduler(EvalConfig(fast_every=1, best_metric="mean_steps"), None, None).after_step(1, lambda kind: _record(1, 0.1), "c")
+        no_steps = EvalScheduler(EvalConfig(fast_every=1, best_metric="mean_steps"), None, None)
+        no_steps.after_step(1, lambda kind: _record(1, 0.1), "c")
     end = s.at_end(70, lambda kind: _record(70, 0.95, kind), "c70")
     assert end.new_best and not end.early_stop and s.last_full_step == 70  # a fast one chooses, a full one reports
     restored = EvalScheduler(EvalConfig(fast_every=10), None, patience=2)

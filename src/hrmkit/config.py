@@ -308,8 +308,8 @@ def resolve_config(
             raise HrmkitError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(TRAIN_PRESETS))}")
         merged = _deep_merge(merged, TRAIN_PRESETS[preset])
         merged["preset"] = preset
-    sources = ([base_source] if base else []) + ([config_file] if config_file else []) + (["overrides"] if overrides else [])
-    source = " + ".join(sources) or "defaults"
+    given = ((base_source, base), (config_file, config_file), ("overrides", overrides))
+    source = " + ".join(name for name, value in given if value) or "defaults"
     if config_file is not None:
         try:
             with open(config_file) as f:

@@ -69,7 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
     p.add_argument("--batch-size", type=_positive, default=None, metavar="N", help="evaluation batch size "
                    "(default: the run's eval_batch_size or global_batch_size)")
-    p.add_argument("--max-examples", type=_positive, default=None, metavar="N", help="evaluate the first N examples only")
+    p.add_argument("--max-examples", type=_positive, default=None, metavar="N",
+                   help="evaluate the first N examples only")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run (default: auto)")
     p.add_argument("--raw-weights", action="store_true", help="use the raw weights even when the checkpoint "
                    "holds an EMA copy (default: EMA when present, as the TRM reference evaluates)")
@@ -91,7 +92,8 @@ class CheckpointEval:
     result: EvalResult
 
 
-def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace, submission_path: Path | None) -> list[CheckpointEval]:
+def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace,
+                         submission_path: Path | None) -> list[CheckpointEval]:
     """Evaluate each checkpoint on the same data. Only the last (primary) keeps its predictions and writes
     `submission_path` (unless votes are pooled). Raises HrmkitError for bad targets or data, or data that does
     not fit a checkpoint's model."""
@@ -113,8 +115,8 @@ def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace, submission
                                   f"{split.metadata.task!r}")
         if model.model_shape:
             split.check_fits(**model.model_shape, model=f"checkpoint {path}")
-        result = evaluate_split(model.head, split, batch_size=args.batch_size or cfg.eval_batch_size or cfg.global_batch_size,
-                                device=device, max_examples=args.max_examples,
+        batch_size = args.batch_size or cfg.eval_batch_size or cfg.global_batch_size
+        result = evaluate_split(model.head, split, batch_size=batch_size, device=device, max_examples=args.max_examples,
                                 submission_path=submission_path if primary and not args.aggregate_checkpoints else None)
         if not primary:
             result.predictions = result.arc_ranked = None

@@ -336,7 +336,8 @@ def evaluate_split(head: torch.nn.Module, split: SplitData, batch_size: int, dev
         baselines[name] = BaselineScore(o["exact_accuracy"], o["token_accuracy"], o["n_examples"],
                                         about.get("token"), about.get("source"))
     diagnosis = diagnose_head(head, split, device) if diagnose else None
-    summary.input_sensitivity = (diagnosis.get("sensitivity") or {}).get("changed_examples_share") if diagnosis else None
+    if diagnosis:
+        summary.input_sensitivity = (diagnosis.get("sensitivity") or {}).get("changed_examples_share")
     result = EvalResult(task, summary, baselines, metrics, baseline_metrics, p, diagnosis)
     if task == "arc":
         from hrmkit.eval.arc_eval import score_arc_split

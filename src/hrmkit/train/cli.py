@@ -36,15 +36,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train HRM/TRM. With no arguments, runs the CPU demo: builds (or reuses) "
         "data/sudoku-4x4-demo and trains the `demo` preset. Each run writes runs/<run_id>/ with config.yaml, "
         "metrics.jsonl, status.json, checkpoints/ and best/, and holds runs/<run_id>/run.lock while it runs. "
-        "SIGINT/SIGTERM checkpoint and exit cleanly. Data-parallel: torchrun --nproc-per-node N -m hrmkit.cli train ... "
-        "Exit status: 0 finished; 2 bad input or config (nothing written); 3 crashed (diverged, out of memory); "
-        "130/143 interrupted by SIGINT/SIGTERM (resumable: hrm train --resume auto).",
+        "SIGINT/SIGTERM checkpoint and exit cleanly. Data-parallel: torchrun --nproc-per-node N -m hrmkit.cli "
+        "train ... Exit status: 0 finished; 2 bad input or config (nothing written); 3 crashed (diverged, out of "
+        "memory); 130/143 interrupted by SIGINT/SIGTERM (resumable: hrm train --resume auto).",
         epilog="configuration keys (set them as key=value, e.g. arch.L_cycles=6 lr=3e-4 eval.fast_every=200):\n"
         + _keys_help(),
     )
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of configuration keys (applied after the preset)")
-    p.add_argument("--preset", metavar="NAME", help=f"training preset: {', '.join(TRAIN_PRESETS)} (default: demo, unless "
-                   "--config or --resume is given)")
+    p.add_argument("--preset", metavar="NAME", help=f"training preset: {', '.join(TRAIN_PRESETS)} (default: demo, "
+                   "unless --config or --resume is given)")
     p.add_argument("--resume", metavar="RUN_DIR|auto", help="continue runs/<run_id> from its newest valid checkpoint "
                    "(corrupt ones are skipped); its config.yaml is the base, key=value overrides still apply (e.g. "
                    "max_steps=5000). `auto`: the newest unfinished run in out_dir (of --preset, when given), or a new "

@@ -94,10 +94,10 @@ class TrainingEvaluator:
         record = None
         if run.main:
             cfg, split = self.cfg, self.fast if kind == "fast" else self.test
-            with run.status.background(f"evaluating ({kind})"), run.evaluating(kind), \
-                    (state.ema.swapped() if state.ema is not None else contextlib.nullcontext()):
-                result = evaluate_split(state.model, split, batch_size=cfg.eval_batch_size or int(cfg.global_batch_size),
-                                        device=self.device, max_examples=cfg.eval_max_examples if kind == "full" else None,
+            ema = state.ema.swapped() if state.ema is not None else contextlib.nullcontext()
+            with run.status.background(f"evaluating ({kind})"), run.evaluating(kind), ema:
+                result = evaluate_split(state.model, split, cfg.eval_batch_size or int(cfg.global_batch_size),
+                                        self.device, cfg.eval_max_examples if kind == "full" else None,
                                         progress=run.eval_progress)
             diag, warning, loud = diagnosis_of(result)
             record = EvalRecord(state.step, kind, result.summary, diag)
@@ -117,10 +117,9 @@ class TrainingEvaluator:
         run.write({"run_id": run.run_id, "global_step": state.step, "kind": "eval", "eval_kind": kind,
                    **{f"{prefix}/{k}": v for k, v in s.scalars().items()}, **baselines})
         copy = result.baselines.get("copy_input")
-        base = f" (copy_input baseline exact {copy.exact_accuracy:.4f})" if copy and copy.exact_accuracy is not None else ""
-        nan = float("nan")
-        run.say(f"[{run.run_id}] eval ({kind}) step {state.step}: exact {s.exact_accuracy if s.exact_accuracy is not None else nan:.4f} "
-                f"token {s.token_accuracy if s.token_accuracy is not None else nan:.4f} on {s.n_examples} examples{base}")
+        base = f" (copy_input baseline exact {_num(copy.exact_accuracy)})" if copy else ""
+        run.say(f"[{run.run_id}] eval ({kind}) step {state.step}: exact {_num(s.exact_accuracy)} token "
+                f"{_num(s.token_accuracy)} on {s.n_examples} examples{base}")
         if warning and loud:
             text = (f"!!!!! WARNING [{run.run_id}] eval ({kind}) step {state.step}: {warning} Accuracy numbers "
                     f"of this model are not evidence of learning. !!!!!")
@@ -129,6 +128,10 @@ class TrainingEvaluator:
                 print(text, file=sys.stderr, flush=True)
         elif warning:
             run.say(f"[{run.run_id}] eval ({kind}) step {state.step}: warning: {warning}")
+
+
+def _num(x: float | None) -> str:
+    return "nan" if x is None else f"{x:.4f}"
 
 
 def archive_best(run_dir: Path, checkpoint: Path, config_yaml: bytes, best: dict[str, Any]) -> Path:
@@ -144,7 +147,8 @@ def archive_best(run_dir: Path, checkpoint: Path, config_yaml: bytes, best: dict
         change = None
         if prev:
             old, new = prev.get("summary") or {}, best.get("summary") or {}
-            change = {k: new[k] - old[k] for k in new if isinstance(new[k], (int, float)) and not isinstance(new[k], bool)
+            change = {k: new[k] - old[k] for k in new
+                      if isinstance(new[k], (int, float)) and not isinstance(new[k], bool)
                       and isinstance(old.get(k), (int, float))}
             change["steps"] = best["step"] - prev["step"]
         atomic_write_json(tmp / "metrics.json", {**best, "change": change})

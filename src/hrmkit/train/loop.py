@@ -94,9 +94,10 @@ def train(cfg: TrainConfig, resume_dir: str | None = None, on_step: Callable[[Tr
             torch.manual_seed(cfg.seed + dist.rank)  # per-rank exploration, as the reference
         scheduler = EvalScheduler(cfg.eval, budget.full_eval_every, cfg.early_stop_patience)
         state = new_state(cfg, data.model_shape, model, sampler, scheduler)
-        rules = StepRules(torch.compile(model) if cfg.compile else model,
-                          [p for p in model.parameters() if p.requires_grad], budget.total_steps, dist, device,
-                          segment_loss, PuzzleGradStash(puzzle_embedding_params(model)) if cfg.grad_accum_steps > 1 else None)
+        stash = PuzzleGradStash(puzzle_embedding_params(model)) if cfg.grad_accum_steps > 1 else None
+        rules = StepRules(model=torch.compile(model) if cfg.compile else model,
+                          params=[p for p in model.parameters() if p.requires_grad], total_steps=budget.total_steps,
+                          dist=dist, device=device, segment_loss=segment_loss, stash=stash)
         with RunContext(cfg, dist, device, resume_dir) as run:
             if resume_dir is not None and not _resume(state, run, data, budget, device):
                 return RunResult(run.run_dir, "finished")
@@ -209,8 +210,8 @@ class _Loop:
         s, run = self.state, self.ctx
         if report.bad:
             what = "non-finite weights" if report.weights_bad else "non-finite loss or gradient"
-            run.event(s.step, "bad_step", f"{what} (loss {report.sums[0]:.4g}, grad norm {report.grad_norm:.4g}): "
-                      f"step skipped ({s.guard.consecutive} in a row, {s.guard.total_bad} in all)", s.guard.state_dict())
+            run.event(s.step, "bad_step", f"{what} (loss {report.sums[0]:.4g}, grad norm {report.grad_norm:.4g}): step "
+                      f"skipped ({s.guard.consecutive} in a row, {s.guard.total_bad} in all)", s.guard.state_dict())
         if report.weights_bad and report.verdict != "rollback":  # guards.skip_nonfinite=false: nothing can help
             raise RunCrashed(f"non-finite weights at step {s.step} (guards.skip_nonfinite=false); lower lr or set "
                              "grad_clip_norm")
@@ -249,9 +250,9 @@ class _Loop:
         if rate is None:
             rate = s.step / max(self.train_time, 1e-9) if self.train_time else None
         eta = (self.budget.total_steps - s.step) / rate if rate else None
-        samples = int(cfg.global_batch_size) * cfg.grad_accum_steps
+        samples_per_s = rate * int(cfg.global_batch_size) * cfg.grad_accum_steps if rate else None
         rec = tick_record(s.log, int(cfg.global_batch_size), run_id=run.run_id, global_step=s.step, epoch=s.epoch,
-                          epoch_step=s.epoch_step, wall_time=self._wall(), samples_per_s=rate * samples if rate else None,
+                          epoch_step=s.epoch_step, wall_time=self._wall(), samples_per_s=samples_per_s,
                           lr=s.optimizers[0].param_groups[0]["lr"], grad_norm=s.grad_norm,
                           bad_steps=s.guard.total_bad, eta_s=eta)
         if not run.main:

@@ -117,8 +117,10 @@ class RunContext:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc is not None and self.status is not None:
-            fields = ({"state": "interrupted", "stop_reason": "second signal (no checkpoint)"}
-                      if isinstance(exc, KeyboardInterrupt) else {"state": "crashed", "error": f"{type(exc).__name__}: {exc}"})
+            if isinstance(exc, KeyboardInterrupt):
+                fields = {"state": "interrupted", "stop_reason": "second signal (no checkpoint)"}
+            else:
+                fields = {"state": "crashed", "error": f"{type(exc).__name__}: {exc}"}
             with contextlib.suppress(OSError):  # a full disk must not hide the original error
                 self.status.update(phase=None, **fields)
         self._release()

@@ -231,7 +231,8 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise HrmkitError(f"{path}: cannot read the run's config ({str(e).splitlines()[0]})") from None
     if not isinstance(cfg, dict) or not cfg:
-        raise HrmkitError(f"{path}: expected a mapping of configuration keys, got {type(cfg).__name__ if cfg is not None else 'an empty file'}")
+        got = "an empty file" if cfg is None else repr(cfg)[:80]
+        raise HrmkitError(f"{path}: expected a mapping of configuration keys, got {got}")
     return cfg
 
 

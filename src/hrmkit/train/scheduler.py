@@ -129,8 +129,9 @@ class EvalScheduler:
                 if track:
                     self._track(full, checkpoint, decision)
             else:
-                decision.notes.append(f"step {step}: full evaluation skipped: fast {self.cfg.best_metric} "
-                                      f"{fast_value:.4f} did not improve by {self.cfg.gate_delta} on {self.gate_ref:.4f}")
+                metric, delta = self.cfg.best_metric, self.cfg.gate_delta
+                decision.notes.append(f"step {step}: full evaluation skipped: fast {metric} {fast_value:.4f} did not "
+                                      f"improve by {delta} on {self.gate_ref:.4f}")
         return decision
 
     def at_end(self, step: int, evaluate: Evaluate, checkpoint: str, track: bool = True) -> Decision:

@@ -29,7 +29,9 @@ from hrmkit.train.schedule import lr_at
 from hrmkit.train.state import TrainState
 from hrmkit.train.ticks import STATS
 
-SegmentLoss = Callable[[torch.nn.Module, Any, dict[str, torch.Tensor]], tuple[Any, torch.Tensor, dict[str, torch.Tensor]]]
+Batch = dict[str, torch.Tensor]
+# (model, carry, batch) -> (new carry, loss summed over rows, metrics summed over rows)
+SegmentLoss = Callable[[torch.nn.Module, Any, Batch], tuple[Any, torch.Tensor, Batch]]
 
 
 def act_loss(model: torch.nn.Module, carry: Any, batch: dict[str, torch.Tensor]):
