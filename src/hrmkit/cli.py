@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         where = e.filename if e.filename is not None else "?"
         print(f"hrm: error: {where}: {e.strerror or e}", file=sys.stderr, flush=True)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or a second signal during `hrm train` (train/run.py SecondSignal)
         print("hrm: interrupted", file=sys.stderr, flush=True)
-        return 130
+        return 128 + getattr(e, "signum", 2)
     return int(rc or 0)
 
 

@@ -32,9 +32,18 @@ from hrmkit.train.sinks import Console, Sinks, truncate_metrics
 from hrmkit.train.status import StatusFile, new_run_id
 
 
+class SecondSignal(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM while the loop finishes its step: stop now, without a checkpoint. `signum`: the
+    signal (the exit status is 128 + signum, as for the first one)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 class StopFlag:
     """Set by SIGINT/SIGTERM (or `request`); the loop finishes its step, checkpoints and stops. A second signal
-    raises KeyboardInterrupt (stop now, no checkpoint)."""
+    raises SecondSignal (stop now, no checkpoint)."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -49,7 +58,7 @@ class StopFlag:
 
     def _handle(self, signum, frame) -> None:
         if self.signum is not None:
-            raise KeyboardInterrupt
+            raise SecondSignal(signum)
         self.signum = signum
         print(f"received {signal.Signals(signum).name}: finishing this step, then checkpointing", flush=True)
 
