@@ -121,7 +121,7 @@ def saved_config(state: dict[str, Any], path: Path) -> TrainConfig:
 
     try:
         return TrainConfig.model_validate(json.loads(state["config"]))
-    except (TypeError, ValueError) as e:  # ValidationError is a ValueError
+    except (KeyError, TypeError, ValueError) as e:  # ValidationError is a ValueError
         if isinstance(e, ValidationError):
             e = "; ".join(f"{'.'.join(map(str, err['loc']))}={err.get('input')!r}: {err['msg']}" for err in e.errors())
         raise HrmkitError(f"{path}: its config does not fit this version of hrmkit ({e})") from None

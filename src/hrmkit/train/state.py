@@ -84,6 +84,9 @@ class TrainState:
                         warn=print) -> None:
         """Continue from a checkpoint. With another world size the carry restarts and the RNG streams are
         reseeded (`warn` says so). Raises HrmkitError when it does not fit this run (model shape, sampler)."""
+        missing = sorted({"model", "optimizers", "sampler", "rng", "step"} - set(state))
+        if missing:
+            raise HrmkitError(f"the checkpoint lacks the training state entries {missing}")
         try:
             self.model.load_state_dict(state["model"])
             for opt, s in zip(self.optimizers, state["optimizers"]):
