@@ -156,7 +156,7 @@ class TrainConfig(_Strict):
     log_every: int = 50
     eval_batch_size: int | None = None  # default: global_batch_size
     eval_max_examples: int | None = None  # evaluate on the first N test examples only (None: all)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     out_dir: str = "runs"
     preset: str | None = None
     model: str | None = None  # architecture preset (`hrm model list`) under `arch`; arch.* keys given override it
@@ -174,6 +174,10 @@ class TrainConfig(_Strict):
     memory_headroom: float = Field(default=0.1, ge=0.0, lt=1.0)
     auto_batch_max: int = Field(default=8192, ge=1)
     dist_timeout_s: float = Field(default=7200.0, gt=0.0)
+    # --- issue #10: fine-tuning (`loading.init_from_checkpoint`) ---
+    # start from this checkpoint's weights: an hrmkit run folder or checkpoint, or a reference step_N file whose
+    # all_config.yaml also gives the architecture unless model= or arch.* keys are set
+    init_from: str | None = None
 
 
 # Presets are partial configs (nested dicts) applied before the YAML file and the key=value overrides.
@@ -277,6 +281,10 @@ def resolve_config(
     for item in overrides or []:
         user = _deep_merge(user, parse_override(item))
     merged = _deep_merge(merged, user)
+    if merged.get("init_from") and not merged.get("model") and not user.get("arch") and not (base or {}).get("arch"):
+        from hrmkit.loading import checkpoint_arch  # issue #10: fine-tune with the checkpoint's architecture
+
+        merged["arch"] = checkpoint_arch(merged["init_from"])
     if isinstance(merged.get("model"), str):
         from hrmkit.models.presets import get_preset
 

@@ -19,8 +19,9 @@ Public API
 ----------
 - `DatasetMetadata` dataclass: the reference `PuzzleDatasetMetadata` fields (pad_id, ignore_label_id,
   blank_identifier_id, vocab_size, seq_len, num_puzzle_identifiers, total_groups, mean_puzzle_examples,
-  sets) plus the hrmkit extras `task` ("sudoku" | "maze" | "arc" | None) and `extra` (free dict). The
-  reference loader (pydantic, extra keys ignored) reads the same dataset.json.
+  sets, and TinyRecursiveModels' total_puzzles) plus the hrmkit extras `task` ("sudoku" | "maze" | "arc" |
+  None; inferred from the token layout by `infer_task` when a reference-built dataset has none) and `extra`
+  (free dict). Both reference loaders (pydantic, extra keys ignored) read the same dataset.json.
   `to_json()` -> dict, `DatasetMetadata.from_json(obj, source)` (validates; unknown keys ignored).
 - `SplitWriter(split_dir, set_name="all", *, seq_len)`: streaming writer for one set of one split.
   `add_group([(inputs [n, seq_len] uint8, labels [n, seq_len] uint8, puzzle_identifier int), ...])`
@@ -79,6 +80,17 @@ _REFERENCE_KEYS = (
 _INT32_MAX = np.iinfo(np.int32).max
 
 
+# (vocab_size, seq_len) -> task, for datasets built by the reference builders (no `task` field): the token
+# layouts of DESIGN.md section 1 (sapientinc/HRM and TinyRecursiveModels `dataset/build_*_dataset.py`).
+REFERENCE_LAYOUTS = {(11, 81): "sudoku", (6, 900): "maze", (12, 900): "arc"}
+
+
+def infer_task(vocab_size: int, seq_len: int) -> str | None:
+    """The task of a dataset without a `task` field, from its token layout (`REFERENCE_LAYOUTS`); None when
+    the layout is not a reference one."""
+    return REFERENCE_LAYOUTS.get((vocab_size, seq_len))
+
+
 @dataclass
 class DatasetMetadata:
     """Contents of `SPLIT/dataset.json`. Reference fields first; `task` and `extra` are hrmkit extras."""
@@ -92,6 +104,7 @@ class DatasetMetadata:
     total_groups: int
     mean_puzzle_examples: float
     sets: list[str]
+    total_puzzles: int | None = None  # TinyRecursiveModels' loader requires it; absent from sapientinc/HRM datasets
     task: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -128,11 +141,15 @@ class DatasetMetadata:
         extra = obj.get("extra") or {}
         if not isinstance(extra, dict):
             raise HrmkitError(f"{source}: field 'extra' must be an object, got {extra!r}")
+        total_puzzles = obj.get("total_puzzles")
+        if total_puzzles is not None and (isinstance(total_puzzles, bool) or not isinstance(total_puzzles, int)):
+            raise HrmkitError(f"{source}: field 'total_puzzles' must be an integer, got {total_puzzles!r}")
         return cls(
             pad_id=obj["pad_id"], ignore_label_id=ign, blank_identifier_id=obj["blank_identifier_id"],
             vocab_size=obj["vocab_size"], seq_len=obj["seq_len"],
             num_puzzle_identifiers=obj["num_puzzle_identifiers"], total_groups=obj["total_groups"],
-            mean_puzzle_examples=float(mpe), sets=list(sets), task=task, extra=dict(extra),
+            mean_puzzle_examples=float(mpe), sets=list(sets), total_puzzles=total_puzzles,
+            task=task or infer_task(obj["vocab_size"], obj["seq_len"]), extra=dict(extra),
         )
 
 
@@ -322,7 +339,7 @@ class SplitWriter:
             pad_id=pad_id, ignore_label_id=ignore_label_id, blank_identifier_id=blank_identifier_id,
             vocab_size=int(vocab_size), seq_len=self.seq_len, num_puzzle_identifiers=int(num_puzzle_identifiers),
             total_groups=self.num_groups, mean_puzzle_examples=self.num_examples / self.num_puzzles,
-            sets=[self.set_name], task=task, extra=dict(extra or {}),
+            sets=[self.set_name], total_puzzles=self.num_puzzles, task=task, extra=dict(extra or {}),
         )
         _write_shared_json(self.split_dir / "dataset.json", meta.to_json())
         return meta

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from hrmkit.errors import HrmkitError
-from hrmkit.loading import load_trained, resolve_checkpoints, run_dir_of
+from hrmkit.loading import check_dataset, load_trained, resolve_checkpoints, run_dir_of
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -38,8 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "folder. Several checkpoints are compared side by side.",
     )
     p.add_argument("targets", nargs="+", metavar="TARGET",
-                   help="a run folder (its newest checkpoint; every one with --all-checkpoints) or a checkpoint "
-                        "file (.pt); several TARGETs are compared, the last one is the primary")
+                   help="a run folder (its newest checkpoint; every one with --all-checkpoints), a checkpoint "
+                        "file (.pt), or a reference checkpoint (sapientinc/HRM or TinyRecursiveModels step_N file, or "
+                        "its folder, with all_config.yaml beside it); several TARGETs are compared, the last one is "
+                        "the primary")
     p.add_argument("--all-checkpoints", action="store_true",
                    help="evaluate every checkpoint of each run folder given (oldest first) and compare them")
     p.add_argument("--aggregate-checkpoints", action="store_true",
@@ -55,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None, metavar="N", help="evaluation batch size "
                    "(default: the run's eval_batch_size or global_batch_size)")
     p.add_argument("--max-examples", type=int, default=None, metavar="N", help="evaluate the first N examples only")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run (default: auto)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="where to run (default: auto: CUDA when available, else CPU; mps on Apple silicon)")
     p.add_argument("--raw-weights", action="store_true", help="use the raw weights even when the checkpoint "
                    "holds an EMA copy (default: EMA when present, as the TRM reference evaluates)")
     p.set_defaults(func=_eval)
@@ -81,7 +84,7 @@ def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace, submission
     results, split, data = [], None, None
     for i, path in enumerate(paths):
         primary = i == len(paths) - 1
-        model = load_trained(path, device, use_ema=not args.raw_weights)
+        model = load_trained(path, device, use_ema=not args.raw_weights, data=args.data)
         head, cfg, step = model.head, model.config, model.step
         if split is None:
             data = Path(args.data or cfg.data_path)
@@ -89,6 +92,7 @@ def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace, submission
             if args.aggregate_checkpoints and (split.metadata.task or "generic") != "arc":
                 raise HrmkitError(f"--aggregate-checkpoints pools ARC votes, but {data} holds task "
                                   f"{split.metadata.task!r}")
+        check_dataset(model, split.metadata, data)
         result = evaluate_split(head, split, batch_size=args.batch_size or cfg.eval_batch_size or cfg.global_batch_size,
                                 device=device, max_examples=args.max_examples,
                                 submission_path=submission_path if primary and not args.aggregate_checkpoints else None)

@@ -33,6 +33,7 @@ from hrmkit.device import pick_device
 from hrmkit.errors import HrmkitError
 from hrmkit.eval.evaluate import evaluate_split
 from hrmkit.fsutil import atomic_write_bytes
+from hrmkit.loading import init_from_checkpoint
 from hrmkit.models import (build_model, build_optimizers, carry_from_state, carry_to_state, count_parameters,
                            puzzle_embedding_params)
 from hrmkit.models.ema import EMA
@@ -43,7 +44,7 @@ from hrmkit.train.distributed import Dist
 from hrmkit.train.evaluation import EvalPlan, EvalTracker, archive_best, diagnosis_of, fast_subset, public_best
 from hrmkit.train.guards import StepGuard, clip_, sanitize_carry, total_norm
 from hrmkit.train.runs import RunLock, read_json
-from hrmkit.train.schedule import lr_at
+from hrmkit.train.schedule import iteration_epochs, lr_for_update, reference_step_plan
 from hrmkit.train.sinks import Console, RateWindow, Sinks, check_dependencies, fmt_time, truncate_metrics
 from hrmkit.train.status import StatusFile, memory_report, new_run_id
 
@@ -135,6 +136,8 @@ class Trainer:
         self.model_shape = {"seq_len": meta.seq_len, "vocab_size": meta.vocab_size,
                             "num_puzzle_identifiers": meta.num_puzzle_identifiers}
         self.head = build_model(cfg.arch, **self.model_shape)
+        if cfg.init_from and resume_dir is None:  # issue #10: fine-tuning (loading.init_from_checkpoint)
+            self._on_main(lambda: init_from_checkpoint(self.head, cfg.init_from, self._say, cfg.data_path))
         if cfg.global_batch_size == "auto":
             b = self._on_main(lambda: auto_batch_size(cfg, self.head, self.train_split, device, dist.world_size))
             self._say(f"global_batch_size=auto: {b} ({b // dist.world_size} per rank, "
@@ -142,15 +145,15 @@ class Trainer:
             cfg = cfg.model_copy(update={"global_batch_size": b})
         self.cfg = cfg
         self.B, self.k = int(cfg.global_batch_size), cfg.grad_accum_steps
-        self.sampler = TrainSampler(self.train_split, self.B, seed=cfg.seed, rank=dist.rank, world_size=dist.world_size)
-        batches = self.sampler.batches_per_epoch
-        self.steps_per_epoch = max(1, batches // self.k)
-        self.total_steps = cfg.epochs * batches // self.k
-        if cfg.max_steps is not None:
-            self.total_steps = min(self.total_steps, cfg.max_steps)
-        if self.total_steps < 1:
-            raise HrmkitError(f"epochs={cfg.epochs} with grad_accum_steps={self.k} gives no optimizer step")
-        eval_every = cfg.eval_interval * self.steps_per_epoch if cfg.eval_interval else None
+        # --- issue #10: reference iterations (eval_interval epochs), step count and schedule length ---
+        self.sampler = TrainSampler(self.train_split, self.B, seed=cfg.seed, rank=dist.rank, world_size=dist.world_size,
+                                    epochs_per_iter=iteration_epochs(cfg.epochs, cfg.eval_interval))
+        plan = reference_step_plan(self.sampler, epochs=cfg.epochs, eval_interval=cfg.eval_interval,
+                                   total_groups=meta.total_groups, mean_puzzle_examples=meta.mean_puzzle_examples,
+                                   grad_accum_steps=self.k, max_steps=cfg.max_steps)
+        self.schedule_steps, self.total_steps, eval_every = plan.schedule_steps, plan.run_steps, plan.eval_every
+        self.steps_per_epoch = max(1, self.sampler.batches_per_epoch // self.k)
+        # --- end issue #10 ---
 
         self.head.to(device)
         dist.broadcast_module(self.head)
@@ -436,9 +439,11 @@ class Trainer:
             if cfg.grad_clip_norm is not None:
                 clip_(grads, cfg.grad_clip_norm, norm)
             for opt, base in zip(self.optimizers, self.base_lrs):
-                lr = self.guard.lr_scale * lr_at(cfg.lr_schedule, self.step, base, warmup_steps=cfg.lr_warmup_steps,
-                                                 total_steps=self.total_steps, min_ratio=cfg.lr_min_ratio,
-                                                 restart_period=cfg.lr_restart_period, restart_mult=cfg.lr_restart_mult)
+                lr = self.guard.lr_scale * lr_for_update(cfg.lr_schedule, self.step, base,  # issue #10: step + 1
+                                                         warmup_steps=cfg.lr_warmup_steps,
+                                                         total_steps=self.schedule_steps, min_ratio=cfg.lr_min_ratio,
+                                                         restart_period=cfg.lr_restart_period,
+                                                         restart_mult=cfg.lr_restart_mult)
                 for g in opt.param_groups:
                     g["lr"] = lr
                 opt.step()
