@@ -194,6 +194,10 @@ def test_build_reference_arc1(tmp_path, arc1):
             for arr, g in ((tr.inputs, gi), (tr.labels, go)):
                 assert np.array_equal(arc.invert_augmentation(arc.decode_grid(_untranslate(arr[e])), tid, perm), g)
     assert sum((tr.inputs[:, 0] == arc.PAD).tolist()) > tr.num_examples // 2  # most rows are shifted
+    # one example of each version stays at offset (0, 0), where test inputs sit (the references' no_aug_id)
+    at_origin = np.asarray(tr.inputs[:, 0] != arc.PAD)
+    per_version = np.add.reduceat(at_origin.astype(int), tr.puzzle_indices[:-1])
+    assert (per_version >= 1).all() and per_version.mean() < 1.3  # exactly one, unless an offset drawn was 0 too
 
 
 def test_build_strict_arc1_and_reference_arc2(tmp_path):

@@ -76,7 +76,7 @@ def fake_checkpoints(arc_data, tmp_path, monkeypatch):
     for name in heads:
         (tmp_path / name).write_bytes(b"fake")
     cfg = TrainConfig(data_path=str(arc_data), eval_batch_size=8)
-    monkeypatch.setattr(eval_cli, "load_trained", lambda path, device, use_ema=True: TrainedModel(
+    monkeypatch.setattr(eval_cli, "load_trained", lambda path, device, use_ema=True, data=None: TrainedModel(
         heads[path.name][0], cfg, heads[path.name][1], path))
     return tmp_path / "oracle.pt", tmp_path / "identity_only.pt"
 

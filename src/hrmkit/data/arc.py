@@ -35,7 +35,8 @@ Public API
   `encode_versions(grid, perms [K, 10], rows [K], cols [K]) -> uint8 [K, 900]`.
 - `decode_grid(tokens [900]) -> uint8 [h, w] | None`, `decode_grids(tokens [N, 900]) -> list`.
 - `augment_grid(grid, tid, perm)`, `invert_augmentation(grid, tid, perm)`, `check_perm(perm)`.
-- `identifier_name(task_id, tid, perm) -> str`, `parse_identifier(name) -> (task_id, tid, perm tuple)`.
+- `identifier_name(task_id, tid, perm) -> str`, `parse_identifier(name) -> (task_id, tid, perm tuple)`,
+  `parse_any_identifier(name)`: the same for hrmkit's and both reference builders' names.
 """
 
 from __future__ import annotations
@@ -466,6 +467,32 @@ def identifier_name(task_id: str, tid: int, perm: Sequence[int]) -> str:
     if not 0 <= int(tid) <= 7:
         raise ValueError(f"dihedral transform id must be in 0..7, got {tid!r}")
     return f"{task_id}|t{int(tid)}|p{''.join(map(str, p))}"
+
+
+_REFERENCE_NAME_RES = (
+    re.compile(r"^(?P<task>.+)\|\|\|t(?P<tid>[0-7])\|\|\|(?P<perm>[0-9]{10})$"),  # TinyRecursiveModels: id|||tT|||perm
+    re.compile(r"^(?P<task>.+)_t(?P<tid>[0-7])_(?P<perm>[0-9]{10})$"),  # sapientinc/HRM: id_tT_perm
+)
+
+
+def parse_any_identifier(name: str) -> tuple[str, int, tuple[int, ...]]:
+    """(task_id, tid, perm) of a puzzle identifier name written by `hrm data arc` (`TASK|tT|pPERM`) or by either
+    reference builder (`build_arc_dataset.py`: TinyRecursiveModels `TASK|||tT|||PERM`, sapientinc/HRM
+    `TASK_tT_PERM`); a reference builder names the unaugmented version by the task id alone, which is read as
+    the identity. As the references' `inverse_aug`, the grids of a version are `perm[dihedral(grid, tid)]`.
+    HrmkitError for "<blank>" or a malformed colour permutation."""
+    if not isinstance(name, str) or not name or name == "<blank>":
+        raise HrmkitError(f"puzzle identifier {name!r} names no ARC task version")
+    if "|t" in name and "|||" not in name:
+        return parse_identifier(name)
+    for rx in _REFERENCE_NAME_RES:
+        m = rx.match(name)
+        if m:
+            perm = tuple(int(c) for c in m.group("perm"))
+            if perm[0] != 0 or sorted(perm) != list(IDENTITY_PERM):
+                raise HrmkitError(f"puzzle identifier {name!r}: colour permutation {m.group('perm')} is not one of 1..9")
+            return m.group("task"), int(m.group("tid")), perm
+    return name, 0, IDENTITY_PERM
 
 
 def parse_identifier(name: str) -> tuple[str, int, tuple[int, ...]]:

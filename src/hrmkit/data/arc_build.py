@@ -18,7 +18,8 @@ Splits (`eval_policy`):
   per task). ARC-AGI-1: 800 train groups, 400 test groups, 419 test inputs per version.
 - "strict": evaluation tasks are held out entirely: train = training tasks only (400 groups for ARC-AGI-1).
 Train-split examples are translated: input and output share one random top-left offset per example (the
-largest offset that fits both); test-split examples sit at offset 0. Randomness comes from one generator per
+largest offset that fits both), except one randomly chosen example of each version, which stays at offset 0
+as in the references; test-split examples sit at offset 0. Randomness comes from one generator per
 task seeded by (seed, task id), so the output does not depend on the number of workers.
 
 Output folder: `identifiers.json`, `train/` and `test/` (the format of `hrmkit.data.format`, dataset.json
@@ -129,19 +130,23 @@ def encode_pairs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Token rows of `pairs` under V versions (tids int [V], perms int [V, 10]): (inputs, labels) uint8 [V*n, 900].
 
-    With `rng`, each (version, pair) gets a random top-left offset shared by input and output; else offset 0.
+    With `rng`, each (version, pair) gets a random top-left offset shared by input and output, except one
+    randomly chosen pair of each version, which stays at offset 0 where test inputs sit (as the references'
+    `build_arc_dataset.py` `no_aug_id`); else offset 0.
     """
     v, n = len(tids), len(pairs)
     inputs = np.empty((v, n, arc.SEQ_LEN), dtype=np.uint8)
     labels = np.empty((v, n, arc.SEQ_LEN), dtype=np.uint8)
+    untranslated = rng.integers(0, n, size=v) if rng is not None else None
     for tid in np.unique(tids).tolist():
         sel = np.flatnonzero(tids == tid)
         for e, (inp, out) in enumerate(pairs):
             ti, to = dihedral_transform(inp, tid), dihedral_transform(out, tid)
             rows = cols = np.zeros(len(sel), dtype=np.intp)
             if rng is not None:
-                rows = rng.integers(0, arc.GRID_MAX - max(ti.shape[0], to.shape[0]) + 1, size=len(sel))
-                cols = rng.integers(0, arc.GRID_MAX - max(ti.shape[1], to.shape[1]) + 1, size=len(sel))
+                keep = untranslated[sel] != e
+                rows = keep * rng.integers(0, arc.GRID_MAX - max(ti.shape[0], to.shape[0]) + 1, size=len(sel))
+                cols = keep * rng.integers(0, arc.GRID_MAX - max(ti.shape[1], to.shape[1]) + 1, size=len(sel))
             inputs[sel, e] = arc.encode_versions(ti, perms[sel], rows, cols)
             labels[sel, e] = arc.encode_versions(to, perms[sel], rows, cols)
     return inputs.reshape(v * n, arc.SEQ_LEN), labels.reshape(v * n, arc.SEQ_LEN)

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel
 
-from hrmkit.config import PRESETS, TrainConfig, resolve_config
+from hrmkit.config import PRESETS, TrainConfig, preset_table, resolve_config
 from hrmkit.errors import HrmkitError
 
 
@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "data/sudoku-4x4-demo and trains the `demo` preset. Each run writes runs/<run_id>/ with config.yaml, "
         "metrics.jsonl, status.json, checkpoints/ and best/, and holds runs/<run_id>/run.lock while it runs. "
         "SIGINT/SIGTERM checkpoint and exit cleanly. Data-parallel: torchrun --nproc-per-node N -m hrmkit.cli train ...",
-        epilog="configuration keys (set them as key=value, e.g. arch.L_cycles=6 lr=3e-4 eval.fast_every=200):\n"
-        + _keys_help(),
+        epilog="reference presets (--preset NAME; one per published run, the references' hyperparameters):\n"
+        + preset_table() + "\n\nconfiguration keys (set them as key=value, e.g. arch.L_cycles=6 lr=3e-4 "
+        "eval.fast_every=200):\n" + _keys_help(),
     )
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of configuration keys (applied after the preset)")
     p.add_argument("--preset", metavar="NAME", help=f"training preset: {', '.join(PRESETS)} (default: demo, unless "
