@@ -138,3 +138,18 @@ def test_custom_decode_and_invert_and_table():
     row = arc_task_table(s)[0]
     assert row["task_id"] == "t" and row["top_votes"] == [1] and row["correct_rank"] == [1]
     assert row["n_invalid"] == 1 and row["n_predictions"] == 2
+
+
+def test_aggregated_votes_pool_the_evaluations_of_a_run():
+    """eval.arc_aggregate: the second evaluation alone ranks B first (pass@1 0), pooled with the first one A
+    leads again; keys are labelled arc_aggregated/."""
+    from hrmkit.eval.arc_eval import AggregatedVotes
+
+    tasks = {"t": [(A, A)]}
+    agg = AggregatedVotes(ks=(1, 2))
+    first = agg.add({"arc_predictions": [pred("t", 0, A), pred("t", 0, A)], "arc_tasks": tasks})
+    second = agg.add({"arc_predictions": [pred("t", 0, B)], "arc_tasks": tasks})
+    alone = score_arc([pred("t", 0, B)], {"t": [A]}, ks=(1,))
+    assert first["arc_aggregated/pass@1"] == 1.0 and alone["pass@1"] == 0.0
+    assert second == {"arc_aggregated/pass@1": 1.0, "arc_aggregated/pass@2": 1.0, "arc_aggregated/evaluations": 2}
+    assert agg.add({"summary": {}}) == {}

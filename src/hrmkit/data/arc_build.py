@@ -25,7 +25,9 @@ task seeded by (seed, task id), so the output does not depend on the number of w
 Output folder: `identifiers.json`, `train/` and `test/` (the format of `hrmkit.data.format`, dataset.json
 with task "arc", vocab 12, seq_len 900 and the build settings in `extra`) and `test_tasks.json`
 (`{task_id: [{"input": grid, "output": grid}, ...]}`: every evaluation task's test pairs in original form,
-in test-split group order; test example j of a puzzle is the task's test pair j).
+in test-split group order; test example j of a puzzle is the task's test pair j). Tasks without known test
+outputs (Kaggle's test challenges) have `"output": null` there and PAD label rows in the test split: `hrm eval`
+predicts them into submission.json without scoring them.
 """
 
 from __future__ import annotations
@@ -141,7 +143,12 @@ def encode_pairs(
     for tid in np.unique(tids).tolist():
         sel = np.flatnonzero(tids == tid)
         for e, (inp, out) in enumerate(pairs):
-            ti, to = dihedral_transform(inp, tid), dihedral_transform(out, tid)
+            ti = dihedral_transform(inp, tid)
+            to = dihedral_transform(out, tid) if out is not None else None
+            if to is None:  # a test input without known output: its label rows are PAD (ignored everywhere)
+                inputs[sel, e] = arc.encode_versions(ti, perms[sel], np.zeros(len(sel), np.intp), np.zeros(len(sel), np.intp))
+                labels[sel, e] = arc.PAD
+                continue
             rows = cols = np.zeros(len(sel), dtype=np.intp)
             if rng is not None:
                 keep = untranslated[sel] != e
@@ -155,7 +162,8 @@ def encode_pairs(
 def build_task(task: arc.ArcTask, num_aug: int, seed: int, eval_policy: str, retries_factor: int = 5) -> TaskRows:
     """Versions and encoded rows of one task (see the module docstring for which pairs go to which split)."""
     rng = task_rng(seed, task.task_id)
-    versions = choose_versions(task.pairs(), num_aug, rng, retries_factor)
+    known = [(i, o if o is not None else i) for i, o in task.pairs()]  # an unknown test output: hash its input
+    versions = choose_versions(known, num_aug, rng, retries_factor)
     tids = np.array([t for t, _ in versions], dtype=np.intp)
     perms = np.array([p for _, p in versions], dtype=np.uint8)
     if task.role == "training":
@@ -249,6 +257,7 @@ def build_arc_dataset(cfg: ArcBuildConfig, log: Callable[[str], None] = arc.log_
         "arc_version": cfg.version, "tasks_dirs": list(cfg.tasks_dirs), "num_aug": cfg.num_aug, "seed": cfg.seed,
         "eval_policy": cfg.eval_policy, "num_training_tasks": len(training),
         "num_evaluation_tasks": len(evaluation), "identifier_format": "TASK|tTID|pPERM",
+        "num_unsolved_tasks": sum(not t.solved for t in evaluation),
         "test_tasks_file": TEST_TASKS_FILE,
     }
     with atomic_directory(cfg.out, overwrite=cfg.force) as tmp:
@@ -267,7 +276,8 @@ def build_arc_dataset(cfg: ArcBuildConfig, log: Callable[[str], None] = arc.log_
             summary[split] = {"groups": w.num_groups, "puzzles": w.num_puzzles, "examples": w.num_examples}
             w.finalize(vocab_size=arc.VOCAB_SIZE, num_puzzle_identifiers=len(names), task="arc", extra=extra)
         write_identifiers(tmp, names)
-        test_tasks = {t.task_id: [{"input": i.tolist(), "output": o.tolist()} for i, o in t.test] for t in evaluation}
+        test_tasks = {t.task_id: [{"input": i.tolist(), "output": None if o is None else o.tolist()} for i, o in t.test]
+                      for t in evaluation}
         atomic_write_bytes(tmp / TEST_TASKS_FILE, json.dumps(test_tasks, separators=(",", ":")).encode())
     summary["num_puzzle_identifiers"] = len(names)
     summary["seconds"] = round(time.monotonic() - t0, 2)

@@ -23,6 +23,7 @@ Public API
 - `score_prediction_sets(prediction_sets, dataset_dir, *, submission_path=None, ks=DEFAULT_KS) -> dict`
 - `arc_examples(ranked, tasks, *, max_examples=8) -> list[dict]` (report example dicts, original frame)
 - `decode_placed(tokens) -> grid | None`: decode a canvas whose grid is not at the top-left corner.
+- `AggregatedVotes`: votes pooled over the evaluations of a training run (`eval.arc_aggregate`).
 Grids are int arrays [h, w] of colours 0..9.
 """
 
@@ -36,7 +37,7 @@ import numpy as np
 from hrmkit.data import arc
 from hrmkit.data.format import SplitData, load_identifiers, load_split
 from hrmkit.errors import HrmkitError
-from hrmkit.eval.arc_scoring import (DEFAULT_KS, ArcPrediction, RankedAnswers, arc_task_table, build_submission,
+from hrmkit.eval.arc_scoring import (DEFAULT_KS, ArcPrediction, RankedAnswers, VoteTally, arc_task_table, build_submission,
                                      rank_candidates, score_ranked, write_submission)
 from hrmkit.eval.baselines import arc_baselines
 
@@ -60,6 +61,7 @@ def load_test_tasks(dataset_dir: str | Path) -> dict[str, list[tuple[np.ndarray,
             raise HrmkitError(f"{path}: task {task_id}: expected a list of test pairs, got {type(pairs).__name__}")
         tasks[task_id] = [(arc.parse_grid(p.get("input") if isinstance(p, dict) else None, str(path), task_id,
                                           f"test[{i}].input"),
+                           None if isinstance(p, dict) and p.get("output", 0) is None else  # no solution known
                            arc.parse_grid(p.get("output") if isinstance(p, dict) else None, str(path), task_id,
                                           f"test[{i}].output"))
                           for i, p in enumerate(pairs)]
@@ -213,13 +215,15 @@ def _baselines(dataset_dir: Path, tasks: Mapping[str, list], names: Sequence[str
 def _score(predictions: list[ArcPrediction], dataset_dir: Path, all_tasks: Mapping[str, list], names: Sequence[str],
            submission_path: str | Path | None, ks: Sequence[int]) -> dict:
     predicted = {p.task_id for p in predictions}
-    tasks = {t: pairs for t, pairs in all_tasks.items() if t in predicted}  # a partial pass scores what it saw
+    seen = {t: pairs for t, pairs in all_tasks.items() if t in predicted}  # a partial pass scores what it saw
+    tasks = {t: pairs for t, pairs in seen.items() if all(o is not None for _, o in pairs)}
     ranked = rank_candidates(predictions)
     solutions = {t: [o for _, o in pairs] for t, pairs in tasks.items()}
     score = score_ranked(ranked, solutions, ks=ks)
-    score["n_tasks_in_dataset"] = len(all_tasks)
+    score["n_tasks_in_dataset"] = sum(all(o is not None for _, o in pairs) for pairs in all_tasks.values())
+    score["n_unsolved_tasks"] = len(seen) - len(tasks)  # predicted into the submission only: no answer to score
     if submission_path is not None:
-        sub = build_submission(ranked, {t: len(v) for t, v in solutions.items()})
+        sub = build_submission(ranked, {t: len(v) for t, v in seen.items()})
         score["submission_path"] = str(write_submission(submission_path, sub))
     score["task_table"] = arc_task_table(score)
     return {"arc": score, "arc_baselines": _baselines(dataset_dir, tasks, names, ks), "arc_predictions": predictions,
@@ -272,3 +276,30 @@ def arc_examples(ranked: RankedAnswers, tasks: Mapping[str, list], *, max_exampl
                                "predictions": [c.grid for c in cands] or [None], "correct": correct,
                                "votes": [c.votes for c in cands], "q": [c.mean_q for c in cands]})
     return fails + wins
+
+
+class AggregatedVotes:
+    """Votes pooled over every evaluation of a training run (`eval.arc_aggregate: true`), as
+    TinyRecursiveModels' ARC evaluator does by default (`aggregated_voting=True`: its votes are never cleared
+    between evaluations, so its reported pass@k at an evaluation counts the votes of all earlier ones).
+    hrmkit scores each evaluation on its own by default; these numbers are reported beside, under
+    `arc_aggregated/` keys. The tally lives in memory: after a resume it restarts from the resumed evaluation."""
+
+    PREFIX = "arc_aggregated/"
+
+    def __init__(self, ks: Sequence[int] = DEFAULT_KS):
+        self.tally = VoteTally()
+        self.ks = tuple(ks)
+        self.tasks: dict[str, list] = {}
+
+    def add(self, result: Mapping[str, Any]) -> dict[str, Any]:
+        """Add the votes of one `evaluate.evaluate_split` result of an ARC split; return the pooled scores:
+        {"arc_aggregated/pass@k": float per k, "arc_aggregated/evaluations": count}; {} without ARC votes."""
+        if result.get("arc_predictions") is None:
+            return {}
+        self.tally.add(result["arc_predictions"])
+        self.tasks.update(result.get("arc_tasks") or {})
+        score = score_ranked(self.tally.ranked(), {t: [o for _, o in p] for t, p in self.tasks.items()}, ks=self.ks)
+        out = {f"{self.PREFIX}pass@{k}": score[f"pass@{k}"] for k in self.ks}
+        out[f"{self.PREFIX}evaluations"] = self.tally.passes
+        return out

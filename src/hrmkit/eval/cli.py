@@ -135,7 +135,7 @@ def _notes(result: dict, pooled: dict | None) -> list[str]:
     """Sentences printed under the summary and listed under the report's verdict."""
     notes = []
     s = result["summary"]
-    if s.get("halt_step_histogram"):
+    if s.get("halt_step_histogram") and s.get("mean_steps") is not None:
         hist = ", ".join(f"{k}: {v}" for k, v in s["halt_step_histogram"].items())
         n = round(s["mean_steps"])
         notes.append(f"ACT: every example ran {n} segment{'s' * (n != 1)} (evaluation runs halt_max_steps); the "
@@ -154,6 +154,9 @@ def _notes(result: dict, pooled: dict | None) -> list[str]:
                      f"({arc['n_test_inputs']} test inputs, ARC Prize rule: a task scores the share of its test "
                      f"inputs solved; headline pass@2); {arc['n_invalid']} of {arc['n_predictions']} predictions "
                      "could not be decoded.")
+        if arc.get("n_unsolved_tasks"):
+            notes.append(f"{arc['n_unsolved_tasks']} tasks have no known test outputs (competition test challenges): "
+                         "they are predicted into the submission, not scored.")
         if arc.get("submission_path"):
             notes.append(f"Kaggle submission written to {arc['submission_path']}.")
     return notes

@@ -31,6 +31,7 @@ from hrmkit.data.format import load_split
 from hrmkit.data.sampler import TrainSampler
 from hrmkit.device import pick_device
 from hrmkit.errors import HrmkitError
+from hrmkit.eval.arc_eval import AggregatedVotes
 from hrmkit.eval.evaluate import evaluate_split
 from hrmkit.fsutil import atomic_write_bytes
 from hrmkit.loading import init_from_checkpoint
@@ -170,6 +171,7 @@ class Trainer:
         self.guard = StepGuard(cfg.guards)
         self.plan = EvalPlan(cfg.eval, eval_every)
         self.evals = EvalTracker(cfg.eval, cfg.early_stop_patience)
+        self.arc_votes = AggregatedVotes() if cfg.eval.arc_aggregate else None  # issue #10
         self.step, self.carry, self.wall_offset, self.train_time = 0, None, 0.0, 0.0
         self.epoch = self.epoch_step = 0
         self.last_saved: int | None = None
@@ -549,6 +551,8 @@ class Trainer:
                 result = evaluate_split(self.head, self._split(kind), batch_size=cfg.eval_batch_size or self.B,
                                         device=self.device, max_examples=cfg.eval_max_examples if kind == "full" else None)
             summary = result["summary"]
+            if kind == "full" and self.arc_votes is not None:  # issue #10: eval.arc_aggregate
+                summary = {**summary, **self.arc_votes.add(result)}
             diag, warning, loud = diagnosis_of(result)
             prefix = "eval" if kind == "full" else "eval_fast"
             record = {"run_id": self.run_id, "global_step": self.step, "kind": "eval", "eval_kind": kind,
@@ -558,6 +562,10 @@ class Trainer:
             base = f" (copy-input baseline exact {copy['exact_accuracy']:.4f})" if "exact_accuracy" in copy else ""
             self._say(f"[{self.run_id}] eval ({kind}) step {self.step}: exact {summary.get('exact_accuracy', float('nan')):.4f} "
                       f"token {summary.get('token_accuracy', float('nan')):.4f} on {summary.get('num_examples')} examples{base}")
+            if "arc_aggregated/pass@2" in summary:  # issue #10
+                self._say(f"[{self.run_id}] eval ({kind}) step {self.step}: ARC pass@2 {summary.get('pass@2', 0):.4f} this "
+                          f"evaluation, {summary['arc_aggregated/pass@2']:.4f} with votes aggregated over "
+                          f"{summary['arc_aggregated/evaluations']} evaluations (eval.arc_aggregate)")
             if warning and loud:
                 text = (f"!!!!! WARNING [{self.run_id}] eval ({kind}) step {self.step}: {warning} Accuracy numbers "
                         f"of this model are not evidence of learning. !!!!!")
