@@ -6,7 +6,7 @@ Layout (DESIGN.md §1)::
       identifiers.json            list[str]; index 0 is "<blank>" (the blank puzzle identifier)
       train/ and test/            one folder per split, each with
         dataset.json              DatasetMetadata (reference fields + hrmkit extras `task`, `extra`)
-        {set}__inputs.npy         uint8 [N_examples, seq_len]   input tokens
+        {set}__inputs.npy         uint8 [N_examples, seq_len]   input tokens (any integer dtype is read)
         {set}__labels.npy         uint8 [N_examples, seq_len]   target tokens
         {set}__puzzle_identifiers.npy  int32 [N_puzzles]        identifier of each puzzle (augmented version)
         {set}__puzzle_indices.npy int32 [N_puzzles + 1]         puzzle p owns examples [pi[p], pi[p+1])
@@ -400,7 +400,8 @@ def _load_array(path: Path, key: str, mmap: bool) -> np.ndarray:
         arr = np.load(path, mmap_mode="r" if (mmap and ndim == 2) else None, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a user-facing error
         raise HrmkitError(f"{path}: cannot read .npy ({e})") from None
-    if arr.dtype != dtype:
+    # token arrays of any integer dtype are read (the references' Sudoku builder saves augmented splits as int64)
+    if arr.dtype != dtype and not (ndim == 2 and arr.dtype.kind in "iu"):
         raise HrmkitError(f"{path}: field {key!r} has dtype {arr.dtype}, expected {dtype}")
     if arr.ndim != ndim:
         raise HrmkitError(f"{path}: field {key!r} has shape {arr.shape}, expected {ndim} dimensions")
@@ -427,6 +428,9 @@ def _check_tokens(path: Path, key: str, arr: np.ndarray, vocab: int, full: bool)
     for lo, hi in parts:
         for i in range(lo, hi, 65536):
             block = np.asarray(arr[i:min(hi, i + 65536)])
+            if block.size and int(block.min()) < 0:
+                r, c = np.argwhere(block < 0)[0]
+                raise HrmkitError(f"{path}: field {key!r} row {i + int(r)} column {int(c)} has negative token {int(block[r, c])}")
             if block.size and int(block.max()) >= vocab:
                 r, c = np.argwhere(block >= vocab)[0]
                 raise HrmkitError(

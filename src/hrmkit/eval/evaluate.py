@@ -114,7 +114,7 @@ def predict_split(head: torch.nn.Module, split: SplitData, batch_size: int, devi
 def _flat(metrics: dict) -> dict:
     o = metrics["overall"]
     return {"exact_accuracy": o["exact_accuracy"], "token_accuracy": o["token_accuracy"],
-            "num_examples": o["n_examples"], "num_cells": o["n_cells"], "q_halt_accuracy": o["q_halt_accuracy"],
+            "reference_token_accuracy": o["reference_token_accuracy"], "num_examples": o["n_examples"], "num_cells": o["n_cells"], "q_halt_accuracy": o["q_halt_accuracy"],
             "mean_steps": o["mean_steps"], "steps_histogram": o["steps_histogram"]}
 
 

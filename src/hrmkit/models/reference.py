@@ -142,7 +142,8 @@ def read_reference_checkpoint(path: str | Path, *, seq_len: int | None = None,
     all_cfg = read_all_config(path)
     if arch is None:
         if not isinstance(all_cfg, dict) or not isinstance(all_cfg.get("arch"), dict):
-            raise HrmkitError(f"{path}: no arch given and no all_config.yaml with an 'arch' section beside it")
+            raise HrmkitError(f"{path}: a reference checkpoint needs its run's all_config.yaml beside it (none there, "
+                              f"or it has no 'arch' section)")
         arch = arch_from_reference_config(all_cfg["arch"])
     vocab = sd["model.inner.embed_tokens.embedding_weight"].shape[0]
     pt = sd.get("model.inner.puzzle_emb.weights")
