@@ -32,14 +32,6 @@ CASES = {  # checkpoint folder: dataset folder built by the same reference's bui
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _checkpoint(name: str) -> Path:
     return next(p for p in (FIX / name).iterdir() if p.name.startswith("step_"))
 

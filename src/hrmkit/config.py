@@ -225,16 +225,21 @@ _REF_ARC = {"epochs": 100000, "eval_interval": 10000, "puzzle_emb_lr": 1e-2, "we
 _TRM_PUZZLE = {**_REF_PUZZLE, "epochs": 50000, "eval_interval": 5000, "ema": True, "ema_rate": 0.999}
 _TRM_ARC = {**_REF_ARC, "ema": True, "ema_rate": 0.999, "eval": {"arc_aggregate": True}}
 REFERENCE_PRESETS: dict[str, dict] = {
-    "hrm-sudoku-extreme": {**_REF_COMMON, **_REF_PUZZLE, "model": "hrm-paper", "data_path": "data/sudoku-extreme-1k-aug-1000"},
+    "hrm-sudoku-extreme": {**_REF_COMMON, **_REF_PUZZLE, "model": "hrm-paper",
+                           "data_path": "data/sudoku-extreme-1k-aug-1000"},
     "hrm-maze-hard": {**_REF_COMMON, **_REF_PUZZLE, "model": "hrm-paper", "data_path": "data/maze-30x30-hard-1k"},
     "hrm-arc1": {**_REF_COMMON, **_REF_ARC, "model": "hrm-paper", "data_path": "data/arc1concept-aug-1000"},
     "hrm-arc2": {**_REF_COMMON, **_REF_ARC, "model": "hrm-paper", "data_path": "data/arc2-aug-1000"},
-    "trm-mlp-sudoku-extreme": {**_REF_COMMON, **_TRM_PUZZLE, "model": "trm-mlp", "data_path": "data/sudoku-extreme-1k-aug-1000"},
-    "trm-sudoku-extreme": {**_REF_COMMON, **_TRM_PUZZLE, "model": "trm-attn", "data_path": "data/sudoku-extreme-1k-aug-1000"},
+    "trm-mlp-sudoku-extreme": {**_REF_COMMON, **_TRM_PUZZLE, "model": "trm-mlp",
+                               "data_path": "data/sudoku-extreme-1k-aug-1000"},
+    "trm-sudoku-extreme": {**_REF_COMMON, **_TRM_PUZZLE, "model": "trm-attn",
+                           "data_path": "data/sudoku-extreme-1k-aug-1000"},
     "trm-maze-hard": {**_REF_COMMON, **_TRM_PUZZLE, "model": "trm-attn", "arch": {"L_cycles": 4},
                       "data_path": "data/maze-30x30-hard-1k"},
-    "trm-arc1": {**_REF_COMMON, **_TRM_ARC, "model": "trm-attn", "arch": {"L_cycles": 4}, "data_path": "data/arc1concept-aug-1000"},
-    "trm-arc2": {**_REF_COMMON, **_TRM_ARC, "model": "trm-attn", "arch": {"L_cycles": 4}, "data_path": "data/arc2concept-aug-1000"},
+    "trm-arc1": {**_REF_COMMON, **_TRM_ARC, "model": "trm-attn", "arch": {"L_cycles": 4},
+                 "data_path": "data/arc1concept-aug-1000"},
+    "trm-arc2": {**_REF_COMMON, **_TRM_ARC, "model": "trm-attn", "arch": {"L_cycles": 4},
+                 "data_path": "data/arc2concept-aug-1000"},
 }
 # What each reference run reported and took (papers: HRM arXiv 2506.21734 Fig. 1, TRM arXiv 2510.04871 Tables
 # 4-5; compute: the references' READMEs), and the hrmkit command that builds its data.
