@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "predict the most common training label token). The model is also run on shuffled and random inputs to "
         "check that its output depends on its input: input-invariant models, collapsed outputs and outputs made "
         "of tokens no answer holds are flagged. ARC datasets are scored by voting over augmentations "
-        "(pass@1/2/5/10/100/1000, ARC Prize rule; an empty crop votes too, as in the references) next to the ARC baselines (test input unchanged; most common "
-        "demonstration output), and a Kaggle submission.json is written to the --report folder, else the run "
+        "(pass@1/2/5/10/100/1000, ARC Prize rule; an empty crop votes too, as in the references) next to the ARC "
+        "baselines (test input unchanged; most common demonstration output), and a Kaggle submission.json is written to the --report folder, else the run "
         "folder. Several checkpoints are compared side by side.",
     )
     p.add_argument("targets", nargs="+", metavar="TARGET",
