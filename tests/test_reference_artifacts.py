@@ -106,7 +106,7 @@ def test_reference_identifiers_parse_in_both_schemes():
 def test_a_dataset_that_does_not_fit_is_a_clear_error(capsys):
     assert hrm(["eval", str(_checkpoint("hrm-sudoku")), "--data", str(FIX / "arc-hrm"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "does not fit the dataset" in err and "seq_len 81 (model) vs 900 (dataset)" in err and "init_from" in err
+    assert "does not fit the dataset" in err and "vocab_size 11 (model) vs 12 (dataset)" in err and "init_from" in err
 
 
 def test_reference_checkpoint_without_its_config_is_a_clear_error(tmp_path, capsys):
