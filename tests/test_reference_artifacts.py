@@ -147,6 +147,17 @@ def test_init_from_a_reference_checkpoint_fine_tunes(tmp_path, capsys):
     # one optimizer step moved the weights from the checkpoint's, a little
     w = "model.inner.lm_head.weight"
     assert not torch.equal(first[w], reference[w]) and torch.allclose(first[w], reference[w], atol=0.05)
+    # an hrmkit run folder works as well: its newest checkpoint (the architecture comes from its config)
+    from hrmkit.train.distributed import Dist
+    from hrmkit.train.loop import Trainer
+
+    again = resolve_config(overrides=[f"data_path={FIX / 'sudoku-hrm'}", f"out_dir={tmp_path / 'b'}", f"init_from={run}",
+                                      "global_batch_size=16", "max_steps=1", "eval_interval=null", "device=cpu"])
+    trainer = Trainer(again, None, Dist.from_env("cpu", 60.0), torch.device("cpu"))
+    try:
+        assert torch.equal(trainer.head.state_dict()[w], load_model(run).head.state_dict()[w])
+    finally:
+        trainer.lock.release()
 
 
 def test_init_from_rebuilds_a_puzzle_table_of_another_size(tmp_path, capsys):
