@@ -15,7 +15,7 @@ Public API
 ----------
 - `load_test_tasks(dataset_dir) -> {task_id: [(input grid, output grid), ...]}`
 - `tasks_from_split(split, names)`: the same read from the test split's unaugmented versions
-- `dataset_tasks(dataset_dir, split=None)`: test_tasks.json when present, else `tasks_from_split`
+- `dataset_tasks(dataset_dir)`: test_tasks.json when present, else `tasks_from_split` on the test split
 - `test_indices(split, n) -> int64 [n]`: test pair index of the first n examples (test_batches order)
 - `arc_predictions(preds, split, names, tasks=None) -> list[ArcPrediction]`
 - `load_demonstrations(dataset_dir, task_ids, names) -> {task_id: [(input, output), ...]}`
@@ -118,14 +118,13 @@ def tasks_from_split(split: SplitData, names: Sequence[str]) -> dict[str, list[t
     return {t: pairs for t, pairs in tasks.items() if pairs}
 
 
-def dataset_tasks(dataset_dir: str | Path, split: SplitData | None = None) -> dict[str, list] | None:
+def dataset_tasks(dataset_dir: str | Path) -> dict[str, list] | None:
     """Test pairs per task: DATASET/test_tasks.json when present (hrm data arc), else `tasks_from_split` on
-    `split` (default: the dataset's test split); None when neither gives any task."""
+    the dataset's test split (reference builders); None when neither gives any task."""
     dataset_dir = Path(dataset_dir)
     if (dataset_dir / TEST_TASKS_FILE).is_file():
         return load_test_tasks(dataset_dir)
-    split = split if split is not None else load_split(dataset_dir, "test")
-    return tasks_from_split(split, load_identifiers(dataset_dir)) or None
+    return tasks_from_split(load_split(dataset_dir, "test"), load_identifiers(dataset_dir)) or None
 
 
 def _match_test_index(grid: np.ndarray | None, tests: Sequence[tuple[np.ndarray, np.ndarray]], fallback: int) -> int:
@@ -242,7 +241,7 @@ def score_arc_split(preds: Any, split: SplitData, *, submission_path: str | Path
     Raises HrmkitError on malformed identifiers or test_tasks.json.
     """
     dataset_dir = split.path.parent
-    tasks = dataset_tasks(dataset_dir, split)
+    tasks = dataset_tasks(dataset_dir)  # not `split`: it may be a subset (the training loop's fast evaluation)
     if tasks is None:
         return None
     names = load_identifiers(dataset_dir)
