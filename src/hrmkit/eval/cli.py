@@ -140,6 +140,10 @@ def _notes(result: dict, pooled: dict | None) -> list[str]:
         n = round(s["mean_steps"])
         notes.append(f"ACT: every example ran {n} segment{'s' * (n != 1)} (evaluation runs halt_max_steps); the "
                      f"halting rule said stop at step (examples) {hist}, mean {s['mean_halt_step']:.2f}.")
+    if s.get("reference_token_accuracy") is not None:
+        notes.append(f"Token accuracy as the references count it (each example's share of correct answer cells, "
+                     f"given cells included, averaged over examples): {100 * s['reference_token_accuracy']:.1f}% "
+                     f"(docs/parity.md).")
     copy = result["baselines"].get("copy_input", {}).get("exact_accuracy")
     if result["task"] == "sudoku" and copy is not None:
         notes.append(f"The copy-input baseline gets {100 * copy:.1f}% exact on Sudoku: copying the given clues "
