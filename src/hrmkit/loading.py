@@ -124,8 +124,7 @@ def load_reference(path: Path, device: torch.device | str = "cpu", data: str | P
     seq_len comes from `data`'s dataset.json when given. Raises HrmkitError for an unreadable file, a missing
     or wrong all_config.yaml, or weights that do not fit the architecture."""
     from hrmkit.data.format import DatasetMetadata, read_json
-    from hrmkit.models import build_model
-    from hrmkit.models.reference import load_reference_state_dict, read_reference_checkpoint, reference_data_paths
+    from hrmkit.models.reference import build_reference_model, read_reference_checkpoint, reference_data_paths
 
     seq_len = None
     if data is not None and (Path(data) / "train" / "dataset.json").is_file():
@@ -139,11 +138,7 @@ def load_reference(path: Path, device: torch.device | str = "cpu", data: str | P
                                           "data_path": str(data or (paths[0] if paths else "."))})
     except Exception as e:  # pydantic ValidationError: a reference value hrmkit does not accept
         raise HrmkitError(f"{path}: all_config.yaml has values hrmkit cannot use: {e}") from e
-    head = build_model(arch, **ref.model_shape)
-    try:
-        load_reference_state_dict(head, ref.state_dict)
-    except HrmkitError as e:
-        raise HrmkitError(f"{path}: {e} (is all_config.yaml the config this checkpoint was trained with?)") from e
+    head = build_reference_model(ref, arch)
     return TrainedModel(head.to(device).eval(), cfg, ref.step, Path(path), dict(ref.model_shape), reference=True)
 
 

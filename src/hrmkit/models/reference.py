@@ -168,16 +168,21 @@ def read_reference_checkpoint(path: str | Path, *, seq_len: int | None = None,
     return ReferenceCheckpoint(path, arch, shape, sd, all_cfg, step)
 
 
-def load_reference_checkpoint(path: str | Path, *, seq_len: int | None = None, arch: ArchConfig | None = None) -> ACTLossHead:
-    """Build an hrmkit model from a reference checkpoint file and load it (see `read_reference_checkpoint`).
-    Raises HrmkitError when something is missing or does not match."""
-    ref = read_reference_checkpoint(path, seq_len=seq_len, arch=arch)
-    head = build_model(ref.arch, **ref.model_shape)
+def build_reference_model(ref: ReferenceCheckpoint, arch: ArchConfig | None = None) -> ACTLossHead:
+    """The hrmkit model of a read reference checkpoint (`arch` replaces `ref.arch`, e.g. another forward_dtype),
+    with its weights loaded. Raises HrmkitError naming the file when the weights do not fit the architecture."""
+    head = build_model(arch or ref.arch, **ref.model_shape)
     try:
         load_reference_state_dict(head, ref.state_dict)
     except HrmkitError as e:
         raise HrmkitError(f"{ref.path}: {e} (is all_config.yaml the config this checkpoint was trained with?)") from e
     return head
+
+
+def load_reference_checkpoint(path: str | Path, *, seq_len: int | None = None, arch: ArchConfig | None = None) -> ACTLossHead:
+    """Build an hrmkit model from a reference checkpoint file and load it (see `read_reference_checkpoint`).
+    Raises HrmkitError when something is missing or does not match."""
+    return build_reference_model(read_reference_checkpoint(path, seq_len=seq_len, arch=arch))
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
