@@ -121,14 +121,22 @@ def _as_run(arch: "ArchConfig") -> "ArchConfig":
 def load_reference(path: Path, device: torch.device | str = "cpu", data: str | Path | None = None) -> TrainedModel:
     """Rebuild a reference checkpoint (module docstring) as a TrainedModel: architecture from all_config.yaml,
     shared training keys translated into `config` (data_path: `data`, else the config's first dataset).
-    seq_len comes from `data`'s dataset.json when given. Raises HrmkitError for an unreadable file, a missing
-    or wrong all_config.yaml, or weights that do not fit the architecture."""
+    seq_len comes from the dataset the checkpoint was trained on when it is found where its config says, else
+    from `data`'s dataset.json. Raises HrmkitError for an unreadable file, a missing or wrong all_config.yaml,
+    or weights that do not fit the architecture."""
     from hrmkit.data.format import DatasetMetadata, read_json
-    from hrmkit.models.reference import build_reference_model, read_reference_checkpoint, reference_data_paths
+    from hrmkit.models.reference import (build_reference_model, read_all_config, read_reference_checkpoint,
+                                         reference_data_paths)
 
-    seq_len = None
-    if data is not None and (Path(data) / "train" / "dataset.json").is_file():
-        seq_len = DatasetMetadata.from_json(read_json(Path(data) / "train" / "dataset.json")).seq_len
+    def seq_len_of(folder) -> int | None:  # from either split's dataset.json
+        metas = [Path(folder) / split / "dataset.json" for split in ("train", "test")]
+        found = next((m for m in metas if m.is_file()), None)
+        return DatasetMetadata.from_json(read_json(found), str(found)).seq_len if found else None
+
+    own = reference_data_paths(read_all_config(path))[:1]
+    seq_len = seq_len_of(own[0]) if own else None
+    if seq_len is None and data is not None:
+        seq_len = seq_len_of(data)
     ref = read_reference_checkpoint(path, seq_len=seq_len)
     arch = _as_run(ref.arch)
     shared = {k: ref.config[k] for k in _SHARED_KEYS if isinstance(ref.config, dict) and ref.config.get(k) is not None}
