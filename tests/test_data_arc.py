@@ -194,6 +194,10 @@ def test_build_reference_arc1(tmp_path, arc1):
             for arr, g in ((tr.inputs, gi), (tr.labels, go)):
                 assert np.array_equal(arc.invert_augmentation(arc.decode_grid(_untranslate(arr[e])), tid, perm), g)
     assert sum((tr.inputs[:, 0] == arc.PAD).tolist()) > tr.num_examples // 2  # most rows are shifted
+    # one example of each version stays at offset (0, 0), where test inputs sit (the references' no_aug_id)
+    at_origin = np.asarray(tr.inputs[:, 0] != arc.PAD)
+    per_version = np.add.reduceat(at_origin.astype(int), tr.puzzle_indices[:-1])
+    assert (per_version >= 1).all() and per_version.mean() < 1.3  # exactly one, unless an offset drawn was 0 too
 
 
 def test_build_strict_arc1_and_reference_arc2(tmp_path):
@@ -338,11 +342,16 @@ def test_kaggle_layout_and_roles(tmp_path):
         ch = {i: {"train": [OK], "test": [{"input": OK["input"]}]} for i in ids}
         (k / f"arc-agi_{split}_challenges.json").write_text(json.dumps(ch))
         (k / f"arc-agi_{split}_solutions.json").write_text(json.dumps({i: [OK["output"]] for i in ids}))
-    (k / "arc-agi_test_challenges.json").write_text(json.dumps({"cccc0001": {"train": [OK], "test": [OK]}}))
+    (k / "arc-agi_test_challenges.json").write_text(json.dumps({"cccc0001": {"train": [OK], "test": [{"input": OK["input"]}]}}))
     tasks = arc.load_tasks_dir(str(k))
     assert [(t.task_id, t.role) for t in tasks] == [
-        ("bbbb0001", "evaluation"), ("aaaa0001", "training"), ("aaaa0002", "training")]
+        ("bbbb0001", "evaluation"), ("cccc0001", "evaluation"), ("aaaa0001", "training"), ("aaaa0002", "training")]
     assert np.array_equal(tasks[0].test[0][1], np.array(OK["output"]))
+    # the competition's test challenges (no solutions file): evaluation tasks without test outputs
+    assert tasks[0].solved and not tasks[1].solved and tasks[1].test[0][1] is None
+    # one Kaggle challenges file given directly (e.g. TinyRecursiveModels' arc-agi_concept_challenges.json)
+    one = arc.load_tasks_dir("training=" + str(k / "arc-agi_training_challenges.json"))
+    assert [(t.task_id, t.role) for t in one] == [("aaaa0001", "training"), ("aaaa0002", "training")]
     # nested (ConceptARC-like) folder forced to the evaluation role
     write_task(tmp_path / "concept" / "AboveBelow" / "AboveBelow1.json", [OK], [OK])
     assert [(t.task_id, t.role) for t in arc.load_tasks_dir(f"evaluation={tmp_path / 'concept'}")] == [
@@ -398,3 +407,18 @@ def test_bad_settings(tmp_path, capsys):
     write_task(d / "t0000001.json", [OK], [OK])
     assert run_cli(["--out", str(out), "--tasks-dir", str(d)]) == 2
     assert "no evaluation tasks" in capsys.readouterr().err and no_leftovers(out)
+
+
+def test_conceptarc_corpus_folder_is_training_data(tmp_path):
+    """The ConceptARC repository's corpus/ (one folder per concept, Minimal tasks beside, macOS .DS_Store files)
+    is read as training tasks, as both references add it (HRM: dataset_dirs; TRM: the concept subset)."""
+    corpus = tmp_path / "ConceptARC" / "corpus"
+    for concept in ("AboveBelow", "Copy"):
+        for name in (f"{concept}1", f"{concept}Minimal"):
+            write_task(corpus / concept / f"{name}.json", [OK], [OK])
+        (corpus / concept / ".DS_Store").write_bytes(b"\x00\x01")
+    (corpus / "Copy" / "OriginalARCEvalSet").mkdir()
+    (corpus / "Copy" / "OriginalARCEvalSet" / ".DS_Store").write_bytes(b"\x00")
+    tasks = arc.load_tasks_dir(str(corpus))
+    assert sorted(t.task_id for t in tasks) == ["AboveBelow1", "AboveBelowMinimal", "Copy1", "CopyMinimal"]
+    assert {t.role for t in tasks} == {"training"}

@@ -92,7 +92,7 @@ def test_load_reference_layout(tmp_path):
     (d / "dataset.json").write_text(json.dumps(meta))
     (tmp_path / "ref" / "identifiers.json").write_text(json.dumps(["<blank>"]))
     split = load_split(tmp_path / "ref", "test")
-    assert split.metadata.task is None and split.metadata.seq_len == 81
+    assert split.metadata.task == "sudoku" and split.metadata.seq_len == 81  # inferred from the token layout
     assert split.sets["all"].num_examples == 3
     batches = list(smp.test_batches(split, 2))
     assert [n for _, n in batches] == [2, 1]

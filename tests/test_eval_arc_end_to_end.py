@@ -76,7 +76,7 @@ def fake_checkpoints(arc_data, tmp_path, monkeypatch):
     for name in heads:
         (tmp_path / name).write_bytes(b"fake")
     cfg = TrainConfig(data_path=str(arc_data), eval_batch_size=8)
-    monkeypatch.setattr(eval_cli, "load_trained", lambda path, device, use_ema=True: TrainedModel(
+    monkeypatch.setattr(eval_cli, "load_trained", lambda path, device, use_ema=True, data=None: TrainedModel(
         heads[path.name][0], cfg, heads[path.name][1], path))
     return tmp_path / "oracle.pt", tmp_path / "identity_only.pt"
 
@@ -141,3 +141,32 @@ def test_repacked_subset_keeps_test_indices(arc_data):
     r = evaluate_split(FakeHead(q=1.0), repacked, batch_size=8)
     assert r.arc["n_test_inputs"] == 4 and r.summary.pass_at_k["pass@1"] == 1.0
     assert r.summary.n_examples == 12 and r.diagnosis["input_invariant"]  # the oracle reads labels
+
+
+def test_kaggle_test_challenges_are_predicted_into_the_submission_unscored(tmp_path, monkeypatch, capsys):
+    """Issue #10 item 6: a Kaggle folder with training challenges + solutions and the competition's test
+    challenges (no solutions file): `hrm data arc` builds the test tasks into the test split, `hrm eval` writes
+    their predictions to submission.json and scores nothing it cannot."""
+    kag = tmp_path / "kaggle"
+    kag.mkdir()
+    train = {"aa01": TASKS["aa01"]}
+    (kag / "arc-agi_training_challenges.json").write_text(json.dumps(
+        {k: {"train": t["train"], "test": [{"input": p["input"]} for p in t["test"]]} for k, t in train.items()}))
+    (kag / "arc-agi_training_solutions.json").write_text(json.dumps({k: [p["output"] for p in t["test"]] for k, t in train.items()}))
+    hidden = {k: {"train": t["train"], "test": [{"input": p["input"]} for p in t["test"]]} for k, t in TASKS.items() if k != "aa01"}
+    (kag / "arc-agi_test_challenges.json").write_text(json.dumps(hidden))
+    out = tmp_path / "data"
+    assert hrm(["data", "arc", "--out", str(out), "--tasks-dir", str(kag), "--num-aug", "1", "--workers", "1"]) == 0
+    test_tasks = json.loads((out / "test_tasks.json").read_text())
+    assert sorted(test_tasks) == ["bb02", "cc03"] and all(p["output"] is None for v in test_tasks.values() for p in v)
+    cfg = TrainConfig(data_path=str(out), eval_batch_size=8)
+    (tmp_path / "m.pt").write_bytes(b"fake")
+    monkeypatch.setattr(eval_cli, "load_trained", lambda path, device, use_ema=True, data=None: TrainedModel(
+        FakeHead(right=set(), q=1.0), cfg, 1, path))
+    assert hrm(["eval", str(tmp_path / "m.pt"), "--json", "--report", str(tmp_path / "rep")]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["arc"]["n_unsolved_tasks"] == 2 and r["arc"]["n_tasks"] == 0 and r["exact_accuracy"] is None
+    sub = json.loads((tmp_path / "rep" / "submission.json").read_text())
+    assert sorted(sub) == ["bb02", "cc03"] and len(sub["bb02"]) == 2
+    # the fake model answers the test input where no label exists: attempt 1 is the input itself
+    assert sub["bb02"][0]["attempt_1"] == TASKS["bb02"]["test"][0]["input"]

@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from hrmkit.eval.arc_scoring import (ArcPrediction, arc_task_table, build_submission, rank_candidates,
-                                     score_arc, score_arc_checkpoints)
+from hrmkit.eval.arc_scoring import (ArcPrediction, VoteTally, arc_task_table, build_submission, rank_candidates,
+                                     score_arc, score_arc_checkpoints, score_ranked)
+
 
 arc = pytest.importorskip("hrmkit.data.arc")
 
@@ -59,17 +60,35 @@ def test_several_test_inputs_give_fractional_task_scores():
     json.dumps(s)
 
 
-def test_invalid_decodes_are_counted_and_skipped():
+def test_empty_crops_vote_for_the_empty_answer_as_in_the_references(tmp_path):
+    """An empty crop (or an answer that is no grid) is a candidate that is never right: with 5 of them, the
+    empty answer outvotes the right one (rank 2), so pass@1 fails and pass@2 holds; the submission skips it."""
     pad_only = np.zeros(900, dtype=np.uint8)
     eos_first = arc.encode_grid(A).copy()
     eos_first[0] = 1
     preds = [ArcPrediction("t", 0, tokens=pad_only, q_halt=9.0), ArcPrediction("t", 0, tokens=pad_only),
              ArcPrediction("t", 0, tokens=eos_first), pred("t", 0, A, q=-9.0),
              ArcPrediction("t", 0, grid=[[1, 2], [3]]), ArcPrediction("t", 0, grid=np.full((2, 2), 12))]
-    s = score_arc(preds, {"t": [A]})
+    s = score_arc(preds, {"t": [A]}, submission_path=tmp_path / "sub.json")
     test = s["tasks"][0]["tests"][0]
-    assert test["n_invalid"] == 5 and test["n_predictions"] == 6 and test["n_candidates"] == 1
-    assert s["pass@1"] == 1.0 and s["n_invalid"] == 5
+    assert test["n_invalid"] == 5 and test["n_predictions"] == 6 and test["n_candidates"] == 2
+    assert test["top"][0]["shape"] == [0, 0] and test["top"][0]["votes"] == 5 and test["correct_rank"] == 2
+    assert s["pass@1"] == 0.0 and s["pass@2"] == 1.0 and s["n_invalid"] == 5
+    assert json.loads((tmp_path / "sub.json").read_text())["t"] == [{"attempt_1": A.tolist(), "attempt_2": A.tolist()}]
+
+
+def test_votes_add_up_over_passes():
+    tally = VoteTally().add([pred("t", 0, A), pred("t", 0, B)]).add([pred("t", 0, B, q=1.0)])
+    ranked = tally.ranked()
+    assert tally.passes == 2 and [c.votes for c in ranked.candidates[("t", 0)]] == [2, 1]
+    assert score_ranked(ranked, {"t": [B]}, ks=(1,))["pass@1"] == 1.0
+
+
+def test_task_rules_fraction_and_all_solved():
+    """pass@k gives a task the share of its test inputs solved (TRM evaluator, ARC Prize); tasks_solved_pass@k
+    counts a task only when all are (sapientinc/HRM arc_eval.ipynb)."""
+    s = score_arc([pred("two", 0, A), pred("two", 1, A), pred("one", 0, C)], {"two": [A, B], "one": [C]}, ks=(1, 2))
+    assert s["pass@1"] == pytest.approx(0.75) and s["tasks_solved_pass@1"] == pytest.approx(0.5)
 
 
 def test_fewer_than_two_candidates_and_missing_predictions(tmp_path):
@@ -119,3 +138,18 @@ def test_custom_decode_and_invert_and_table():
     row = arc_task_table(s)[0]
     assert row["task_id"] == "t" and row["top_votes"] == [1] and row["correct_rank"] == [1]
     assert row["n_invalid"] == 1 and row["n_predictions"] == 2
+
+
+def test_aggregated_votes_pool_the_evaluations_of_a_run():
+    """eval.arc_aggregate: the second evaluation alone ranks B first (pass@1 0), pooled with the first one A
+    leads again; keys are labelled arc_aggregated/."""
+    from hrmkit.eval.arc_eval import AggregatedVotes
+
+    tasks = {"t": [(A, A)]}
+    agg = AggregatedVotes(ks=(1, 2))
+    first = agg.add([pred("t", 0, A), pred("t", 0, A)], tasks)
+    second = agg.add([pred("t", 0, B)], tasks)
+    alone = score_arc([pred("t", 0, B)], {"t": [A]}, ks=(1,))
+    assert first["arc_aggregated/pass@1"] == 1.0 and alone["pass@1"] == 0.0
+    assert second == {"arc_aggregated/pass@1": 1.0, "arc_aggregated/pass@2": 1.0, "arc_aggregated/evaluations": 2}
+    assert agg.add(None, None) == {}

@@ -229,7 +229,7 @@ BAD_VALUES = [
     ("arch.halt_max_steps=0", "arch.halt_max_steps=0"), ("seed=!!python/object/apply:os.getpid []", "seed="),
     ("eval.fast_every=0", "eval.fast_every=0"), ("guards.max_bad_steps=0", "guards.max_bad_steps=0"),
     ("arch.halt_exploration_prob=2", "arch.halt_exploration_prob=2"), ("beta2=1", "beta2=1"),
-    ("global_batch_size=4096", "cannot fill one batch"), ("eval.best_metric=nope", "eval.best_metric='nope'"),
+    ("global_batch_size=4096", "global_batch_size=4096"), ("eval.best_metric=nope", "eval.best_metric='nope'"),
 ]
 
 

@@ -1,9 +1,13 @@
-"""Finding and loading trained models: checkpoint files, run folders and `RUN/best/`.
+"""Finding and loading trained models: checkpoint files, run folders, `RUN/best/` and reference checkpoints.
 
 This sits below `train`, `eval` and `deploy` so that none of them imports another to read a model. Checkpoint
 files are `RUN/checkpoints/step_{global_step:08d}.pt`, written by `train.checkpoint.save_checkpoint`: a dict of
 tensors and plain values (`model`, `ema`, `config` (JSON of the TrainConfig), `model_shape`, `step`, and the
 training state) read with `torch.load(weights_only=True)`, so loading never runs pickled code.
+
+Reference checkpoints (sapientinc/HRM, TinyRecursiveModels) are state-dict files `step_N` (keys with or
+without torch.compile's `_orig_mod.`) in a folder with the run's `all_config.yaml` (HRM or TRM layout,
+`data_path` or `data_paths`), which gives the architecture (`models.reference.read_reference_checkpoint`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from hrmkit.config import TrainConfig
 from hrmkit.errors import HrmkitError
@@ -20,7 +24,10 @@ from hrmkit.errors import HrmkitError
 if TYPE_CHECKING:  # torch loads lazily so that `hrm --help` and `hrm data` start fast
     import torch
 
+    from hrmkit.config import ArchConfig
+
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
+_REFERENCE_NAME = re.compile(r"^step_(\d+)$")  # pretrain.py save_train_state; step_N_all_preds.R are not models
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
@@ -59,7 +66,12 @@ def resolve_checkpoints(target: str | Path, all_checkpoints: bool = False) -> li
             return found if all_checkpoints else found[-1:]
         if (target / "checkpoint.pt").is_file():  # RUN/best/
             return [target / "checkpoint.pt"]
-        raise HrmkitError(f"{target}: not a run folder with checkpoints (no checkpoints/step_*.pt in it)")
+        ref = sorted((p for p in target.iterdir() if _REFERENCE_NAME.match(p.name) and p.is_file()),
+                     key=lambda p: int(p.name[5:]))
+        if ref and (target / "all_config.yaml").is_file():  # a reference checkpoint folder
+            return ref if all_checkpoints else ref[-1:]
+        raise HrmkitError(f"{target}: not a run folder with checkpoints (no checkpoints/step_*.pt in it) nor a "
+                          f"reference checkpoint folder (step_N files with all_config.yaml)")
     raise HrmkitError(f"{target}: no such run folder or checkpoint file")
 
 
@@ -75,25 +87,84 @@ def run_dir_of(checkpoint: Path) -> Path | None:
 @dataclass
 class TrainedModel:
     """A model rebuilt from a checkpoint: `head` (the ACTLossHead, on `device`, in eval mode), the run's
-    `config`, the global `step` it was saved at, the file it came from (`path`) and `model_shape` (seq_len,
-    vocab_size, num_puzzle_identifiers of the dataset it was built for)."""
+    `config`, the global `step` it was saved at, the file it came from (`path`), `model_shape` (seq_len,
+    vocab_size, num_puzzle_identifiers of the dataset it was built for) and `reference` (True for a reference
+    checkpoint, whose `config` is translated from its all_config.yaml)."""
 
     head: torch.nn.Module
     config: TrainConfig
     step: int
     path: Path
     model_shape: dict[str, int] | None = None
+    reference: bool = False
 
 
-def load_trained(path: Path, device: torch.device | str = "cpu", use_ema: bool = True) -> TrainedModel:
+def is_reference_checkpoint(path: Path) -> bool:
+    """A reference checkpoint: a file named `step_N` (no suffix) or any file with an `all_config.yaml` beside
+    it that is not an hrmkit `.pt` checkpoint."""
+    path = Path(path)
+    return path.is_file() and (bool(_REFERENCE_NAME.match(path.name)) or
+                               (path.suffix != ".pt" and (path.parent / "all_config.yaml").is_file()))
+
+
+# TrainConfig keys that reference configs (pretrain.py PretrainConfig) share with hrmkit, under the same names
+_SHARED_KEYS = ("global_batch_size", "epochs", "eval_interval", "lr", "lr_min_ratio", "lr_warmup_steps",
+                "weight_decay", "beta1", "beta2", "puzzle_emb_lr", "puzzle_emb_weight_decay", "seed", "ema", "ema_rate")
+
+
+def _as_run(arch: "ArchConfig") -> "ArchConfig":
+    """A reference arch as hrmkit runs it: the references' CUDA choice `forward_dtype: bfloat16` (their
+    default) becomes `auto` (bfloat16 on CUDA, float32 elsewhere)."""
+    return arch.model_copy(update={"forward_dtype": "auto"}) if arch.forward_dtype == "bfloat16" else arch
+
+
+def load_reference(path: Path, device: torch.device | str = "cpu", data: str | Path | None = None) -> TrainedModel:
+    """Rebuild a reference checkpoint (module docstring) as a TrainedModel: architecture from all_config.yaml,
+    shared training keys translated into `config` (data_path: `data`, else the config's first dataset).
+    seq_len comes from the dataset the checkpoint was trained on when it is found where its config says, else
+    from `data`'s dataset.json. Raises HrmkitError for an unreadable file, a missing or wrong all_config.yaml,
+    or weights that do not fit the architecture."""
+    from hrmkit.data.format import DatasetMetadata, read_json
+    from hrmkit.models.reference import (build_reference_model, read_all_config, read_reference_checkpoint,
+                                         reference_data_paths)
+
+    def seq_len_of(folder) -> int | None:  # from either split's dataset.json
+        metas = [Path(folder) / split / "dataset.json" for split in ("train", "test")]
+        found = next((m for m in metas if m.is_file()), None)
+        return DatasetMetadata.from_json(read_json(found), str(found)).seq_len if found else None
+
+    own = reference_data_paths(read_all_config(path))[:1]
+    seq_len = seq_len_of(own[0]) if own else None
+    if seq_len is None and data is not None:
+        seq_len = seq_len_of(data)
+    ref = read_reference_checkpoint(path, seq_len=seq_len)
+    arch = _as_run(ref.arch)
+    shared = {k: ref.config[k] for k in _SHARED_KEYS if isinstance(ref.config, dict) and ref.config.get(k) is not None}
+    paths = reference_data_paths(ref.config)
+    try:
+        cfg = TrainConfig.model_validate({**shared, "arch": arch.model_dump(),
+                                          "data_path": str(data or (paths[0] if paths else "."))})
+    except Exception as e:  # pydantic ValidationError: a reference value hrmkit does not accept
+        raise HrmkitError(f"{path}: all_config.yaml has values hrmkit cannot use: {e}") from e
+    head = build_reference_model(ref, arch)
+    return TrainedModel(head.to(device).eval(), cfg, ref.step, Path(path), dict(ref.model_shape), reference=True)
+
+
+def load_trained(path: Path, device: torch.device | str = "cpu", use_ema: bool = True,
+                 data: str | Path | None = None) -> TrainedModel:
     """Rebuild the model saved in checkpoint `path`, with its EMA weights when it holds some and `use_ema`.
+    A reference checkpoint (`is_reference_checkpoint`) is read by `load_reference` (`data`: the dataset it
+    will run on, for its seq_len; its saved weights are already the EMA copy when the run used EMA).
 
-    Raises HrmkitError when the file is not a readable hrmkit checkpoint."""
+    Raises HrmkitError when the file is neither a readable hrmkit checkpoint nor a reference checkpoint."""
     from hrmkit.models import build_model
 
+    if is_reference_checkpoint(path):
+        return load_reference(path, device, data)
     state = load_checkpoint(path)
     if not isinstance(state, dict) or not {"config", "model", "model_shape"} <= set(state):
-        raise HrmkitError(f"{path}: not an hrmkit checkpoint (no config/model/model_shape entries)")
+        raise HrmkitError(f"{path}: not an hrmkit checkpoint (no config/model/model_shape entries) nor a reference "
+                          f"checkpoint (a step_N file with all_config.yaml beside it)")
     cfg = saved_config(state, path)
     shape = state["model_shape"]
     if not isinstance(shape, dict) or set(shape) != {"seq_len", "vocab_size", "num_puzzle_identifiers"}:
@@ -127,7 +198,75 @@ def saved_config(state: dict[str, Any], path: Path) -> TrainConfig:
         raise HrmkitError(f"{path}: its config does not fit this version of hrmkit ({e})") from None
 
 
-def load_model(target: str | Path, device: torch.device | str = "cpu", use_ema: bool = True) -> TrainedModel:
-    """Any trained model hrmkit reads, by what `target` is: a run folder (its newest checkpoint), `RUN/best/`
-    or a checkpoint file. Raises HrmkitError naming the target when it is none of these or is unreadable."""
-    return load_trained(resolve_checkpoints(target)[-1], device, use_ema)
+def check_dataset(model: TrainedModel, metadata: Any, data: str | Path) -> None:
+    """Raise HrmkitError when the dataset at `data` (its split `metadata`, a `data.format.DatasetMetadata`) does
+    not fit `model`: another sequence length, vocabulary or number of puzzle identifiers."""
+    bad = metadata.shape_differences(model.model_shape or {})
+    if bad:
+        raise HrmkitError(f"{model.path} does not fit the dataset {data}: {'; '.join(bad)}. Evaluate it on the dataset "
+                          f"it was trained on, or fine-tune it on this one with `hrm train data_path={data} "
+                          f"init_from={model.path}` (a puzzle table of another size is rebuilt)")
+
+
+def load_model(target: str | Path, device: torch.device | str = "cpu", use_ema: bool = True,
+               data: str | Path | None = None) -> TrainedModel:
+    """Any trained model hrmkit reads, by what `target` is: a run folder (its newest checkpoint), `RUN/best/`,
+    a checkpoint file, or a reference checkpoint (a `step_N` file, or its folder, with all_config.yaml).
+    `data`: the dataset it will run on (used for a reference checkpoint's seq_len). Raises HrmkitError naming
+    the target when it is none of these or is unreadable."""
+    return load_trained(resolve_checkpoints(target)[-1], device, use_ema, data)
+
+
+def init_from_checkpoint(head: torch.nn.Module, target: str | Path, log: Callable[[str], None] = print,
+                         data: str | Path | None = None) -> Path:
+    """Initialise a freshly built model (`head`, an ACTLossHead) with the weights of an hrmkit checkpoint (its
+    EMA weights when it holds some) or a reference checkpoint, for fine-tuning (`init_from=PATH` in training).
+
+    A puzzle-embedding table of another size (another dataset) is rebuilt as TinyRecursiveModels'
+    `load_checkpoint` does: every row of the new table is the mean of the checkpoint's rows, with a message
+    through `log`. Everything else must match exactly. Returns the checkpoint file used. Raises HrmkitError
+    naming the file and the tensors that do not fit (another architecture). `data`: the dataset being trained
+    on (a reference checkpoint's seq_len).
+    """
+    from hrmkit.models.reference import load_reference_state_dict
+
+    path = resolve_checkpoints(target)[-1]
+    source = load_trained(path, "cpu", use_ema=True, data=data)
+    state = dict(source.head.state_dict())
+    name = "model.inner.puzzle_emb.weights"
+    own = head.state_dict()
+    if name in state and name in own and state[name].shape != own[name].shape:
+        old = state[name]
+        log(f"init_from={target}: puzzle embedding table {tuple(old.shape)} does not fit this dataset's "
+            f"{tuple(own[name].shape)}: every row reset to the mean of the checkpoint's {old.shape[0]} rows "
+            f"(as TinyRecursiveModels' load_checkpoint)")
+        if old.shape[1:] != own[name].shape[1:]:
+            raise HrmkitError(f"{path}: puzzle embedding width {old.shape[1]} != {own[name].shape[1]} "
+                              f"(arch.puzzle_emb_ndim differs)")
+        state[name] = old.mean(dim=0, keepdim=True).expand_as(own[name]).to(own[name].dtype).contiguous()
+    try:
+        load_reference_state_dict(head, state)  # strict: names and shapes
+    except HrmkitError as e:
+        raise HrmkitError(f"init_from={target}: {path} does not fit the configured model: {e}. Use the "
+                          f"checkpoint's architecture (for a reference checkpoint it is the default when no "
+                          f"model= or arch.* key is given)") from e
+    log(f"init_from={target}: initialised from {path} (step {source.step}{', reference checkpoint' if source.reference else ''})")
+    return path
+
+
+def checkpoint_arch(target: str | Path) -> dict:
+    """The architecture (an `arch` config dict) of the checkpoint `target` would load: read from an hrmkit
+    checkpoint's config or a reference checkpoint's all_config.yaml (bfloat16 -> auto),
+    without building the model. Raises HrmkitError as `load_model`."""
+    from hrmkit.models.reference import arch_from_reference_config, read_all_config
+
+    path = resolve_checkpoints(target)[-1]
+    if is_reference_checkpoint(path):
+        cfg = read_all_config(path)
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("arch"), dict):
+            raise HrmkitError(f"{path}: no all_config.yaml with an 'arch' section beside it")
+        return _as_run(arch_from_reference_config(cfg["arch"])).model_dump()
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or "config" not in state:
+        raise HrmkitError(f"{path}: not an hrmkit checkpoint (no config entry)")
+    return json.loads(state["config"])["arch"]

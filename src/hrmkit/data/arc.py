@@ -20,8 +20,10 @@ Task sources:
   `corpus/<concept>/`); a file is an evaluation task when a folder on its path (the given folder included)
   is named `evaluation`, else a training task; `evaluation=DIR` / `training=DIR` forces the role;
 - the Kaggle layout: `X_challenges.json` (`{task_id: {"train": [...], "test": [{"input"}...]}}`) with
-  `X_solutions.json` (`{task_id: [output grid per test input]}`); evaluation when X contains "evaluation".
-  A `*test_challenges.json` without solutions is skipped (there is nothing to score against).
+  `X_solutions.json` (`{task_id: [output grid per test input]}`); evaluation when X contains "evaluation";
+  `--tasks-dir` may also name one such challenges file. Challenges without a solutions file (the
+  competition's hidden test set) are evaluation tasks without test outputs (`ArcTask.solved` False): their
+  demonstrations are trained on (reference policy) and their test inputs predicted into submission.json.
 
 Every problem raises `HrmkitError` naming the file, task id, field and value.
 
@@ -35,7 +37,8 @@ Public API
   `encode_versions(grid, perms [K, 10], rows [K], cols [K]) -> uint8 [K, 900]`.
 - `decode_grid(tokens [900]) -> uint8 [h, w] | None`, `decode_grids(tokens [N, 900]) -> list`.
 - `augment_grid(grid, tid, perm)`, `invert_augmentation(grid, tid, perm)`, `check_perm(perm)`.
-- `identifier_name(task_id, tid, perm) -> str`, `parse_identifier(name) -> (task_id, tid, perm tuple)`.
+- `identifier_name(task_id, tid, perm) -> str`, `parse_identifier(name) -> (task_id, tid, perm tuple)`,
+  `parse_any_identifier(name)`: the same for hrmkit's and both reference builders' names.
 """
 
 from __future__ import annotations
@@ -87,6 +90,12 @@ class ArcTask:
         """Demonstration pairs then test pairs."""
         return self.train + self.test
 
+    @property
+    def solved(self) -> bool:
+        """False for a task whose test outputs are unknown (Kaggle test challenges): its test pairs are
+        (input, None); it is predicted into submission.json, never scored."""
+        return all(o is not None for _, o in self.test)
+
 
 # ---------------------------------------------------------------------------------------------- validation
 
@@ -134,7 +143,8 @@ def parse_grid(value: Any, source: str, task_id: str, field: str) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
-def _parse_pairs(value: Any, source: str, task_id: str, field: str, what: str) -> tuple[Pair, ...]:
+def _parse_pairs(value: Any, source: str, task_id: str, field: str, what: str,
+                 outputs_optional: bool = False) -> tuple[Pair, ...]:
     if not isinstance(value, list):
         raise _fail(source, task_id, field, f"expected a list of {{input, output}} pairs, got {_short(value)}")
     if not value:
@@ -145,10 +155,11 @@ def _parse_pairs(value: Any, source: str, task_id: str, field: str, what: str) -
         if not isinstance(ex, dict):
             raise _fail(source, task_id, f, f"expected an object with 'input' and 'output', got {_short(ex)}")
         for key in ("input", "output"):
-            if key not in ex:
+            if key not in ex and not (key == "output" and outputs_optional):
                 raise _fail(source, task_id, f"{f}.{key}", f"missing {what} {key}")
+        out = ex.get("output")
         pairs.append((parse_grid(ex["input"], source, task_id, f"{f}.input"),
-                      parse_grid(ex["output"], source, task_id, f"{f}.output")))
+                      None if out is None and outputs_optional else parse_grid(out, source, task_id, f"{f}.output")))
     return tuple(pairs)
 
 
@@ -158,8 +169,9 @@ def _check_task_id(task_id: Any, source: str) -> str:
     return task_id
 
 
-def parse_task(obj: Any, task_id: str, role: str, source: str) -> ArcTask:
-    """Validate one task object `{"train": [...], "test": [...]}` (extra keys ignored); HrmkitError on any fault."""
+def parse_task(obj: Any, task_id: str, role: str, source: str, solved: bool = True) -> ArcTask:
+    """Validate one task object `{"train": [...], "test": [...]}` (extra keys ignored); HrmkitError on any fault.
+    With `solved=False` (a competition's test challenges) test pairs have no output: (input, None)."""
     _check_task_id(task_id, source)
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
@@ -170,7 +182,7 @@ def parse_task(obj: Any, task_id: str, role: str, source: str) -> ArcTask:
         if key not in obj:
             raise _fail(source, task_id, key, "missing")
     train = _parse_pairs(obj["train"], source, task_id, "train", "demonstration")
-    test = _parse_pairs(obj["test"], source, task_id, "test", "test")
+    test = _parse_pairs(obj["test"], source, task_id, "test", "test", outputs_optional=not solved)
     return ArcTask(task_id=task_id, role=role, train=train, test=test, source=source)
 
 
@@ -219,8 +231,9 @@ def _load_kaggle(challenges: Path, role: str | None) -> list[ArcTask]:
     ch = read_json(challenges)
     if not isinstance(ch, dict):
         raise HrmkitError(f"{challenges}: expected an object {{task_id: task}}, got {type(ch).__name__}")
-    if not solutions.is_file():
-        raise HrmkitError(f"{challenges}: no solutions file {solutions.name} beside it: test outputs are missing")
+    if not solutions.is_file():  # a competition's test challenges: predicted into submission.json, not scored
+        return [parse_task(obj, _check_task_id(task_id, str(challenges)), "evaluation", str(challenges), solved=False)
+                for task_id, obj in ch.items()]
     sol = read_json(solutions)
     if not isinstance(sol, dict):
         raise HrmkitError(f"{solutions}: expected an object {{task_id: [output grid, ...]}}, got {type(sol).__name__}")
@@ -256,15 +269,15 @@ def load_tasks_dir(spec: str) -> list[ArcTask]:
         if spec.startswith(r + "="):
             role, spec = r, spec[len(r) + 1:]
     root = Path(spec)
-    if not root.is_dir():
-        raise HrmkitError(f"--tasks-dir {spec}: not a folder")
-    challenges = sorted(root.glob("*challenges.json"))
+    if root.is_file() and root.name.endswith("challenges.json"):  # one Kaggle file (e.g. ..._concept_challenges.json)
+        challenges = [root]
+    elif not root.is_dir():
+        raise HrmkitError(f"--tasks-dir {spec}: not a folder (nor a Kaggle *_challenges.json file)")
+    else:
+        challenges = sorted(root.glob("*challenges.json"))
     tasks: list[ArcTask] = []
     if challenges:
         for ch in challenges:
-            sol = ch.with_name(ch.name[: -len("challenges.json")] + "solutions.json")
-            if "test" in ch.name.lower() and not sol.exists():
-                continue  # Kaggle's hidden-answer test set: nothing to train on or score against
             tasks.extend(_load_kaggle(ch, role))
     else:
         for dirpath, dirnames, filenames in os.walk(root):
@@ -319,7 +332,8 @@ def merge_tasks(
     train_pairs = {_pair_digest(i, o): t for t in training for i, o in t.pairs()}
     matches = []
     for ev in evaluation:
-        hit = next((train_pairs[d] for d in (_pair_digest(i, o) for i, o in ev.test) if d in train_pairs), None)
+        hit = next((train_pairs[d] for d in (_pair_digest(i, o) for i, o in ev.test if o is not None)
+                    if d in train_pairs), None)
         if hit is not None:
             matches.append(f"evaluation task {ev.task_id} ({ev.source}) has a test pair of training task "
                            f"{hit.task_id} ({hit.source})")
@@ -466,6 +480,32 @@ def identifier_name(task_id: str, tid: int, perm: Sequence[int]) -> str:
     if not 0 <= int(tid) <= 7:
         raise ValueError(f"dihedral transform id must be in 0..7, got {tid!r}")
     return f"{task_id}|t{int(tid)}|p{''.join(map(str, p))}"
+
+
+_REFERENCE_NAME_RES = (
+    re.compile(r"^(?P<task>.+)\|\|\|t(?P<tid>[0-7])\|\|\|(?P<perm>[0-9]{10})$"),  # TinyRecursiveModels: id|||tT|||perm
+    re.compile(r"^(?P<task>.+)_t(?P<tid>[0-7])_(?P<perm>[0-9]{10})$"),  # sapientinc/HRM: id_tT_perm
+)
+
+
+def parse_any_identifier(name: str) -> tuple[str, int, tuple[int, ...]]:
+    """(task_id, tid, perm) of a puzzle identifier name written by `hrm data arc` (`TASK|tT|pPERM`) or by either
+    reference builder (`build_arc_dataset.py`: TinyRecursiveModels `TASK|||tT|||PERM`, sapientinc/HRM
+    `TASK_tT_PERM`); a reference builder names the unaugmented version by the task id alone, which is read as
+    the identity. As the references' `inverse_aug`, the grids of a version are `perm[dihedral(grid, tid)]`.
+    HrmkitError for "<blank>" or a malformed colour permutation."""
+    if not isinstance(name, str) or not name or name == "<blank>":
+        raise HrmkitError(f"puzzle identifier {name!r} names no ARC task version")
+    if "|t" in name and "|||" not in name:
+        return parse_identifier(name)
+    for rx in _REFERENCE_NAME_RES:
+        m = rx.match(name)
+        if m:
+            perm = tuple(int(c) for c in m.group("perm"))
+            if perm[0] != 0 or sorted(perm) != list(IDENTITY_PERM):
+                raise HrmkitError(f"puzzle identifier {name!r}: colour permutation {m.group('perm')} is not one of 1..9")
+            return m.group("task"), int(m.group("tid")), perm
+    return name, 0, IDENTITY_PERM
 
 
 def parse_identifier(name: str) -> tuple[str, int, tuple[int, ...]]:

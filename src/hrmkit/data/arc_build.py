@@ -18,13 +18,16 @@ Splits (`eval_policy`):
   per task). ARC-AGI-1: 800 train groups, 400 test groups, 419 test inputs per version.
 - "strict": evaluation tasks are held out entirely: train = training tasks only (400 groups for ARC-AGI-1).
 Train-split examples are translated: input and output share one random top-left offset per example (the
-largest offset that fits both); test-split examples sit at offset 0. Randomness comes from one generator per
+largest offset that fits both), except one randomly chosen example of each version, which stays at offset 0
+as in the references; test-split examples sit at offset 0. Randomness comes from one generator per
 task seeded by (seed, task id), so the output does not depend on the number of workers.
 
 Output folder: `identifiers.json`, `train/` and `test/` (the format of `hrmkit.data.format`, dataset.json
 with task "arc", vocab 12, seq_len 900 and the build settings in `extra`) and `test_tasks.json`
 (`{task_id: [{"input": grid, "output": grid}, ...]}`: every evaluation task's test pairs in original form,
-in test-split group order; test example j of a puzzle is the task's test pair j).
+in test-split group order; test example j of a puzzle is the task's test pair j). Tasks without known test
+outputs (Kaggle's test challenges) have `"output": null` there and PAD label rows in the test split: `hrm eval`
+predicts them into submission.json without scoring them.
 """
 
 from __future__ import annotations
@@ -129,19 +132,28 @@ def encode_pairs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Token rows of `pairs` under V versions (tids int [V], perms int [V, 10]): (inputs, labels) uint8 [V*n, 900].
 
-    With `rng`, each (version, pair) gets a random top-left offset shared by input and output; else offset 0.
+    With `rng`, each (version, pair) gets a random top-left offset shared by input and output, except one
+    randomly chosen pair of each version, which stays at offset 0 where test inputs sit (as the references'
+    `build_arc_dataset.py` `no_aug_id`); else offset 0.
     """
     v, n = len(tids), len(pairs)
     inputs = np.empty((v, n, arc.SEQ_LEN), dtype=np.uint8)
     labels = np.empty((v, n, arc.SEQ_LEN), dtype=np.uint8)
+    untranslated = rng.integers(0, n, size=v) if rng is not None else None
     for tid in np.unique(tids).tolist():
         sel = np.flatnonzero(tids == tid)
         for e, (inp, out) in enumerate(pairs):
-            ti, to = dihedral_transform(inp, tid), dihedral_transform(out, tid)
+            ti = dihedral_transform(inp, tid)
+            to = dihedral_transform(out, tid) if out is not None else None
+            if to is None:  # a test input without known output: its label rows are PAD (ignored everywhere)
+                inputs[sel, e] = arc.encode_versions(ti, perms[sel], np.zeros(len(sel), np.intp), np.zeros(len(sel), np.intp))
+                labels[sel, e] = arc.PAD
+                continue
             rows = cols = np.zeros(len(sel), dtype=np.intp)
             if rng is not None:
-                rows = rng.integers(0, arc.GRID_MAX - max(ti.shape[0], to.shape[0]) + 1, size=len(sel))
-                cols = rng.integers(0, arc.GRID_MAX - max(ti.shape[1], to.shape[1]) + 1, size=len(sel))
+                keep = untranslated[sel] != e
+                rows = keep * rng.integers(0, arc.GRID_MAX - max(ti.shape[0], to.shape[0]) + 1, size=len(sel))
+                cols = keep * rng.integers(0, arc.GRID_MAX - max(ti.shape[1], to.shape[1]) + 1, size=len(sel))
             inputs[sel, e] = arc.encode_versions(ti, perms[sel], rows, cols)
             labels[sel, e] = arc.encode_versions(to, perms[sel], rows, cols)
     return inputs.reshape(v * n, arc.SEQ_LEN), labels.reshape(v * n, arc.SEQ_LEN)
@@ -150,7 +162,8 @@ def encode_pairs(
 def build_task(task: arc.ArcTask, num_aug: int, seed: int, eval_policy: str, retries_factor: int = 5) -> TaskRows:
     """Versions and encoded rows of one task (see the module docstring for which pairs go to which split)."""
     rng = task_rng(seed, task.task_id)
-    versions = choose_versions(task.pairs(), num_aug, rng, retries_factor)
+    known = [(i, o if o is not None else i) for i, o in task.pairs()]  # an unknown test output: hash its input
+    versions = choose_versions(known, num_aug, rng, retries_factor)
     tids = np.array([t for t, _ in versions], dtype=np.intp)
     perms = np.array([p for _, p in versions], dtype=np.uint8)
     if task.role == "training":
@@ -244,6 +257,7 @@ def build_arc_dataset(cfg: ArcBuildConfig, log: Callable[[str], None] = arc.log_
         "arc_version": cfg.version, "tasks_dirs": list(cfg.tasks_dirs), "num_aug": cfg.num_aug, "seed": cfg.seed,
         "eval_policy": cfg.eval_policy, "num_training_tasks": len(training),
         "num_evaluation_tasks": len(evaluation), "identifier_format": "TASK|tTID|pPERM",
+        "num_unsolved_tasks": sum(not t.solved for t in evaluation),
         "test_tasks_file": TEST_TASKS_FILE,
     }
     with atomic_directory(cfg.out, overwrite=cfg.force) as tmp:
@@ -262,7 +276,8 @@ def build_arc_dataset(cfg: ArcBuildConfig, log: Callable[[str], None] = arc.log_
             summary[split] = {"groups": w.num_groups, "puzzles": w.num_puzzles, "examples": w.num_examples}
             w.finalize(vocab_size=arc.VOCAB_SIZE, num_puzzle_identifiers=len(names), task="arc", extra=extra)
         write_identifiers(tmp, names)
-        test_tasks = {t.task_id: [{"input": i.tolist(), "output": o.tolist()} for i, o in t.test] for t in evaluation}
+        test_tasks = {t.task_id: [{"input": i.tolist(), "output": None if o is None else o.tolist()} for i, o in t.test]
+                      for t in evaluation}
         atomic_write_bytes(tmp / TEST_TASKS_FILE, json.dumps(test_tasks, separators=(",", ":")).encode())
     summary["num_puzzle_identifiers"] = len(names)
     summary["seconds"] = round(time.monotonic() - t0, 2)

@@ -6,7 +6,7 @@ Layout (docs/design.md §1)::
       identifiers.json            list[str]; index 0 is "<blank>" (the blank puzzle identifier)
       train/ and test/            one folder per split, each with
         dataset.json              DatasetMetadata (reference fields + hrmkit extras `task`, `extra`)
-        {set}__inputs.npy         uint8 [N_examples, seq_len]   input tokens
+        {set}__inputs.npy         uint8 [N_examples, seq_len]   input tokens (any integer dtype is read)
         {set}__labels.npy         uint8 [N_examples, seq_len]   target tokens
         {set}__puzzle_identifiers.npy  int32 [N_puzzles]        identifier of each puzzle (augmented version)
         {set}__puzzle_indices.npy int32 [N_puzzles + 1]         puzzle p owns examples [pi[p], pi[p+1])
@@ -19,8 +19,9 @@ Public API
 ----------
 - `DatasetMetadata` dataclass: the reference `PuzzleDatasetMetadata` fields (pad_id, ignore_label_id,
   blank_identifier_id, vocab_size, seq_len, num_puzzle_identifiers, total_groups, mean_puzzle_examples,
-  sets) plus the hrmkit extras `task` ("sudoku" | "maze" | "arc" | None) and `extra` (free dict). The
-  reference loader (pydantic, extra keys ignored) reads the same dataset.json.
+  sets, and TinyRecursiveModels' total_puzzles) plus the hrmkit extras `task` ("sudoku" | "maze" | "arc" |
+  None; inferred from the token layout by `infer_task` when a reference-built dataset has none) and `extra`
+  (free dict). Both reference loaders (pydantic, extra keys ignored) read the same dataset.json.
   `to_json()` -> dict, `DatasetMetadata.from_json(obj, source)` (validates; unknown keys ignored).
 - `SplitWriter(split_dir, set_name="all", *, seq_len)`: streaming writer for one set of one split.
   `add_group([(inputs [n, seq_len] uint8, labels [n, seq_len] uint8, puzzle_identifier int), ...])`
@@ -40,8 +41,8 @@ Public API
   the file, field and value (missing file, wrong dtype/ndim/shape, offsets not starting at 0, not strictly
   increasing or not ending at the array length, identifiers out of range, any token >= vocab_size (every
   row, read in chunks), total_groups different from the number of groups).
-- `SplitData.check_fits(seq_len, vocab_size, num_puzzle_identifiers, model)`: HrmkitError unless the split
-  can be fed to a model built for that shape; `SplitData.require_examples()`: HrmkitError for an empty split.
+- `DatasetMetadata.model_shape` (seq_len, vocab_size, num_puzzle_identifiers) and `shape_differences(shape)`
+  (what a model of another shape would not fit); `SplitData.require_examples()`: HrmkitError for an empty split.
 - `IGNORE_LABEL_ID = -100`: the label of ignored cells at batch time (the references' value).
 - `SplitData` (path, metadata, sets: dict[str, SetArrays]); `SetArrays` (inputs, labels, puzzle_identifiers,
   puzzle_indices, group_indices; num_examples / num_puzzles / num_groups).
@@ -82,6 +83,17 @@ _REFERENCE_KEYS = (
 _INT32_MAX = np.iinfo(np.int32).max
 
 
+# (vocab_size, seq_len) -> task, for datasets built by the reference builders (no `task` field): the token
+# layouts of docs/design.md section 1 (sapientinc/HRM and TinyRecursiveModels `dataset/build_*_dataset.py`).
+REFERENCE_LAYOUTS = {(11, 81): "sudoku", (6, 900): "maze", (12, 900): "arc"}
+
+
+def infer_task(vocab_size: int, seq_len: int) -> str | None:
+    """The task of a dataset without a `task` field, from its token layout (`REFERENCE_LAYOUTS`); None when
+    the layout is not a reference one."""
+    return REFERENCE_LAYOUTS.get((vocab_size, seq_len))
+
+
 @dataclass
 class DatasetMetadata:
     """Contents of `SPLIT/dataset.json`. Reference fields first; `task` and `extra` are hrmkit extras."""
@@ -95,11 +107,23 @@ class DatasetMetadata:
     total_groups: int
     mean_puzzle_examples: float
     sets: list[str]
+    total_puzzles: int | None = None  # TinyRecursiveModels' loader requires it; absent from sapientinc/HRM datasets
     task: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def model_shape(self) -> dict[str, int]:
+        """seq_len, vocab_size, num_puzzle_identifiers: the shape of a model built for this data."""
+        return {"seq_len": self.seq_len, "vocab_size": self.vocab_size,
+                "num_puzzle_identifiers": self.num_puzzle_identifiers}
+
+    def shape_differences(self, shape: dict[str, int]) -> list[str]:
+        """"KEY X (model) vs Y (dataset)" for every entry of a model's `shape` this data does not match."""
+        have = self.model_shape
+        return [f"{k} {v} (model) vs {have[k]} (dataset)" for k, v in shape.items() if k in have and have[k] != v]
 
     @classmethod
     def from_json(cls, obj: Any, source: str = "dataset.json") -> "DatasetMetadata":
@@ -131,11 +155,15 @@ class DatasetMetadata:
         extra = obj.get("extra") or {}
         if not isinstance(extra, dict):
             raise HrmkitError(f"{source}: field 'extra' must be an object, got {extra!r}")
+        total_puzzles = obj.get("total_puzzles")
+        if total_puzzles is not None and (isinstance(total_puzzles, bool) or not isinstance(total_puzzles, int)):
+            raise HrmkitError(f"{source}: field 'total_puzzles' must be an integer, got {total_puzzles!r}")
         return cls(
             pad_id=obj["pad_id"], ignore_label_id=ign, blank_identifier_id=obj["blank_identifier_id"],
             vocab_size=obj["vocab_size"], seq_len=obj["seq_len"],
             num_puzzle_identifiers=obj["num_puzzle_identifiers"], total_groups=obj["total_groups"],
-            mean_puzzle_examples=float(mpe), sets=list(sets), task=task, extra=dict(extra),
+            mean_puzzle_examples=float(mpe), sets=list(sets), total_puzzles=total_puzzles,
+            task=task or infer_task(obj["vocab_size"], obj["seq_len"]), extra=dict(extra),
         )
 
 
@@ -187,21 +215,6 @@ class SplitData:
         if self.num_examples == 0:
             raise HrmkitError(f"{self.path}: the split holds no examples")
         return self
-
-    def check_fits(self, seq_len: int, vocab_size: int, num_puzzle_identifiers: int, model: str) -> None:
-        """HrmkitError unless a model built for (seq_len, vocab_size, num_puzzle_identifiers) can read this
-        split: same seq_len and vocab_size, puzzle identifiers inside the model's table. `model` names the
-        model in the message (e.g. "the train split", a checkpoint path)."""
-        meta, source = self.metadata, self.path / "dataset.json"
-        for key, want in (("seq_len", seq_len), ("vocab_size", vocab_size)):
-            if getattr(meta, key) != want:
-                raise HrmkitError(f"{source}: {key}={getattr(meta, key)}, but {model} has {key}={want}")
-        for name, arrs in self.sets.items():
-            ids = arrs.puzzle_identifiers
-            if ids.size and int(ids.max()) >= num_puzzle_identifiers:
-                raise HrmkitError(f"{self.path / f'{name}__puzzle_identifiers.npy'}: identifier {int(ids.max())} "
-                                  f"is outside the puzzle table of {model} (num_puzzle_identifiers="
-                                  f"{num_puzzle_identifiers})")
 
 
 class SplitWriter:
@@ -346,7 +359,7 @@ class SplitWriter:
             pad_id=pad_id, ignore_label_id=ignore_label_id, blank_identifier_id=blank_identifier_id,
             vocab_size=int(vocab_size), seq_len=self.seq_len, num_puzzle_identifiers=int(num_puzzle_identifiers),
             total_groups=self.num_groups, mean_puzzle_examples=self.num_examples / self.num_puzzles,
-            sets=[self.set_name], task=task, extra=dict(extra or {}),
+            sets=[self.set_name], total_puzzles=self.num_puzzles, task=task, extra=dict(extra or {}),
         )
         _write_shared_json(self.split_dir / "dataset.json", meta.to_json())
         return meta
@@ -407,7 +420,8 @@ def _load_array(path: Path, key: str, mmap: bool) -> np.ndarray:
         arr = np.load(path, mmap_mode="r" if (mmap and ndim == 2) else None, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a user-facing error
         raise HrmkitError(f"{path}: cannot read .npy ({e})") from None
-    if arr.dtype != dtype:
+    # token arrays of any integer dtype are read (the references' Sudoku builder saves augmented splits as int64)
+    if arr.dtype != dtype and not (ndim == 2 and arr.dtype.kind in "iu"):
         raise HrmkitError(f"{path}: field {key!r} has dtype {arr.dtype}, expected {dtype}")
     if arr.ndim != ndim:
         raise HrmkitError(f"{path}: field {key!r} has shape {arr.shape}, expected {ndim} dimensions")
@@ -432,18 +446,18 @@ TOKEN_CHECK_BYTES = 64 << 20  # rows per chunk of the token check: about this ma
 
 
 def _check_tokens(path: Path, key: str, arr: np.ndarray, vocab: int) -> None:
-    """Every token of `arr` (uint8 [N, S], memory-mapped) below `vocab`, checked in chunks of about
+    """Every token of `arr` (integers [N, S], memory-mapped) in [0, vocab), checked in chunks of about
     TOKEN_CHECK_BYTES so a split of any size is read once, sequentially, with bounded memory."""
     n, s = arr.shape
-    step = max(1, TOKEN_CHECK_BYTES // max(1, s))
+    step = max(1, TOKEN_CHECK_BYTES // max(1, s * arr.dtype.itemsize))
+    signed = arr.dtype.kind == "i"
     for i in range(0, n, step):
         block = np.asarray(arr[i:i + step])
-        if block.size and int(block.max()) >= vocab:
-            r, c = np.argwhere(block >= vocab)[0]
-            raise HrmkitError(
-                f"{path}: field {key!r} row {i + int(r)} column {int(c)} has token {int(block[r, c])} "
-                f">= vocab_size {vocab}"
-            )
+        if block.size and (int(block.max()) >= vocab or (signed and int(block.min()) < 0)):
+            r, c = np.argwhere((block < 0) | (block >= vocab))[0]
+            v = int(block[r, c])
+            what = f"negative token {v}" if v < 0 else f"token {v} >= vocab_size {vocab}"
+            raise HrmkitError(f"{path}: field {key!r} row {i + int(r)} column {int(c)} has {what}")
 
 
 def load_split(dataset_dir: str | os.PathLike, split: str, *, mmap: bool = True) -> SplitData:

@@ -1,15 +1,22 @@
-"""Batching with the references' semantics (sapientinc/HRM `puzzle_dataset.py`), fully seeded and resumable.
+"""Batching with the references' semantics (sapientinc/HRM and TinyRecursiveModels `puzzle_dataset.py`
+`_iter_train`), fully seeded and exactly resumable.
 
-Training (`TrainSampler`), one epoch = one pass over the groups of every set (sets in metadata order):
-  1. shuffle the groups of the set;
-  2. for each group in that order draw one of its puzzles (augmented versions) uniformly at random;
-  3. put the puzzle's examples into the current batch - if they do not all fit, a random subset of the
-     remaining size (drawn without replacement) is taken and the rest of that puzzle is dropped;
-  4. a batch is emitted when it holds exactly `global_batch_size` examples; the last partial batch of a set
-     is dropped (a batch never mixes sets).
-The reference draws step 3's subset from numpy's unseeded global RNG; here every draw comes from the epoch's
-generator `np.random.default_rng([seed, epoch])`, so an epoch is a pure function of (data, seed, epoch) and a
-sampler resumes exactly from `state_dict()` = {epoch, step} without saving any RNG state.
+Training (`TrainSampler`). An *epoch* is one pass over the groups of a set; an *iteration* is
+`epochs_per_iter` consecutive epochs (the reference's `eval_interval`; the reference evaluates after each
+one). For every set (sets in metadata order), one iteration is:
+  1. for each of its epochs, shuffle the set's groups and draw one puzzle (augmented version) of each group
+     uniformly at random; the epochs' group orders are concatenated into one stream;
+  2. the stream's puzzles are packed into batches in order: a puzzle's examples go into the current batch; if
+     they do not all fit, a random subset of the remaining size (drawn without replacement) is taken and the
+     rest of that puzzle is dropped;
+  3. a batch is emitted when it holds exactly `global_batch_size` examples; only the last partial batch of the
+     iteration is dropped (a batch never mixes sets, but it may span two epochs).
+So every group is drawn once per epoch and, apart from the one partial batch per iteration, trained on: the
+reference's step count (`train.schedule.reference_step_plan`), not one dropped remainder per epoch.
+The reference draws the examples inside a puzzle from numpy's unseeded global RNG; here every draw of epoch
+`e` of set `s` comes from `np.random.default_rng([seed, e, s])`, so an iteration is a pure function of
+(data, seed, iteration) and a sampler resumes exactly from `state_dict()` = {iteration, step} without saving
+any RNG state.
 
 With `world_size > 1` every rank computes the same global batch and keeps its slice
 `[rank * B/world, (rank + 1) * B/world)` (reference behaviour; global_batch_size must divide evenly).
@@ -23,12 +30,14 @@ metadata.ignore_label_id, and padding rows, become IGNORE_LABEL_ID = -100), `puz
 Public API
 ----------
 - `IGNORE_LABEL_ID = -100` (defined in data/format.py)
-- `TrainSampler(split, global_batch_size, seed, rank=0, world_size=1)`; `iter(sampler)` yields
-  `(epoch, step_in_epoch, batch)` forever; `state_dict() -> {"epoch", "step", "seed", "global_batch_size",
-  "world_size", "num_groups"}` gives the position of the NEXT batch; `load_state_dict(state)`;
-  `batches_per_epoch` (of the epoch the next batch belongs to; constant across epochs when every puzzle
-  has a single example, as for Sudoku and mazes); `epoch`, `step` properties.
-  HrmkitError if an epoch cannot fill a single batch, or on a state from another configuration.
+- `TrainSampler(split, global_batch_size, seed, rank=0, world_size=1, epochs_per_iter=1)`; `iter(sampler)`
+  yields `(epoch, step_in_epoch, batch)` forever (`epoch`: the epoch of the batch's last example;
+  `step_in_epoch`: batches since that epoch's first); `state_dict() -> {"iteration", "step", "epoch", "seed",
+  "global_batch_size", "world_size", "num_groups", "epochs_per_iter"}` gives the position of the NEXT batch
+  (`step` counts batches inside the iteration); `load_state_dict(state)`; `batches_in_iteration(i)`;
+  `total_batches(iterations, cap=None)`; `batches_per_epoch` (of the current iteration, rounded, for
+  display); `epoch`, `iteration`, `step` properties.
+  HrmkitError if an iteration cannot fill a single batch, or on a state from another configuration.
 - `test_batches(split, batch_size, rank=0, world_size=1)` yields `(batch, num_valid_rows)` where
   num_valid_rows counts the non-padding rows of this rank's batch.
 - `collate(metadata, inputs, labels, puzzle_identifiers, batch_size)` -> batch dict (pads to batch_size).
@@ -84,142 +93,228 @@ def _local_size(batch_size: int, rank: int, world_size: int) -> int:
     return batch_size // world_size
 
 
-def _plan_set(
-    rng: np.random.Generator, puzzle_indices: np.ndarray, group_indices: np.ndarray, batch_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """One epoch of one set: (example indices, puzzle indices), both int64 [num_batches * batch_size]."""
-    num_groups = group_indices.shape[0] - 1
-    gi = group_indices.astype(np.int64)
-    pi = puzzle_indices.astype(np.int64)
-    order = rng.permutation(num_groups)
-    puzzles = rng.integers(gi[order], gi[order + 1])  # one version per group, uniform
-    starts = pi[puzzles]
-    sizes = pi[puzzles + 1] - starts
-    # How many examples each chosen puzzle contributes: all, or what is left of the current batch.
+def _draw(rng: np.random.Generator, gi: np.ndarray, pi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch's group order and version choice: (puzzle indices [G], their example counts [G])."""
+    order = rng.permutation(gi.shape[0] - 1)
+    puzzles = rng.integers(gi[order], gi[order + 1])
+    return puzzles, pi[puzzles + 1] - pi[puzzles]
+
+
+def _takes(sizes: np.ndarray, batch_size: int, fill: int) -> tuple[np.ndarray, int]:
+    """How many examples each puzzle of the stream contributes when packing starts with `fill` examples in
+    the current batch: all of them, or what is left of the batch (the rest of that puzzle is dropped).
+    Returns (takes [len(sizes)], fill after the last puzzle). One searchsorted per batch closed."""
+    if sizes.size == 0:
+        return sizes.copy(), fill
     if int(sizes.max()) == 1:
-        take = sizes
-    else:
-        take = np.empty_like(sizes)
-        fill = 0
-        for i, s in enumerate(sizes.tolist()):
-            t = min(s, batch_size - fill)
-            take[i] = t
-            fill = (fill + t) % batch_size
-    # Random subset of `take` examples inside each puzzle: sort random keys within each puzzle's segment.
-    seg = np.repeat(np.arange(sizes.shape[0]), sizes)
-    keys = rng.random(seg.shape[0])
-    within = np.arange(seg.shape[0]) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    ranked = np.lexsort((keys, seg))  # per segment, its offsets ordered by key
-    rank_in_seg = np.empty_like(ranked)
-    rank_in_seg[ranked] = np.arange(ranked.shape[0]) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    keep_pos = ranked[rank_in_seg[ranked] < take[seg[ranked]]]  # positions kept, grouped by segment in key order
-    examples = starts[seg[keep_pos]] + within[keep_pos]
-    puzzle_of = puzzles[seg[keep_pos]]
-    usable = (examples.shape[0] // batch_size) * batch_size  # drop the last partial batch
-    return examples[:usable], puzzle_of[:usable]
+        return sizes.copy(), (fill + sizes.size) % batch_size
+    takes = sizes.copy()
+    csum = np.cumsum(sizes)
+    base = 0  # stream position (full sizes) where the current batch began, minus its `fill`
+    while True:
+        need = batch_size - fill
+        j = int(np.searchsorted(csum, base + need, side="left"))
+        if j >= sizes.size:
+            return takes, fill + int(csum[-1]) - base
+        takes[j] = base + need - (int(csum[j]) - int(sizes[j]))
+        base, fill = int(csum[j]), 0
+
+
+class _SetIteration:
+    """One iteration of one set: per epoch the number of examples it puts in the stream (`starts`,
+    cumulative, int64 [E + 1]) and the fill it starts with; epoch plans are rebuilt on demand."""
+
+    def __init__(self, arrs, set_index: int, seed: int, first_epoch: int, num_epochs: int, batch_size: int):
+        self.arrs, self.set_index, self.seed = arrs, set_index, seed
+        self.first_epoch, self.batch_size = first_epoch, batch_size
+        self.gi = np.asarray(arrs.group_indices).astype(np.int64)
+        self.pi = np.asarray(arrs.puzzle_indices).astype(np.int64)
+        self.single = bool((np.diff(self.pi) == 1).all())
+        G = self.gi.shape[0] - 1
+        if self.single:
+            self.fills = (np.arange(num_epochs, dtype=np.int64) * G) % batch_size
+            self.starts = np.arange(num_epochs + 1, dtype=np.int64) * G
+        else:
+            self.fills = np.zeros(num_epochs, dtype=np.int64)
+            self.starts = np.zeros(num_epochs + 1, dtype=np.int64)
+            fill = 0
+            for e in range(num_epochs):
+                _, sizes = _draw(self._rng(e), self.gi, self.pi)
+                self.fills[e] = fill
+                takes, fill = _takes(sizes, batch_size, fill)
+                self.starts[e + 1] = self.starts[e] + int(takes.sum())
+        self.num_batches = int(self.starts[-1]) // batch_size
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _rng(self, e: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.first_epoch + e, self.set_index])
+
+    def epoch_plan(self, e: int) -> tuple[np.ndarray, np.ndarray]:
+        """(example indices, puzzle indices) that epoch `e` (0-based in the iteration) puts in the stream."""
+        if e not in self._cache:
+            rng = self._rng(e)
+            puzzles, sizes = _draw(rng, self.gi, self.pi)
+            starts = self.pi[puzzles]
+            if self.single:
+                self._cache = {e: (starts, puzzles)}
+                return self._cache[e]
+            take, _ = _takes(sizes, self.batch_size, int(self.fills[e]))
+            # random subset of `take` examples inside each puzzle: sort random keys within each puzzle's segment
+            seg = np.repeat(np.arange(sizes.shape[0]), sizes)
+            keys = rng.random(seg.shape[0])
+            offset = np.repeat(np.cumsum(sizes) - sizes, sizes)
+            within = np.arange(seg.shape[0]) - offset
+            ranked = np.lexsort((keys, seg))  # per segment, its positions ordered by key
+            rank_in_seg = np.empty_like(ranked)
+            rank_in_seg[ranked] = np.arange(ranked.shape[0]) - offset
+            keep = ranked[rank_in_seg[ranked] < take[seg[ranked]]]
+            self._cache = {k: v for k, v in self._cache.items() if k == e - 1}  # a batch spans <= 2 epochs mostly
+            self._cache[e] = (starts[seg[keep]] + within[keep], puzzles[seg[keep]])
+        return self._cache[e]
+
+    def rows(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Stream positions [lo, hi): (example indices, puzzle indices)."""
+        e0 = int(np.searchsorted(self.starts, lo, side="right")) - 1
+        ex, pz = [], []
+        e = e0
+        while lo < hi:
+            first = int(self.starts[e])
+            plan_ex, plan_pz = self.epoch_plan(e)
+            a, b = lo - first, min(hi, int(self.starts[e + 1])) - first
+            ex.append(plan_ex[a:b])
+            pz.append(plan_pz[a:b])
+            lo = first + b
+            e += 1
+        return np.concatenate(ex), np.concatenate(pz)
+
+    def epoch_of(self, pos: int) -> int:
+        """Epoch (0-based in the iteration) of stream position `pos`."""
+        return int(np.searchsorted(self.starts, pos, side="right")) - 1
 
 
 class TrainSampler:
     """Seeded, exactly resumable training batches with the reference semantics (module docstring)."""
 
-    def __init__(self, split: SplitData, global_batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+    def __init__(self, split: SplitData, global_batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
+                 epochs_per_iter: int = 1):
         self.split = split
         self.global_batch_size = int(global_batch_size)
         self.local_batch_size = _local_size(self.global_batch_size, rank, world_size)
         self.seed = int(seed)
         self.rank = int(rank)
         self.world_size = int(world_size)
-        self._epoch = 0
+        if int(epochs_per_iter) < 1:
+            raise HrmkitError(f"epochs per iteration must be >= 1, got {epochs_per_iter}")
+        self.epochs_per_iter = int(epochs_per_iter)
+        self._iteration = 0
         self._step = 0
-        self._plan_epoch: int | None = None
-        self._plan: list[tuple[str, np.ndarray, np.ndarray]] = []
-        if self.batches_per_epoch == 0:
+        self._plans: dict[int, list[_SetIteration]] = {}
+        if self.batches_in_iteration(0) == 0:
             raise HrmkitError(
-                f"{split.path}: an epoch of {split.num_groups} groups cannot fill one batch of "
-                f"{self.global_batch_size} examples; lower the global batch size"
+                f"{split.path}: an iteration of {self.epochs_per_iter} epoch(s) over {split.num_groups} groups "
+                f"cannot fill one batch of {self.global_batch_size} examples; lower the global batch size"
             )
 
     # --- plan -------------------------------------------------------------------------------------------
-    def _epoch_plan(self, epoch: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-        """Per set: (set name, example indices, puzzle indices) of the whole epoch, cut into batches later."""
-        if self._plan_epoch != epoch:
-            rng = np.random.default_rng([self.seed, epoch])
-            self._plan = [
-                (name, *_plan_set(rng, arrs.puzzle_indices, arrs.group_indices, self.global_batch_size))
-                for name, arrs in self.split.sets.items()
-            ]
-            self._plan_epoch = epoch
-        return self._plan
+    def _plan(self, iteration: int) -> list[_SetIteration]:
+        if iteration not in self._plans:
+            E = self.epochs_per_iter
+            self._plans = {k: v for k, v in self._plans.items() if k == iteration - 1}
+            self._plans[iteration] = [_SetIteration(arrs, i, self.seed, iteration * E, E, self.global_batch_size)
+                                      for i, arrs in enumerate(self.split.sets.values())]
+        return self._plans[iteration]
 
-    def _num_batches(self, epoch: int) -> int:
-        return sum(ex.shape[0] for _, ex, _ in self._epoch_plan(epoch)) // self.global_batch_size
+    def batches_in_iteration(self, iteration: int) -> int:
+        """Batches iteration `iteration` (0-based) yields, over every set."""
+        return sum(p.num_batches for p in self._plan(iteration))
+
+    def total_batches(self, iterations: int, cap: int | None = None) -> int:
+        """Batches yielded by the first `iterations` iterations (counting stops once `cap` is reached)."""
+        total = 0
+        for i in range(iterations):
+            if cap is not None and total >= cap:
+                break
+            total += self.batches_in_iteration(i) if i in self._plans else sum(
+                _SetIteration(arrs, k, self.seed, i * self.epochs_per_iter, self.epochs_per_iter,
+                              self.global_batch_size).num_batches for k, arrs in enumerate(self.split.sets.values()))
+        return total
 
     @property
     def batches_per_epoch(self) -> int:
-        """Number of batches of the epoch the next batch comes from."""
-        return self._num_batches(self._epoch)
+        """Batches per epoch in the current iteration (rounded, at least 1): for display and cadences."""
+        return max(1, round(self.batches_in_iteration(self._iteration) / self.epochs_per_iter))
 
     @property
-    def epoch(self) -> int:
-        return self._epoch
+    def iteration(self) -> int:
+        return self._iteration
 
     @property
     def step(self) -> int:
         return self._step
 
-    def _batch(self, epoch: int, step: int) -> Batch:
+    @property
+    def epoch(self) -> int:
+        """Epoch of the next batch's last example."""
+        return self._locate(self._iteration, self._step)[1]
+
+    def _locate(self, iteration: int, step: int) -> tuple[_SetIteration, int, int, int]:
+        """(set plan, global epoch, step in epoch, batch index inside the set) of batch `step` of `iteration`."""
         B = self.global_batch_size
-        for name, ex, puz in self._epoch_plan(epoch):
-            n = ex.shape[0] // B
-            if step < n:
-                lo = step * B + self.rank * self.local_batch_size
-                hi = lo + self.local_batch_size
-                arrs = self.split.sets[name]
-                e = ex[lo:hi]
-                return collate(
-                    self.split.metadata, arrs.inputs[e], arrs.labels[e],
-                    arrs.puzzle_identifiers[puz[lo:hi]], self.local_batch_size,
-                )
-            step -= n
+        for plan in self._plan(iteration):
+            if step < plan.num_batches:
+                e = plan.epoch_of((step + 1) * B - 1)
+                return plan, iteration * self.epochs_per_iter + e, step - int(plan.starts[e]) // B, step
+            step -= plan.num_batches
         raise IndexError(step)
+
+    def _batch(self, plan: _SetIteration, b: int) -> Batch:
+        lo = b * self.global_batch_size + self.rank * self.local_batch_size
+        ex, puz = plan.rows(lo, lo + self.local_batch_size)
+        a = plan.arrs
+        return collate(self.split.metadata, a.inputs[ex], a.labels[ex], a.puzzle_identifiers[puz], self.local_batch_size)
 
     def __iter__(self) -> Iterator[tuple[int, int, Batch]]:
         while True:
-            epoch, step = self._epoch, self._step
-            n = self._num_batches(epoch)
+            it, step = self._iteration, self._step
+            n = self.batches_in_iteration(it)
             if n == 0:
-                raise HrmkitError(f"{self.split.path}: epoch {epoch} cannot fill one batch of {self.global_batch_size}")
-            if step >= n:  # a restored state at the very end of an epoch
-                self._epoch, self._step = epoch + 1, 0
+                raise HrmkitError(f"{self.split.path}: iteration {it} cannot fill one batch of {self.global_batch_size}")
+            if step >= n:  # a restored state at the very end of an iteration
+                self._iteration, self._step = it + 1, 0
                 continue
-            batch = self._batch(epoch, step)
-            self._epoch, self._step = (epoch, step + 1) if step + 1 < n else (epoch + 1, 0)
-            yield epoch, step, batch
+            plan, epoch, epoch_step, b = self._locate(it, step)
+            batch = self._batch(plan, b)
+            self._iteration, self._step = (it, step + 1) if step + 1 < n else (it + 1, 0)
+            yield epoch, epoch_step, batch
 
     # --- resume -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Position of the next batch plus the settings it is only meaningful with."""
         return {
-            "epoch": self._epoch,
+            "iteration": self._iteration,
             "step": self._step,
+            "epoch": self._iteration * self.epochs_per_iter,
             "seed": self.seed,
             "global_batch_size": self.global_batch_size,
             "world_size": self.world_size,
             "num_groups": self.split.num_groups,
+            "epochs_per_iter": self.epochs_per_iter,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from `state`; HrmkitError when it was saved with another seed, batch size or dataset."""
-        mine = {"seed": self.seed, "global_batch_size": self.global_batch_size, "num_groups": self.split.num_groups}
+        """Continue from `state`; HrmkitError when it was saved with another seed, batch size, iteration length
+        or dataset."""
+        mine = {"seed": self.seed, "global_batch_size": self.global_batch_size, "num_groups": self.split.num_groups,
+                "epochs_per_iter": self.epochs_per_iter}
         for key, value in mine.items():
             if key in state and int(state[key]) != value:
                 raise HrmkitError(f"sampler state field {key!r} is {state[key]!r}, this sampler has {value!r}")
-        if "epoch" not in state or "step" not in state:
-            raise HrmkitError(f"sampler state lacks 'epoch' or 'step': {sorted(state)}")
-        epoch, step = int(state["epoch"]), int(state["step"])
-        if epoch < 0 or step < 0:
-            raise HrmkitError(f"sampler state has a negative position: epoch {epoch}, step {step}")
-        self._epoch, self._step = epoch, step
+        if "iteration" not in state or "step" not in state:
+            raise HrmkitError(f"sampler state lacks 'iteration' or 'step' (written by an older hrmkit?): {sorted(state)}")
+        iteration, step = int(state["iteration"]), int(state["step"])
+        if iteration < 0 or step < 0:
+            raise HrmkitError(f"sampler state has a negative position: iteration {iteration}, step {step}")
+        self._iteration, self._step = iteration, step
 
 
 def test_batches(

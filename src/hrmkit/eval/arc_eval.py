@@ -3,13 +3,19 @@
 Links `evaluate.predict_split` output to `arc_scoring` (docs/design.md §5) using what `hrm data arc` writes
 (`hrmkit.data.arc_build`): `identifiers.json` names every puzzle identifier `TASK|tTID|pPERM` (one per
 augmented version), `test_tasks.json` holds every evaluation task's test pairs in original form, and test
-example j of a test-split puzzle is its task's test pair j. The task's demonstration pairs (for the "most
+example j of a test-split puzzle is its task's test pair j. Datasets built by the reference builders
+(`build_arc_dataset.py`) are scored too: their names (`TASK_tT_PERM`, `TASK|||tT|||PERM`, the bare task id
+for the unaugmented version) are read by `data.arc.parse_any_identifier`, and without test_tasks.json the
+test pairs are read from the unaugmented version of each task in the test split (inputs and labels, which sit
+at offset 0 there), grouped by task from the identifiers. The task's demonstration pairs (for the "most
 common demonstration output" baseline) are read back from the identity version of the task in the train
 split (reference eval policy); with the strict policy that baseline is left out.
 
 Public API
 ----------
 - `load_test_tasks(dataset_dir) -> {task_id: [(input grid, output grid), ...]}`
+- `tasks_from_split(split, names)`: the same read from the test split's unaugmented versions
+- `dataset_tasks(dataset_dir)`: test_tasks.json when present, else `tasks_from_split` on the test split
 - `test_indices(split, n) -> int64 [n]`: test pair index of the first n examples (test_batches order)
 - `arc_predictions(preds, split, names, tasks=None) -> list[ArcPrediction]`
 - `load_demonstrations(dataset_dir, task_ids, names) -> {task_id: [(input, output), ...]}`
@@ -17,6 +23,7 @@ Public API
 - `score_prediction_sets(prediction_sets, dataset_dir, *, submission_path=None, ks=DEFAULT_KS) -> dict`
 - `arc_examples(ranked, tasks, *, max_examples=8) -> list[dict]` (report example dicts, original frame)
 - `decode_placed(tokens) -> grid | None`: decode a canvas whose grid is not at the top-left corner.
+- `AggregatedVotes`: votes pooled over the evaluations of a training run (`eval.arc_aggregate`).
 Grids are int arrays [h, w] of colours 0..9.
 """
 
@@ -30,7 +37,7 @@ import numpy as np
 from hrmkit.data import arc
 from hrmkit.data.format import SplitData, load_identifiers, load_split
 from hrmkit.errors import HrmkitError
-from hrmkit.eval.arc_scoring import (DEFAULT_KS, ArcPrediction, RankedAnswers, arc_task_table, build_submission,
+from hrmkit.eval.arc_scoring import (DEFAULT_KS, ArcPrediction, RankedAnswers, VoteTally, arc_task_table, build_submission,
                                      rank_candidates, score_ranked, write_submission)
 from hrmkit.eval.baselines import arc_baselines
 
@@ -54,6 +61,7 @@ def load_test_tasks(dataset_dir: str | Path) -> dict[str, list[tuple[np.ndarray,
             raise HrmkitError(f"{path}: task {task_id}: expected a list of test pairs, got {type(pairs).__name__}")
         tasks[task_id] = [(arc.parse_grid(p.get("input") if isinstance(p, dict) else None, str(path), task_id,
                                           f"test[{i}].input"),
+                           None if isinstance(p, dict) and p.get("output", 0) is None else  # no solution known
                            arc.parse_grid(p.get("output") if isinstance(p, dict) else None, str(path), task_id,
                                           f"test[{i}].output"))
                           for i, p in enumerate(pairs)]
@@ -79,8 +87,44 @@ def _parse_names(names: Sequence[str], ids: np.ndarray) -> dict[int, tuple[str, 
     for i in np.unique(ids).tolist():
         if not 0 <= i < len(names):
             raise HrmkitError(f"puzzle identifier {i} is not in identifiers.json ({len(names)} names)")
-        out[i] = arc.parse_identifier(names[i])
+        out[i] = arc.parse_any_identifier(names[i])
     return out
+
+
+def _identity_versions(names: Sequence[str]) -> dict[int, str]:
+    """{puzzle identifier: task id} of every task's unaugmented version (identity transform and colours)."""
+    out = {}
+    for i, n in enumerate(names):
+        if i and n != "<blank>":
+            task, tid, perm = arc.parse_any_identifier(n)
+            if tid == 0 and perm == arc.IDENTITY_PERM:
+                out[i] = task
+    return out
+
+
+def tasks_from_split(split: SplitData, names: Sequence[str]) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """Test pairs per task read from `split` (a test split, examples at offset 0): the inputs and labels of each
+    task's unaugmented version, in order, as the references' evaluators read them (sapientinc/HRM
+    arc_eval.ipynb keys answers by the unaugmented puzzles' rows). Pairs whose label crops to no grid (a task
+    without solutions) are left out. Returns {task_id: [(input, output), ...]}."""
+    identity = _identity_versions(names)
+    tasks: dict[str, list] = {}
+    for arrs in split.sets.values():
+        pid = np.asarray(arrs.puzzle_identifiers)
+        for puz in np.flatnonzero(np.isin(pid, list(identity))).tolist():
+            lo, hi = int(arrs.puzzle_indices[puz]), int(arrs.puzzle_indices[puz + 1])
+            pairs = zip(arc.decode_grids(np.asarray(arrs.inputs[lo:hi])), arc.decode_grids(np.asarray(arrs.labels[lo:hi])))
+            tasks.setdefault(identity[int(pid[puz])], []).extend((i, o) for i, o in pairs if i is not None and o is not None)
+    return {t: pairs for t, pairs in tasks.items() if pairs}
+
+
+def dataset_tasks(dataset_dir: str | Path) -> dict[str, list] | None:
+    """Test pairs per task: DATASET/test_tasks.json when present (hrm data arc), else `tasks_from_split` on
+    the dataset's test split (reference builders); None when neither gives any task."""
+    dataset_dir = Path(dataset_dir)
+    if (dataset_dir / TEST_TASKS_FILE).is_file():
+        return load_test_tasks(dataset_dir)
+    return tasks_from_split(load_split(dataset_dir, "test"), load_identifiers(dataset_dir)) or None
 
 
 def _match_test_index(grid: np.ndarray | None, tests: Sequence[tuple[np.ndarray, np.ndarray]], fallback: int) -> int:
@@ -140,8 +184,8 @@ def load_demonstrations(dataset_dir: str | Path, task_ids: Sequence[str],
 
     Tasks without train-split rows (strict eval policy) are left out. Returns {task_id: [(input, output)]}.
     """
-    wanted = {f"{t}|t0|p{''.join(map(str, arc.IDENTITY_PERM))}": t for t in task_ids}
-    ids = {i: wanted[n] for i, n in enumerate(names) if n in wanted}
+    wanted = set(task_ids)
+    ids = {i: t for i, t in _identity_versions(names).items() if t in wanted}
     if not ids or not (Path(dataset_dir) / "train").is_dir():
         return {}
     train = load_split(dataset_dir, "train")
@@ -167,16 +211,18 @@ def _baselines(dataset_dir: Path, tasks: Mapping[str, list], names: Sequence[str
     return {name: {k: v for k, v in s.items() if keep(k)} for name, s in scores.items()}
 
 
-def _score(predictions: list[ArcPrediction], dataset_dir: Path, tasks: Mapping[str, list], names: Sequence[str],
+def _score(predictions: list[ArcPrediction], dataset_dir: Path, all_tasks: Mapping[str, list], names: Sequence[str],
            submission_path: str | Path | None, ks: Sequence[int]) -> dict:
     predicted = {p.task_id for p in predictions}
-    tasks = {t: pairs for t, pairs in tasks.items() if t in predicted}  # a partial pass scores what it saw
+    seen = {t: pairs for t, pairs in all_tasks.items() if t in predicted}  # a partial pass scores what it saw
+    tasks = {t: pairs for t, pairs in seen.items() if all(o is not None for _, o in pairs)}
     ranked = rank_candidates(predictions)
     solutions = {t: [o for _, o in pairs] for t, pairs in tasks.items()}
     score = score_ranked(ranked, solutions, ks=ks)
-    score["n_tasks_in_dataset"] = len(load_test_tasks(dataset_dir))
+    score["n_tasks_in_dataset"] = sum(all(o is not None for _, o in pairs) for pairs in all_tasks.values())
+    score["n_unsolved_tasks"] = len(seen) - len(tasks)  # predicted into the submission only: no answer to score
     if submission_path is not None:
-        sub = build_submission(ranked, {t: len(v) for t, v in solutions.items()})
+        sub = build_submission(ranked, {t: len(v) for t, v in seen.items()})
         score["submission_path"] = str(write_submission(submission_path, sub))
     score["task_table"] = arc_task_table(score)
     return {"arc": score, "arc_baselines": _baselines(dataset_dir, tasks, names, ks), "arc_predictions": predictions,
@@ -188,17 +234,17 @@ def score_arc_split(preds: Any, split: SplitData, *, submission_path: str | Path
     """Vote, score and (optionally) write submission.json for one `evaluate.Predictions` over `split`.
 
     Only tasks with at least one evaluated example are scored (`max_examples` gives a partial pass;
-    `arc["n_tasks"]` vs `arc["n_tasks_in_dataset"]` shows it). Returns None when the dataset has no
-    test_tasks.json; else {"arc": score (`score_ranked` dict + "task_table" rows + "submission_path"),
+    `arc["n_tasks"]` vs `arc["n_tasks_in_dataset"]` shows it). Returns None when the dataset has neither
+    test_tasks.json nor unaugmented test versions to read the answers from; else {"arc": score (`score_ranked` dict + "task_table" rows + "submission_path"),
     "arc_baselines": {name: {pass@k..., n_examples, baseline}}, "arc_predictions": [ArcPrediction],
     "arc_ranked": RankedAnswers, "arc_tasks": {task_id: [(input, output)]}}.
     Raises HrmkitError on malformed identifiers or test_tasks.json.
     """
     dataset_dir = split.path.parent
-    if not (dataset_dir / TEST_TASKS_FILE).is_file():
+    tasks = dataset_tasks(dataset_dir)  # not `split`: it may be a subset (the training loop's fast evaluation)
+    if tasks is None:
         return None
     names = load_identifiers(dataset_dir)
-    tasks = load_test_tasks(dataset_dir)
     return _score(arc_predictions(preds, split, names, tasks), dataset_dir, tasks, names, submission_path, ks)
 
 
@@ -209,7 +255,7 @@ def score_prediction_sets(prediction_sets: Sequence[list[ArcPrediction]], datase
     dataset_dir = Path(dataset_dir)
     names = load_identifiers(dataset_dir)
     pooled = [p for preds in prediction_sets for p in preds]
-    out = _score(pooled, dataset_dir, load_test_tasks(dataset_dir), names, submission_path, ks)
+    out = _score(pooled, dataset_dir, dataset_tasks(dataset_dir) or {}, names, submission_path, ks)
     out["arc"]["n_prediction_sets"] = len(prediction_sets)
     return out
 
@@ -229,3 +275,31 @@ def arc_examples(ranked: RankedAnswers, tasks: Mapping[str, list], *, max_exampl
                                "predictions": [c.grid for c in cands] or [None], "correct": correct,
                                "votes": [c.votes for c in cands], "q": [c.mean_q for c in cands]})
     return fails + wins
+
+
+class AggregatedVotes:
+    """Votes pooled over every evaluation of a training run (`eval.arc_aggregate: true`), as
+    TinyRecursiveModels' ARC evaluator does by default (`aggregated_voting=True`: its votes are never cleared
+    between evaluations, so its reported pass@k at an evaluation counts the votes of all earlier ones).
+    hrmkit scores each evaluation on its own by default; these numbers are reported beside, under
+    `arc_aggregated/` keys. The tally lives in memory: after a resume it restarts from the resumed evaluation."""
+
+    PREFIX = "arc_aggregated/"
+
+    def __init__(self, ks: Sequence[int] = DEFAULT_KS):
+        self.tally = VoteTally()
+        self.ks = tuple(ks)
+        self.tasks: dict[str, list] = {}
+
+    def add(self, predictions: list[ArcPrediction] | None, tasks: Mapping[str, list] | None) -> dict[str, Any]:
+        """Add the votes of one evaluation of an ARC split (`EvalResult.arc_predictions`, `.arc_tasks`); return
+        the pooled scores: {"arc_aggregated/pass@k": float per k, "arc_aggregated/evaluations": count}; {}
+        without ARC votes."""
+        if predictions is None:
+            return {}
+        self.tally.add(predictions)
+        self.tasks.update(tasks or {})
+        score = score_ranked(self.tally.ranked(), {t: [o for _, o in p] for t, p in self.tasks.items()}, ks=self.ks)
+        out = {f"{self.PREFIX}pass@{k}": score[f"pass@{k}"] for k in self.ks}
+        out[f"{self.PREFIX}evaluations"] = self.tally.passes
+        return out

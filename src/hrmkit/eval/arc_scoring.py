@@ -1,7 +1,7 @@
 """ARC scoring by voting over augmented predictions, pass@k per task (ARC Prize rule) and Kaggle submission.
 
 Procedure (docs/design.md §5): each prediction of an augmented version of a test input is decoded to a grid
-(invalid decodes are counted and skipped), mapped back through the inverse augmentation (inverse dihedral,
+(an empty crop is counted and votes for the empty answer, never right), mapped back through the inverse augmentation (inverse dihedral,
 then inverse colour permutation), and identical answers are grouped per (task, test input). Answers are
 ranked by vote count, ties broken by the mean sigmoid(q_halt) of their votes, then by first appearance (so
 the ranking is deterministic). A test input is solved at k if the right grid is among the top k answers; a
@@ -17,6 +17,7 @@ Public API
   plain dicts with the same keys are accepted everywhere.
 - `Candidate` dataclass (grid, votes, q_sum, first_seen; `mean_q`).
 - `rank_candidates(predictions, *, decode_fn=None, invert_fn=None) -> RankedAnswers`
+- `VoteTally`: votes added over several prediction passes (`add`, `ranked`), for aggregated voting.
 - `score_ranked(ranked, solutions, *, ks=DEFAULT_KS) -> dict`
 - `build_submission(ranked, test_counts) -> dict`; `write_submission(path, submission) -> Path`
 - `score_arc(predictions, solutions, *, ks=DEFAULT_KS, decode_fn=None, invert_fn=None,
@@ -37,7 +38,7 @@ import numpy as np
 
 from hrmkit.fsutil import atomic_write_json
 
-DEFAULT_KS = (1, 2, 10)
+DEFAULT_KS = (1, 2, 5, 10, 100, 1000)  # TinyRecursiveModels evaluators/arc.py pass_Ks
 MAX_GRID_SIDE = 30
 
 DecodeFn = Callable[[np.ndarray], "np.ndarray | None"]
@@ -144,46 +145,75 @@ def _as_prediction(p: Any) -> ArcPrediction:
     raise TypeError(f"expected ArcPrediction or dict, got {type(p).__name__}")
 
 
+EMPTY = np.zeros((0, 0), dtype=np.int64)  # the answer of an empty crop: a candidate that is never right
+
+
+class VoteTally:
+    """Votes per (task, test input), kept as distinct answers with their vote counts and summed
+    sigmoid(q_halt), so that votes can be added over several prediction passes (TinyRecursiveModels'
+    aggregated voting pools every evaluation of a run) without keeping every prediction.
+
+    `add(predictions, decode_fn=None, invert_fn=None)` decodes, un-augments and counts predictions;
+    `ranked()` returns the `RankedAnswers`; `passes` counts the `add` calls.
+    """
+
+    def __init__(self) -> None:
+        self.groups: dict[Key, dict[tuple, Candidate]] = {}
+        self.n_predictions: dict[Key, int] = {}
+        self.n_invalid: dict[Key, int] = {}
+        self.order = 0
+        self.passes = 0
+
+    def add(self, predictions: Iterable[ArcPrediction | Mapping], decode_fn: DecodeFn | None = None,
+            invert_fn: InvertFn | None = None) -> "VoteTally":
+        """Count `predictions` (see `rank_candidates`). Returns self."""
+        self.passes += 1
+        for raw in predictions:
+            p = _as_prediction(raw)
+            key = (str(p.task_id), int(p.test_index))
+            self.n_predictions[key] = self.n_predictions.get(key, 0) + 1
+            self.n_invalid.setdefault(key, 0)
+            group = self.groups.setdefault(key, {})
+            if p.grid is not None:
+                grid = _valid_grid(p.grid)
+            else:
+                decode_fn = decode_fn or _default_decode()
+                grid = _valid_grid(decode_fn(np.asarray(p.tokens)))
+            if grid is not None and not (int(p.dihedral_id) == 0 and _is_identity_perm(p.colour_perm)):
+                invert_fn = invert_fn or _default_invert()
+                perm = p.colour_perm if p.colour_perm is not None else tuple(range(10))
+                grid = _valid_grid(invert_fn(grid, int(p.dihedral_id), perm))
+            if grid is None:  # empty crop: votes as the empty answer, as in the references
+                self.n_invalid[key] += 1
+                grid = EMPTY
+            gkey = (grid.shape, grid.tobytes())
+            cand = group.get(gkey)
+            if cand is None:
+                cand = group[gkey] = Candidate(grid=grid, first_seen=self.order)
+                self.order += 1
+            cand.votes += 1
+            cand.q_sum += _sigmoid(p.q_halt)
+        return self
+
+    def ranked(self) -> RankedAnswers:
+        """Candidates per (task, test input), best first: votes, then mean sigmoid(q_halt), then first appearance."""
+        ranked = RankedAnswers(n_predictions=dict(self.n_predictions), n_invalid=dict(self.n_invalid))
+        for key, cands in self.groups.items():
+            ranked.candidates[key] = sorted(cands.values(), key=lambda c: (-c.votes, -c.mean_q, c.first_seen))
+        return ranked
+
+
 def rank_candidates(predictions: Iterable[ArcPrediction | Mapping], *, decode_fn: DecodeFn | None = None,
                     invert_fn: InvertFn | None = None) -> RankedAnswers:
     """Decode, un-augment and group predictions; rank each (task, test input)'s answers.
 
-    Ranking: votes (descending), then mean sigmoid(q_halt) (descending), then first appearance.
-    A prediction whose decode fails (None, not 2-D, sides outside 1..30, colours outside 0..9) is counted
-    in `n_invalid` and casts no vote. Raises RuntimeError if decoding/inversion is needed and neither a
-    function is passed nor `hrmkit.data.arc` provides one.
+    Ranking: votes (descending), then mean sigmoid(q_halt) (descending), then first appearance (the
+    references' stable sort by (votes, mean q)). A prediction whose crop is empty or not a grid (None, not
+    2-D, sides outside 1..30, colours outside 0..9) is counted in `n_invalid` and votes for the empty answer
+    (a 0x0 grid, never right), as in the references, so it can take a top-k slot. Raises RuntimeError if
+    decoding/inversion is needed and neither a function is passed nor `hrmkit.data.arc` provides one.
     """
-    ranked = RankedAnswers()
-    groups: dict[Key, dict[tuple, Candidate]] = {}
-    order = 0
-    for raw in predictions:
-        p = _as_prediction(raw)
-        key = (str(p.task_id), int(p.test_index))
-        ranked.n_predictions[key] = ranked.n_predictions.get(key, 0) + 1
-        ranked.n_invalid.setdefault(key, 0)
-        groups.setdefault(key, {})
-        if p.grid is not None:
-            grid = _valid_grid(p.grid)
-        else:
-            decode_fn = decode_fn or _default_decode()
-            grid = _valid_grid(decode_fn(np.asarray(p.tokens)))
-        if grid is not None and not (int(p.dihedral_id) == 0 and _is_identity_perm(p.colour_perm)):
-            invert_fn = invert_fn or _default_invert()
-            perm = p.colour_perm if p.colour_perm is not None else tuple(range(10))
-            grid = _valid_grid(invert_fn(grid, int(p.dihedral_id), perm))
-        if grid is None:
-            ranked.n_invalid[key] += 1
-            continue
-        gkey = (grid.shape, grid.tobytes())
-        cand = groups[key].get(gkey)
-        if cand is None:
-            cand = groups[key][gkey] = Candidate(grid=grid, first_seen=order)
-            order += 1
-        cand.votes += 1
-        cand.q_sum += _sigmoid(p.q_halt)
-    for key, cands in groups.items():
-        ranked.candidates[key] = sorted(cands.values(), key=lambda c: (-c.votes, -c.mean_q, c.first_seen))
-    return ranked
+    return VoteTally().add(predictions, decode_fn, invert_fn).ranked()
 
 
 def _grids_equal(a: np.ndarray, b: Any) -> bool:
@@ -200,8 +230,9 @@ def score_ranked(ranked: RankedAnswers, solutions: Mapping[str, Sequence[Any]], 
     indices not in `solutions` are counted in `n_unscored_predictions` and otherwise ignored.
 
     Returns a JSON-serialisable dict: {"ks", "n_tasks", "n_test_inputs", "n_predictions", "n_invalid",
-    "n_unscored_predictions", "pass@k" (float per k: the ARC score), "test_inputs_pass@k" (fraction of
-    test inputs, not task-weighted), "tasks": [{"task_id", "n_test", "pass@k"..., "tests": [{"test_index",
+    "n_unscored_predictions", "pass@k" (float per k: the ARC score, TinyRecursiveModels' evaluator),
+    "test_inputs_pass@k" (fraction of test inputs, not task-weighted), "tasks_solved_pass@k" (fraction of
+    tasks with every test input right: sapientinc/HRM's arc_eval.ipynb), "tasks": [{"task_id", "n_test", "pass@k"..., "tests": [{"test_index",
     "n_predictions", "n_invalid", "n_candidates", "correct_rank" (1-based or None), "top": [{"votes",
     "mean_q", "shape", "correct"} for the top max(ks)]}]}]}.
     """
@@ -246,6 +277,8 @@ def score_ranked(ranked: RankedAnswers, solutions: Mapping[str, Sequence[Any]], 
     for k in ks:
         hits = [t["correct_rank"] is not None and t["correct_rank"] <= k for t in all_tests]
         out[f"test_inputs_pass@{k}"] = float(np.mean(hits)) if hits else None
+    for k in ks:  # sapientinc/HRM arc_eval.ipynb: a task counts only when all its test inputs are right
+        out[f"tasks_solved_pass@{k}"] = float(np.mean([row[f"pass@{k}"] == 1.0 for row in tasks])) if tasks else None
     out["tasks"] = tasks
     return out
 
@@ -253,14 +286,15 @@ def score_ranked(ranked: RankedAnswers, solutions: Mapping[str, Sequence[Any]], 
 def build_submission(ranked: RankedAnswers, test_counts: Mapping[str, int]) -> dict:
     """Kaggle ARC Prize submission: {task_id: [{"attempt_1": grid, "attempt_2": grid}, ...]}.
 
-    test_counts: {task_id: number of test inputs}. Grids are lists of lists of int. With one candidate,
-    attempt_2 repeats attempt_1; with none, both are [[0]] (the format requires every test input).
+    test_counts: {task_id: number of test inputs}. Grids are lists of lists of int. The empty answer is
+    skipped (the references would submit it as []; an attempt spent on a grid is never worse). With one
+    candidate, attempt_2 repeats attempt_1; with none, both are [[0]] (the format requires every test input).
     """
     sub: dict[str, list[dict[str, list]]] = {}
     for task_id in sorted(test_counts):
         entries = []
         for ti in range(int(test_counts[task_id])):
-            cands = ranked.candidates.get((str(task_id), ti), [])
+            cands = [c for c in ranked.candidates.get((str(task_id), ti), []) if c.grid.size]
             grids = [c.grid.tolist() for c in cands[:2]] or [[[0]]]
             if len(grids) == 1:
                 grids.append(grids[0])

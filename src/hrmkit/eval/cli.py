@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hrmkit.errors import HrmkitError
-from hrmkit.loading import load_trained, resolve_checkpoints, run_dir_of
+from hrmkit.loading import check_dataset, load_trained, resolve_checkpoints, run_dir_of
 
 if TYPE_CHECKING:
     from hrmkit.eval.evaluate import EvalResult
@@ -48,13 +48,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "predict the most common training label token). The model is also run on shuffled and random inputs to "
         "check that its output depends on its input: input-invariant models, collapsed outputs and outputs made "
         "of tokens no answer holds are flagged. ARC datasets are scored by voting over augmentations "
-        "(pass@1/2/10, ARC Prize rule) next to the ARC baselines (test input unchanged; most common "
-        "demonstration output), and a Kaggle submission.json is written to the --report folder, else the run "
+        "(pass@1/2/5/10/100/1000, ARC Prize rule; an empty crop votes too, as in the references) next to the ARC "
+        "baselines (test input unchanged; most common demonstration output), and a Kaggle submission.json is written to the --report folder, else the run "
         "folder. Several checkpoints are compared side by side.",
     )
     p.add_argument("targets", nargs="+", metavar="TARGET",
-                   help="a run folder (its newest checkpoint; every one with --all-checkpoints) or a checkpoint "
-                        "file (.pt); several TARGETs are compared, the last one is the primary")
+                   help="a run folder (its newest checkpoint; every one with --all-checkpoints), a checkpoint "
+                        "file (.pt), or a reference checkpoint (sapientinc/HRM or TinyRecursiveModels step_N file, or "
+                        "its folder, with all_config.yaml beside it); several TARGETs are compared, the last one is "
+                        "the primary")
     p.add_argument("--all-checkpoints", action="store_true",
                    help="evaluate every checkpoint of each run folder given (oldest first) and compare them")
     p.add_argument("--aggregate-checkpoints", action="store_true",
@@ -71,7 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: the run's eval_batch_size or global_batch_size)")
     p.add_argument("--max-examples", type=_positive, default=None, metavar="N",
                    help="evaluate the first N examples only")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run (default: auto)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                   help="where to run (default: auto: CUDA when available, else CPU; mps on Apple silicon)")
     p.add_argument("--raw-weights", action="store_true", help="use the raw weights even when the checkpoint "
                    "holds an EMA copy (default: EMA when present, as the TRM reference evaluates)")
     p.set_defaults(func=_eval)
@@ -105,7 +108,7 @@ def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace,
     results, split, data = [], None, None
     for i, path in enumerate(paths):
         primary = i == len(paths) - 1
-        model = load_trained(path, device, use_ema=not args.raw_weights)
+        model = load_trained(path, device, use_ema=not args.raw_weights, data=args.data)
         cfg = model.config
         if split is None:
             data = Path(args.data or cfg.data_path)
@@ -113,8 +116,7 @@ def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace,
             if args.aggregate_checkpoints and (split.metadata.task or "generic") != "arc":
                 raise HrmkitError(f"--aggregate-checkpoints pools ARC votes, but {data} holds task "
                                   f"{split.metadata.task!r}")
-        if model.model_shape:
-            split.check_fits(**model.model_shape, model=f"checkpoint {path}")
+        check_dataset(model, split.metadata, data)
         batch_size = args.batch_size or cfg.eval_batch_size or cfg.global_batch_size
         result = evaluate_split(model.head, split, batch_size=batch_size, device=device, max_examples=args.max_examples,
                                 submission_path=submission_path if primary and not args.aggregate_checkpoints else None)
@@ -158,11 +160,15 @@ def _notes(result: EvalResult, pooled: dict | None) -> list[str]:
     """Sentences printed under the summary and listed under the report's verdict."""
     notes = []
     s = result.summary
-    if s.halt_step_histogram:
+    if s.halt_step_histogram and s.mean_steps is not None:
         hist = ", ".join(f"{k}: {v}" for k, v in s.halt_step_histogram.items())
         n = round(s.mean_steps)
         notes.append(f"ACT: every example ran {n} segment{'s' * (n != 1)} (evaluation runs halt_max_steps); the "
                      f"halting rule said stop at step (examples) {hist}, mean {s.mean_halt_step:.2f}.")
+    if s.reference_token_accuracy is not None:
+        notes.append(f"Token accuracy as the references count it (each example's share of correct answer cells, "
+                     f"given cells included, averaged over examples): {100 * s.reference_token_accuracy:.1f}% "
+                     f"(docs/parity.md).")
     copy = result.baselines["copy_input"].exact_accuracy if "copy_input" in result.baselines else None
     if result.task == "sudoku" and copy is not None:
         notes.append(f"The copy-input baseline gets {100 * copy:.1f}% exact on Sudoku: copying the given clues "
@@ -177,6 +183,9 @@ def _notes(result: EvalResult, pooled: dict | None) -> list[str]:
                      f"({arc['n_test_inputs']} test inputs, ARC Prize rule: a task scores the share of its test "
                      f"inputs solved; headline pass@2); {arc['n_invalid']} of {arc['n_predictions']} predictions "
                      "could not be decoded.")
+        if arc.get("n_unsolved_tasks"):
+            notes.append(f"{arc['n_unsolved_tasks']} tasks have no known test outputs (competition test challenges): "
+                         "they are predicted into the submission, not scored.")
         if arc.get("submission_path"):
             notes.append(f"Kaggle submission written to {arc['submission_path']}.")
     return notes

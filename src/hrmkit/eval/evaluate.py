@@ -77,11 +77,14 @@ class EvalSummary:
     """The headline numbers of one evaluation (JSON-ready through `to_dict`).
 
     exact_accuracy (whole answer right) and token_accuracy (over the cells to fill): fractions, None when there
-    is nothing to count; n_examples, n_cells: what they were counted over; q_halt_accuracy: share of examples
+    is nothing to count; n_examples, n_cells: what they were counted over; reference_token_accuracy: token
+    accuracy as the references count it (each example's share of right answer cells, averaged; docs/parity.md); q_halt_accuracy: share of examples
     where (q_halt >= 0) equals exactly right; mean_steps, steps_histogram {"steps": count}: ACT segments run;
     mean_halt_step, halt_step_histogram: the segment at which the halting rule said stop; input_sensitivity:
     share of the diagnosis examples whose output changed under perturbed inputs (None when not measured);
-    pass_at_k: ARC only, {"pass@k": share} (ARC Prize rule).
+    pass_at_k: ARC only, {"pass@k": share} (ARC Prize rule); arc_aggregated: ARC during training with
+    `eval.arc_aggregate`, {"arc_aggregated/pass@k": share, "arc_aggregated/evaluations": count} with the votes of
+    every full evaluation of the run so far (arc_eval.AggregatedVotes).
     """
 
     exact_accuracy: float | None
@@ -91,16 +94,19 @@ class EvalSummary:
     q_halt_accuracy: float | None
     mean_steps: float | None
     steps_histogram: dict[str, int] | None
+    reference_token_accuracy: float | None = None
     mean_halt_step: float | None = None
     halt_step_histogram: dict[str, int] = field(default_factory=dict)
     input_sensitivity: float | None = None
     pass_at_k: dict[str, float] = field(default_factory=dict)
+    arc_aggregated: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_metrics(cls, overall: dict) -> "EvalSummary":
         """From the "overall" part of a `metrics.compute_metrics` result."""
         return cls(**{k: overall[k] for k in ("exact_accuracy", "token_accuracy", "n_examples", "n_cells",
-                                              "q_halt_accuracy", "mean_steps", "steps_histogram")})
+                                              "q_halt_accuracy", "mean_steps", "steps_histogram",
+                                              "reference_token_accuracy")})
 
     @classmethod
     def numeric_fields(cls) -> list[str]:
@@ -108,9 +114,10 @@ class EvalSummary:
         return [f.name for f in fields(cls) if "dict" not in str(f.type)]
 
     def to_dict(self) -> dict:
-        """Flat JSON form: every field, with the pass@k entries as top-level keys."""
-        out = {k: v for k, v in asdict(self).items() if k != "pass_at_k"}
+        """Flat JSON form: every field, with the pass@k and arc_aggregated entries as top-level keys."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("pass_at_k", "arc_aggregated")}
         out.update(self.pass_at_k)
+        out.update(self.arc_aggregated)
         return out
 
     def scalars(self) -> dict[str, float]:

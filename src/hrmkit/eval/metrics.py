@@ -108,7 +108,7 @@ def _ratio(num: float, den: float) -> float | None:
 
 
 def _summarise(rows: np.ndarray, exact: np.ndarray, tok_right: np.ndarray, tok_total: np.ndarray,
-               q_halt: np.ndarray | None, steps: np.ndarray | None, n_empty: int) -> dict:
+               q_halt: np.ndarray | None, steps: np.ndarray | None, n_empty: int, row_accuracy: np.ndarray) -> dict:
     """Metric dict over the selected rows (bool [N]; rows already exclude empty examples)."""
     n = int(rows.sum())
     out: dict[str, Any] = {
@@ -118,6 +118,7 @@ def _summarise(rows: np.ndarray, exact: np.ndarray, tok_right: np.ndarray, tok_t
         "n_exact": int(exact[rows].sum()),
         "token_accuracy": _ratio(tok_right[rows].sum(), tok_total[rows].sum()),
         "n_cells": int(tok_total[rows].sum()),
+        "reference_token_accuracy": float(row_accuracy[rows].mean()) if n else None,
         "q_halt_accuracy": None,
         "mean_steps": None,
         "steps_histogram": None,
@@ -147,10 +148,12 @@ def compute_metrics(inputs: Any, labels: Any, preds: Any, *, q_halt: Any = None,
 
         {"task": str, "overall": METRICS, "sets": {name: METRICS} (only when `sets` is given)}
         METRICS = {n_examples, n_empty, exact_accuracy, n_exact, token_accuracy, n_cells,
-                   q_halt_accuracy, mean_steps, steps_histogram {"steps": count}}
+                   reference_token_accuracy, q_halt_accuracy, mean_steps, steps_histogram {"steps": count}}
 
     Accuracies are fractions in [0, 1] (None when there is nothing to count); token accuracy is per cell
-    (correct scored cells / scored cells, pooled over examples). Raises ValueError on mismatched shapes.
+    (correct scored cells / scored cells, pooled over examples); reference_token_accuracy is the references'
+    `accuracy` (ACTLossHead): each example's share of correct answer cells, clues included, averaged over
+    examples (reported so that numbers compare with theirs; docs/parity.md). Raises ValueError on mismatched shapes.
     """
     inputs = _as_2d("inputs", inputs)
     labels = _as_2d("labels", labels)
@@ -171,10 +174,12 @@ def compute_metrics(inputs: Any, labels: Any, preds: Any, *, q_halt: Any = None,
     exact = ((preds == labels) | ~answer).all(axis=1) & has_answer
     tok_right = ((preds == labels) & scored).sum(axis=1)
     tok_total = scored.sum(axis=1)
+    # the references' `accuracy` metric: per example over every answer cell (Sudoku clues included), then averaged
+    row_accuracy = ((preds == labels) & answer).sum(axis=1) / np.maximum(answer.sum(axis=1), 1)
 
     result: dict[str, Any] = {
         "task": task,
-        "overall": _summarise(has_answer, exact, tok_right, tok_total, q, st, int((~has_answer).sum())),
+        "overall": _summarise(has_answer, exact, tok_right, tok_total, q, st, int((~has_answer).sum()), row_accuracy),
     }
     if sets is not None:
         names = np.asarray([str(s) for s in sets])
@@ -184,5 +189,5 @@ def compute_metrics(inputs: Any, labels: Any, preds: Any, *, q_halt: Any = None,
         for name in sorted(set(names.tolist())):
             in_set = names == name
             result["sets"][name] = _summarise(in_set & has_answer, exact, tok_right, tok_total, q, st,
-                                              int((in_set & ~has_answer).sum()))
+                                              int((in_set & ~has_answer).sum()), row_accuracy)
     return result

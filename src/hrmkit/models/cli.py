@@ -39,6 +39,10 @@ def _list(args) -> int:
         print(f"{name:22s} {a.name:12s} D={a.hidden_size} H/L layers={a.H_layers}/{a.L_layers} "
               f"H/L cycles={a.H_cycles}/{a.L_cycles} heads={a.num_heads} halt_max={a.halt_max_steps} "
               f"pos={a.pos_encodings}{' mlp_t' if a.mlp_t and a.name == 'trm' else ''}")
+    from hrmkit.config import preset_table
+
+    print("\ntraining presets of the published runs (hrm train --preset NAME):")
+    print(preset_table())
     return 0
 
 

@@ -79,40 +79,78 @@ def arch_from_reference_config(cfg: dict, loss_type: str | None = None, name: st
 
 
 def read_all_config(checkpoint: str | Path) -> dict | None:
-    """The reference `all_config.yaml` beside a checkpoint file (or inside a checkpoint folder), or None."""
+    """The reference `all_config.yaml` beside a checkpoint file (or inside a checkpoint folder), or None.
+    Raises HrmkitError when it exists but is not YAML."""
     import yaml
 
     p = Path(checkpoint)
     cand = p / "all_config.yaml" if p.is_dir() else p.parent / "all_config.yaml"
     if not cand.exists():
         return None
-    with open(cand) as f:
-        return yaml.safe_load(f)
+    try:
+        with open(cand) as f:
+            return yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+        raise HrmkitError(f"{cand}: cannot read the reference config: {e}") from e
 
 
-def load_reference_checkpoint(path: str | Path, *, seq_len: int | None = None, arch: ArchConfig | None = None) -> ACTLossHead:
-    """Build an hrmkit model from a reference checkpoint file (torch.save of the state dict) and load it.
+def reference_data_paths(all_cfg: dict | None) -> list[str]:
+    """The dataset folders of a reference config: sapientinc/HRM `data_path` (one), TinyRecursiveModels
+    `data_paths` (a list)."""
+    if not isinstance(all_cfg, dict):
+        return []
+    if all_cfg.get("data_paths"):
+        return [str(p) for p in all_cfg["data_paths"]]
+    return [str(all_cfg["data_path"])] if all_cfg.get("data_path") else []
 
-    The arch comes from `arch` or the `all_config.yaml` beside the checkpoint; vocab size and number of puzzle
-    identifiers are read from the state dict; seq_len from the argument, else from the `dataset.json` of the
-    config's `data_path`, else from a learned-position or mlp_t table. Raises HrmkitError when something is missing.
+
+@dataclass
+class ReferenceCheckpoint:
+    """A reference checkpoint read from disk: `arch` (from all_config.yaml or given), `model_shape` (seq_len,
+    vocab_size, num_puzzle_identifiers), `state_dict` (tensors, `_orig_mod.` prefixes removed), `config` (the
+    parsed all_config.yaml, None without one) and `step` (from the file name `step_N`, else 0)."""
+
+    path: Path
+    arch: ArchConfig
+    model_shape: dict[str, int]
+    state_dict: dict
+    config: dict | None
+    step: int
+
+
+def read_reference_checkpoint(path: str | Path, *, seq_len: int | None = None,
+                              arch: ArchConfig | None = None) -> ReferenceCheckpoint:
+    """Read a reference checkpoint file (torch.save of the state dict, as pretrain.py `save_train_state`
+    writes it) without building a model.
+
+    The arch comes from `arch` or the `all_config.yaml` beside the file; vocab size and number of puzzle
+    identifiers from the state dict; seq_len from the argument, else from the `dataset.json` of the config's
+    first `data_path`/`data_paths` entry when it exists, else from a learned-position or mlp_t table. Raises
+    HrmkitError naming the file when it is unreadable or something is missing.
     """
     path = Path(path)
     if not path.is_file():
         raise HrmkitError(f"checkpoint {path} does not exist")
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    sd = {k.replace("_orig_mod.", "", 1) if k.startswith("_orig_mod.") else k: v for k, v in sd.items()}
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, not a torch file, pickled code
+        raise HrmkitError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+    if isinstance(sd, dict):
+        sd = {k.replace("_orig_mod.", "", 1) if k.startswith("_orig_mod.") else k: v for k, v in sd.items()}
+    if not isinstance(sd, dict) or "model.inner.embed_tokens.embedding_weight" not in sd:
+        raise HrmkitError(f"{path}: not a reference HRM/TRM state dict (no model.inner.embed_tokens.embedding_weight)")
     all_cfg = read_all_config(path)
     if arch is None:
-        if all_cfg is None or "arch" not in all_cfg:
-            raise HrmkitError(f"no arch given and no all_config.yaml beside {path}")
+        if not isinstance(all_cfg, dict) or not isinstance(all_cfg.get("arch"), dict):
+            raise HrmkitError(f"{path}: a reference checkpoint needs its run's all_config.yaml beside it (none there, "
+                              f"or it has no 'arch' section)")
         arch = arch_from_reference_config(all_cfg["arch"])
     vocab = sd["model.inner.embed_tokens.embedding_weight"].shape[0]
     pt = sd.get("model.inner.puzzle_emb.weights")
     num_ids = pt.shape[0] if pt is not None else 1
-    if seq_len is None and all_cfg and all_cfg.get("data_path"):
-        meta = Path(all_cfg["data_path"]) / "train" / "dataset.json"
-        if meta.exists():
+    for data in reference_data_paths(all_cfg)[:1]:
+        meta = Path(data) / "train" / "dataset.json"
+        if seq_len is None and meta.exists():
             seq_len = json.loads(meta.read_text())["seq_len"]
     if seq_len is None:
         from hrmkit.models.trm import trm_puzzle_len
@@ -123,10 +161,28 @@ def load_reference_checkpoint(path: str | Path, *, seq_len: int | None = None, a
         elif "model.inner.L_level.layers.0.mlp_t.gate_up_proj.weight" in sd:
             seq_len = sd["model.inner.L_level.layers.0.mlp_t.gate_up_proj.weight"].shape[1] - P
         else:
-            raise HrmkitError(f"cannot infer seq_len for {path}: pass seq_len")
-    head = build_model(arch, seq_len=seq_len, vocab_size=vocab, num_puzzle_identifiers=num_ids)
-    load_reference_state_dict(head, sd)
+            raise HrmkitError(f"cannot infer seq_len for {path}: its all_config.yaml names no dataset found here "
+                              f"(give the dataset: --data DIR, or seq_len)")
+    step = int(path.name[5:]) if path.name.startswith("step_") and path.name[5:].isdigit() else 0
+    shape = {"seq_len": int(seq_len), "vocab_size": int(vocab), "num_puzzle_identifiers": int(num_ids)}
+    return ReferenceCheckpoint(path, arch, shape, sd, all_cfg, step)
+
+
+def build_reference_model(ref: ReferenceCheckpoint, arch: ArchConfig | None = None) -> ACTLossHead:
+    """The hrmkit model of a read reference checkpoint (`arch` replaces `ref.arch`, e.g. another forward_dtype),
+    with its weights loaded. Raises HrmkitError naming the file when the weights do not fit the architecture."""
+    head = build_model(arch or ref.arch, **ref.model_shape)
+    try:
+        load_reference_state_dict(head, ref.state_dict)
+    except HrmkitError as e:
+        raise HrmkitError(f"{ref.path}: {e} (is all_config.yaml the config this checkpoint was trained with?)") from e
     return head
+
+
+def load_reference_checkpoint(path: str | Path, *, seq_len: int | None = None, arch: ArchConfig | None = None) -> ACTLossHead:
+    """Build an hrmkit model from a reference checkpoint file and load it (see `read_reference_checkpoint`).
+    Raises HrmkitError when something is missing or does not match."""
+    return build_reference_model(read_reference_checkpoint(path, seq_len=seq_len, arch=arch))
 
 
 # ---------------------------------------------------------------------------------------------- fixtures

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from hrmkit.config import TRAIN_PRESETS, TrainConfig, resolve_config
+from hrmkit.config import TRAIN_PRESETS, TrainConfig, preset_table, resolve_config
 from hrmkit.errors import HrmkitError
 
 
@@ -39,8 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "SIGINT/SIGTERM checkpoint and exit cleanly. Data-parallel: torchrun --nproc-per-node N -m hrmkit.cli "
         "train ... Exit status: 0 finished; 2 bad input or config (nothing written); 3 crashed (diverged, out of "
         "memory); 130/143 interrupted by SIGINT/SIGTERM (resumable: hrm train --resume auto).",
-        epilog="configuration keys (set them as key=value, e.g. arch.L_cycles=6 lr=3e-4 eval.fast_every=200):\n"
-        + _keys_help(),
+        epilog="reference presets (--preset NAME; one per published run, the references' hyperparameters):\n"
+        + preset_table() + "\n\nconfiguration keys (set them as key=value, e.g. arch.L_cycles=6 lr=3e-4 "
+        "eval.fast_every=200):\n" + _keys_help(),
     )
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of configuration keys (applied after the preset)")
     p.add_argument("--preset", metavar="NAME", help=f"training preset: {', '.join(TRAIN_PRESETS)} (default: demo, "

@@ -16,6 +16,7 @@ from hrmkit.config import TrainConfig
 from hrmkit.data.format import SplitData, load_split
 from hrmkit.data.sampler import TrainSampler
 from hrmkit.errors import HrmkitError
+from hrmkit.train.schedule import iteration_epochs, reference_step_plan
 
 
 @dataclass
@@ -28,9 +29,7 @@ class RunData:
     @property
     def model_shape(self) -> dict[str, int]:
         """seq_len, vocab_size, num_puzzle_identifiers of the train split: the shape the model is built for."""
-        meta = self.train.metadata
-        return {"seq_len": meta.seq_len, "vocab_size": meta.vocab_size,
-                "num_puzzle_identifiers": meta.num_puzzle_identifiers}
+        return self.train.metadata.model_shape
 
 
 def ensure_demo_data(cfg: TrainConfig) -> None:
@@ -58,35 +57,38 @@ def load_run_data(cfg: TrainConfig) -> RunData:
     root = Path(cfg.data_path)
     train = load_split(root, "train").require_examples()
     test = load_split(root, "test").require_examples()
-    data = RunData(train, test)
-    test.check_fits(**data.model_shape, model=f"the model built for the train split {train.path}")
-    return data
+    bad = test.metadata.shape_differences(train.metadata.model_shape)
+    if bad:
+        raise HrmkitError(f"{test.path}: does not fit the model built for the train split {train.path}: "
+                          f"{'; '.join(bad)}")
+    return RunData(train, test)
 
 
 def make_sampler(split: SplitData, cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainSampler:
-    """The training sampler of a run (the one place it is built)."""
-    return TrainSampler(split, int(cfg.global_batch_size), seed=cfg.seed, rank=rank, world_size=world_size)
+    """The training sampler of a run (the one place it is built): the references' iterations of
+    `eval_interval` epochs (train/schedule.py `iteration_epochs`)."""
+    return TrainSampler(split, int(cfg.global_batch_size), seed=cfg.seed, rank=rank, world_size=world_size,
+                        epochs_per_iter=iteration_epochs(cfg.epochs, cfg.eval_interval))
 
 
 @dataclass(frozen=True)
 class StepBudget:
-    """steps_per_epoch: optimizer steps per epoch; total_steps: optimizer steps of the run; full_eval_every:
-    the reference `eval_interval` (epochs) in optimizer steps, None without it."""
+    """steps_per_epoch: optimizer steps per epoch (for display); total_steps: the optimizer steps the run takes;
+    schedule_steps: the learning-rate schedule's length; full_eval_every: steps per reference iteration (a full
+    evaluation after each), None without `eval_interval`."""
 
     steps_per_epoch: int
     total_steps: int
+    schedule_steps: int
     full_eval_every: int | None
 
 
 def step_budget(sampler: TrainSampler, cfg: TrainConfig) -> StepBudget:
-    """Optimizer steps per epoch and in all: `epochs` epochs of `grad_accum_steps` batches per step, capped by
-    `max_steps`. Raises HrmkitError when that is no step at all."""
-    batches, k = sampler.batches_per_epoch, cfg.grad_accum_steps
-    per_epoch = max(1, batches // k)
-    total = cfg.epochs * batches // k
-    if cfg.max_steps is not None:
-        total = min(total, cfg.max_steps)
-    if total < 1:
-        raise HrmkitError(f"epochs={cfg.epochs} with grad_accum_steps={k} gives no optimizer step "
-                          f"({batches} batches per epoch)")
-    return StepBudget(per_epoch, total, cfg.eval_interval * per_epoch if cfg.eval_interval else None)
+    """The run's length by the references' rules (train/schedule.py `reference_step_plan`: their total_steps
+    formula, capped by `max_steps` and by the batches the run's iterations yield). Raises HrmkitError when that
+    is no step at all."""
+    meta, k = sampler.split.metadata, cfg.grad_accum_steps
+    plan = reference_step_plan(sampler, epochs=cfg.epochs, eval_interval=cfg.eval_interval,
+                               total_groups=meta.total_groups, mean_puzzle_examples=meta.mean_puzzle_examples,
+                               grad_accum_steps=k, max_steps=cfg.max_steps)
+    return StepBudget(max(1, sampler.batches_per_epoch // k), plan.run_steps, plan.schedule_steps, plan.eval_every)

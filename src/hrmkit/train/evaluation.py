@@ -74,9 +74,10 @@ def check_best_metric(name: str) -> None:
     from hrmkit.eval.evaluate import EvalSummary
 
     numeric = EvalSummary.numeric_fields()
-    if name not in numeric and not (name.startswith("pass@") and name[5:].isdigit()):
+    k = name.removeprefix("arc_aggregated/")
+    if name not in numeric and not (k.startswith("pass@") and k[5:].isdigit()):
         raise HrmkitError(f"eval.best_metric={name!r} is not a numeric field of the evaluation summary; choose "
-                          f"one of {', '.join(numeric)} or pass@k (ARC)")
+                          f"one of {', '.join(numeric)} or pass@k, arc_aggregated/pass@k (ARC)")
 
 
 class TrainingEvaluator:
@@ -85,8 +86,12 @@ class TrainingEvaluator:
     drawn with `eval.fast_seed`; full ones the test split (its first `eval_max_examples`)."""
 
     def __init__(self, cfg: TrainConfig, test: SplitData, device: torch.device):
+        from hrmkit.eval.arc_eval import AggregatedVotes
+
         self.cfg, self.test, self.device = cfg, test, device
         self.fast = fast_subset(test, cfg.eval.fast_examples, cfg.eval.fast_seed)
+        # eval.arc_aggregate: votes pooled over the full evaluations of this process (not checkpointed)
+        self.arc_votes = AggregatedVotes() if cfg.eval.arc_aggregate else None
 
     def __call__(self, state: TrainState, run: RunContext, kind: str) -> EvalRecord:
         from hrmkit.eval.evaluate import evaluate_split
@@ -99,6 +104,8 @@ class TrainingEvaluator:
                 result = evaluate_split(state.model, split, cfg.eval_batch_size or int(cfg.global_batch_size),
                                         self.device, cfg.eval_max_examples if kind == "full" else None,
                                         progress=run.eval_progress)
+            if kind == "full" and self.arc_votes is not None:
+                result.summary.arc_aggregated = self.arc_votes.add(result.arc_predictions, result.arc_tasks)
             diag, warning, loud = diagnosis_of(result)
             record = EvalRecord(state.step, kind, result.summary, diag)
             self._report(state, run, record, result, warning, loud)
@@ -120,6 +127,10 @@ class TrainingEvaluator:
         base = f" (copy_input baseline exact {_num(copy.exact_accuracy)})" if copy else ""
         run.say(f"[{run.run_id}] eval ({kind}) step {state.step}: exact {_num(s.exact_accuracy)} token "
                 f"{_num(s.token_accuracy)} on {s.n_examples} examples{base}")
+        if "arc_aggregated/pass@2" in s.arc_aggregated:
+            run.say(f"[{run.run_id}] eval ({kind}) step {state.step}: ARC pass@2 {_num(s.pass_at_k.get('pass@2'))} "
+                    f"this evaluation, {_num(s.arc_aggregated['arc_aggregated/pass@2'])} with votes aggregated over "
+                    f"{s.arc_aggregated['arc_aggregated/evaluations']} evaluations (eval.arc_aggregate)")
         if warning and loud:
             text = (f"!!!!! WARNING [{run.run_id}] eval ({kind}) step {state.step}: {warning} Accuracy numbers "
                     f"of this model are not evidence of learning. !!!!!")

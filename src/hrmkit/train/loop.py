@@ -28,7 +28,7 @@ import torch
 from hrmkit.config import TrainConfig
 from hrmkit.device import pick_device
 from hrmkit.errors import RunCrashed
-from hrmkit.loading import checkpoint_path, saved_config
+from hrmkit.loading import checkpoint_path, init_from_checkpoint, saved_config
 from hrmkit.models import build_model, count_parameters, puzzle_embedding_params
 from hrmkit.train import checkpoint as ckpt
 from hrmkit.train.accumulate import PuzzleGradStash
@@ -84,7 +84,7 @@ def train(cfg: TrainConfig, resume_dir: str | None = None, on_step: Callable[[Tr
         data = load_run_data(cfg)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
-        model = build_model(cfg.arch, **data.model_shape)
+        model = initial_model(cfg, data, dist, fine_tune=resume_dir is None)
         cfg = _settle_batch_size(cfg, model, data, device, dist)
         sampler = make_sampler(data.train, cfg, dist.rank, dist.world_size)
         budget = step_budget(sampler, cfg)
@@ -96,7 +96,7 @@ def train(cfg: TrainConfig, resume_dir: str | None = None, on_step: Callable[[Tr
         state = new_state(cfg, data.model_shape, model, sampler, scheduler)
         stash = PuzzleGradStash(puzzle_embedding_params(model)) if cfg.grad_accum_steps > 1 else None
         rules = StepRules(model=torch.compile(model) if cfg.compile else model,
-                          params=[p for p in model.parameters() if p.requires_grad], total_steps=budget.total_steps,
+                          params=[p for p in model.parameters() if p.requires_grad], schedule_steps=budget.schedule_steps,
                           dist=dist, device=device, segment_loss=segment_loss, stash=stash)
         with RunContext(cfg, dist, device, resume_dir) as run:
             if resume_dir is not None and not _resume(state, run, data, budget, device):
@@ -105,6 +105,16 @@ def train(cfg: TrainConfig, resume_dir: str | None = None, on_step: Callable[[Tr
             return _Loop(state, run, rules, budget, TrainingEvaluator(cfg, data.test, device), on_step).run()
     finally:
         dist.shutdown()
+
+
+def initial_model(cfg: TrainConfig, data: RunData, dist: Dist | None = None, fine_tune: bool = True) -> torch.nn.Module:
+    """The model a run starts from (on CPU): `build_model` for the train split's shape, then, with `init_from`
+    and `fine_tune` (a new run, not a resume), the weights of that checkpoint (loading.init_from_checkpoint;
+    read on rank 0, which `train` broadcasts to the others)."""
+    model = build_model(cfg.arch, **data.model_shape)
+    if cfg.init_from and fine_tune:
+        (dist or Dist()).on_main(lambda: init_from_checkpoint(model, cfg.init_from, print, cfg.data_path))
+    return model
 
 
 def _settle_batch_size(cfg: TrainConfig, model: torch.nn.Module, data: RunData, device: torch.device,

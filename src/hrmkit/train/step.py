@@ -25,7 +25,7 @@ from hrmkit.models import puzzle_embedding_params
 from hrmkit.train.accumulate import PuzzleGradStash
 from hrmkit.train.distributed import Dist
 from hrmkit.train.guards import clip_, sanitize_carry, total_norm, weights_norm
-from hrmkit.train.schedule import lr_at
+from hrmkit.train.schedule import lr_for_update
 from hrmkit.train.state import TrainState
 from hrmkit.train.ticks import STATS
 
@@ -46,13 +46,13 @@ class StepRules:
     """What every step of a run needs besides the state; fixed for the run.
 
     model: what a segment calls (state.model, or its torch.compile wrapper); params: state.model's trainable
-    parameters; total_steps: the schedule's length; segment_loss: see the module docstring; stash: collects
+    parameters; schedule_steps: the learning-rate schedule's length; segment_loss: see the module docstring; stash: collects
     the puzzle-embedding gradients of the segments of a step when grad_accum_steps > 1 (train/accumulate.py).
     """
 
     model: torch.nn.Module
     params: list[torch.nn.Parameter]
-    total_steps: int
+    schedule_steps: int
     dist: Dist
     device: torch.device
     segment_loss: SegmentLoss = act_loss
@@ -111,9 +111,10 @@ def train_step(state: TrainState, rules: StepRules) -> StepReport:
             clip_(grads, cfg.grad_clip_norm, norm)
         base_lrs = [cfg.lr] + [cfg.puzzle_emb_lr] * (len(state.optimizers) - 1)
         for opt, base in zip(state.optimizers, base_lrs):
-            lr = state.guard.lr_scale * lr_at(cfg.lr_schedule, state.step, base, warmup_steps=cfg.lr_warmup_steps,
-                                              total_steps=rules.total_steps, min_ratio=cfg.lr_min_ratio,
-                                              restart_period=cfg.lr_restart_period, restart_mult=cfg.lr_restart_mult)
+            lr = state.guard.lr_scale * lr_for_update(cfg.lr_schedule, state.step, base,  # the rate of step + 1
+                                                      warmup_steps=cfg.lr_warmup_steps, total_steps=rules.schedule_steps,
+                                                      min_ratio=cfg.lr_min_ratio, restart_period=cfg.lr_restart_period,
+                                                      restart_mult=cfg.lr_restart_mult)
             for g in opt.param_groups:
                 g["lr"] = lr
             opt.step()
