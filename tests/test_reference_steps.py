@@ -122,7 +122,7 @@ def test_a_small_run_takes_the_reference_step_count(tmp_path):
         "global_batch_size=4", "epochs=9", "eval_interval=3", "max_steps=null", "max_time_s=null",
         "lr_warmup_steps=4", "lr=1.0", "log_every=1", "checkpoint_every=100"])
     # 13 groups x 3 epochs = 39 rows per iteration -> 9 batches; 3 iterations -> 27; formula int(9*13/4) = 29
-    run = train(cfg, on_step=lambda state: steps.append((state.step, state.optimizers[0].param_groups[0]["lr"]))).run_dir
+    run = train(cfg, on_step=lambda s: steps.append((s.step, s.optimizers[0].param_groups[0]["lr"]))).run_dir
     assert [s for s, _ in steps] == list(range(1, 28))
     assert steps[0][1] == pytest.approx(0.25)
     assert step_budget(make_sampler(load_run_data(cfg).train, cfg), cfg).schedule_steps == 29

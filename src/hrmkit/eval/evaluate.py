@@ -78,8 +78,9 @@ class EvalSummary:
 
     exact_accuracy (whole answer right) and token_accuracy (over the cells to fill): fractions, None when there
     is nothing to count; n_examples, n_cells: what they were counted over; reference_token_accuracy: token
-    accuracy as the references count it (each example's share of right answer cells, averaged; docs/parity.md); q_halt_accuracy: share of examples
-    where (q_halt >= 0) equals exactly right; mean_steps, steps_histogram {"steps": count}: ACT segments run;
+    accuracy as the references count it (each example's share of right answer cells, averaged; docs/parity.md);
+    q_halt_accuracy: share of examples where (q_halt >= 0) equals exactly right; mean_steps, steps_histogram
+    {"steps": count}: ACT segments run;
     mean_halt_step, halt_step_histogram: the segment at which the halting rule said stop; input_sensitivity:
     share of the diagnosis examples whose output changed under perturbed inputs (None when not measured);
     pass_at_k: ARC only, {"pass@k": share} (ARC Prize rule); arc_aggregated: ARC during training with

@@ -95,9 +95,10 @@ def train(cfg: TrainConfig, resume_dir: str | None = None, on_step: Callable[[Tr
         scheduler = EvalScheduler(cfg.eval, budget.full_eval_every, cfg.early_stop_patience)
         state = new_state(cfg, data.model_shape, model, sampler, scheduler)
         stash = PuzzleGradStash(puzzle_embedding_params(model)) if cfg.grad_accum_steps > 1 else None
-        rules = StepRules(model=torch.compile(model) if cfg.compile else model,
-                          params=[p for p in model.parameters() if p.requires_grad], schedule_steps=budget.schedule_steps,
-                          dist=dist, device=device, segment_loss=segment_loss, stash=stash)
+        params = [p for p in model.parameters() if p.requires_grad]
+        rules = StepRules(model=torch.compile(model) if cfg.compile else model, params=params,
+                          schedule_steps=budget.schedule_steps, dist=dist, device=device, segment_loss=segment_loss,
+                          stash=stash)
         with RunContext(cfg, dist, device, resume_dir) as run:
             if resume_dir is not None and not _resume(state, run, data, budget, device):
                 return RunResult(run.run_dir, "finished")

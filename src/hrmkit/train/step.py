@@ -46,8 +46,9 @@ class StepRules:
     """What every step of a run needs besides the state; fixed for the run.
 
     model: what a segment calls (state.model, or its torch.compile wrapper); params: state.model's trainable
-    parameters; schedule_steps: the learning-rate schedule's length; segment_loss: see the module docstring; stash: collects
-    the puzzle-embedding gradients of the segments of a step when grad_accum_steps > 1 (train/accumulate.py).
+    parameters; schedule_steps: the learning-rate schedule's length; segment_loss: see the module docstring;
+    stash: collects the puzzle-embedding gradients of the segments of a step when grad_accum_steps > 1
+    (train/accumulate.py).
     """
 
     model: torch.nn.Module
@@ -111,10 +112,10 @@ def train_step(state: TrainState, rules: StepRules) -> StepReport:
             clip_(grads, cfg.grad_clip_norm, norm)
         base_lrs = [cfg.lr] + [cfg.puzzle_emb_lr] * (len(state.optimizers) - 1)
         for opt, base in zip(state.optimizers, base_lrs):
-            lr = state.guard.lr_scale * lr_for_update(cfg.lr_schedule, state.step, base,  # the rate of step + 1
-                                                      warmup_steps=cfg.lr_warmup_steps, total_steps=rules.schedule_steps,
-                                                      min_ratio=cfg.lr_min_ratio, restart_period=cfg.lr_restart_period,
-                                                      restart_mult=cfg.lr_restart_mult)
+            rate = lr_for_update(cfg.lr_schedule, state.step, base, warmup_steps=cfg.lr_warmup_steps,  # step + 1's
+                                 total_steps=rules.schedule_steps, min_ratio=cfg.lr_min_ratio,
+                                 restart_period=cfg.lr_restart_period, restart_mult=cfg.lr_restart_mult)
+            lr = state.guard.lr_scale * rate
             for g in opt.param_groups:
                 g["lr"] = lr
             opt.step()
