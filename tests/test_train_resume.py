@@ -163,3 +163,32 @@ def test_best_archive_retention_early_stop_and_loud_diagnosis(sudoku4, tmp_path,
     assert status["last_eval"]["diagnosis"]["input_invariant"] is True
     assert hrm(["status", str(run)]) == 0
     assert "WARNING" in capfd.readouterr().out
+
+
+def test_a_stateful_segment_loss_plugs_in_and_resumes(sudoku4, tmp_path):
+    """The hook a distillation objective uses: `train(segment_loss=...)` computes every segment's loss, and an
+    objective with state_dict/load_state_dict is saved in checkpoints and restored on resume."""
+    from hrmkit.train.step import act_loss
+
+    class Counting:
+        def __init__(self):
+            self.segments = 0
+
+        def __call__(self, model, carry, batch):
+            self.segments += 1
+            return act_loss(model, carry, batch)
+
+        def state_dict(self):
+            return {"segments": self.segments}
+
+        def load_state_dict(self, state):
+            self.segments = state["segments"]
+
+    first = Counting()
+    run = train(_cfg(sudoku4, tmp_path, "max_steps=4", "grad_accum_steps=2", "eval_max_examples=8",
+                     "lr_schedule=constant"), segment_loss=first, on_step=lambda s: s.step == 3).run_dir
+    assert first.segments == 6 and load_checkpoint(list_checkpoints(run)[-1])["objective"] == {"segments": 6}
+    resumed = Counting()
+    cfg = _cfg(sudoku4, tmp_path, "max_steps=4", "grad_accum_steps=2", "eval_max_examples=8", "lr_schedule=constant")
+    assert train(cfg, resume_dir=str(run), segment_loss=resumed).state == "finished"
+    assert resumed.segments == 8  # 6 restored + the 2 segments of step 4

@@ -49,6 +49,7 @@ class TrainState:
     healthy_checkpoint: str | None = None  # newest checkpoint written with no bad streak open and finite weights
     finished: bool = False
     stop_reason: str | None = None
+    objective: Any = None  # a stateful segment loss (train/step.py), e.g. a distillation teacher's carry
     epoch: int = 0
     epoch_step: int = 0
     grad_norm: float = float("nan")
@@ -77,6 +78,7 @@ class TrainState:
             "step": self.step, "best": self.evals.public_best(), "eval_state": self.evals.state_dict(),
             "guards": self.guard.state_dict(), "log_window": self.log.state_dict(), "wall_time": self.wall_time,
             "healthy_checkpoint": self.healthy_checkpoint, "finished": self.finished, "stop_reason": self.stop_reason,
+            "objective": self.objective.state_dict() if self.objective is not None else None,
             "config": json.dumps(self.config.model_dump()), "model_shape": self.model_shape,
         }
 
@@ -120,6 +122,8 @@ class TrainState:
         self.wall_time = float(state.get("wall_time", 0.0))
         self.healthy_checkpoint = state.get("healthy_checkpoint")
         self.finished, self.stop_reason = bool(state.get("finished", False)), state.get("stop_reason")
+        if self.objective is not None and state.get("objective") is not None:
+            self.objective.load_state_dict(state["objective"])
         self.weights_norm, self._batches = None, None
 
 
