@@ -53,13 +53,24 @@ class ArchConfig(_Strict):
 
 
 class DemoDataConfig(_Strict):
-    """How `hrm train` builds its default dataset when `data_path` does not exist yet (the CPU demo)."""
+    """How `hrm train` builds its default dataset when `data_path` does not exist yet (the CPU demo): the
+    `hrm data sudoku` options of the same names (`sudoku_args`)."""
 
     size: int = 4
     train: int = 3000
     test: int = 1000
     seed: int = 0
     num_aug: int = 0
+    max_clues: int | None = None
+    disjoint_solutions: bool = False  # no test solution grid occurs in train (augmented versions included)
+
+    def sudoku_args(self) -> list[str]:
+        """The `hrm data sudoku` options (after `--out DIR`) that build this recipe."""
+        args = ["--size", str(self.size), "--train", str(self.train), "--test", str(self.test), "--seed",
+                str(self.seed), "--num-aug", str(self.num_aug)]
+        if self.max_clues is not None:
+            args += ["--max-clues", str(self.max_clues)]
+        return args + (["--disjoint-solutions"] if self.disjoint_solutions else [])
 
 
 class EvalConfig(_Strict):

@@ -91,8 +91,7 @@ def _ensure_data(cfg: TrainConfig) -> None:
 
     d = cfg.demo_data
     print(f"building the demo dataset in {path} ({d.size}x{d.size} Sudoku, {d.train} train / {d.test} test)", flush=True)
-    rc = cli_main(["data", "sudoku", "--out", str(path), "--size", str(d.size), "--train", str(d.train),
-                   "--test", str(d.test), "--seed", str(d.seed), "--num-aug", str(d.num_aug)])
+    rc = cli_main(["data", "sudoku", "--out", str(path), *d.sudoku_args()])
     if rc != 0:
         raise HrmkitError(f"building the demo dataset in {path} failed (exit {rc})")
 
