@@ -178,3 +178,15 @@ def test_disjoint_solutions_impossible_is_a_clear_error(tmp_path, capsys):
     assert not out.exists()
     assert hrm(["data", "sudoku", "--out", str(out), "--from-csv", "x.csv", "--disjoint-solutions"]) == 2
     assert "--disjoint-solutions applies to generated puzzles" in capsys.readouterr().err
+
+
+def test_demo_recipe_has_no_test_solution_in_train(tmp_path):
+    """The `demo` preset's data recipe, at a reduced size, writes no test solution grid that occurs in train."""
+    from hrmkit.config import resolve_config
+
+    recipe = resolve_config(preset="demo").demo_data.model_copy(update={"train": 100, "test": 30})
+    out = tmp_path / "demo"
+    assert hrm(["data", "sudoku", "--out", str(out), *recipe.sudoku_args(), "--workers", "1"]) == 0
+    train, test = _solution_rows(out, "train"), _solution_rows(out, "test")
+    assert len(test) == 30 and len(train) > 100  # augmented versions are checked too
+    assert not test & train
