@@ -53,3 +53,23 @@ def test_model_preset_is_the_arch_base_and_arch_keys_override_it():
     assert resumed.arch == cfg.arch  # a resumed run keeps the arch it was trained with
     with pytest.raises(HrmkitError, match="unknown model preset 'nope'"):
         resolve_config(overrides=["model=nope"])
+
+
+def test_demo_4x4_preset_is_the_first_demo_recipe():
+    cfg = resolve_config(preset="demo-4x4")
+    assert cfg.preset == "demo-4x4" and cfg.data_path == "data/sudoku-4x4-demo"
+    assert cfg.demo_data.model_dump() == {"size": 4, "train": 3000, "test": 1000, "seed": 0, "num_aug": 0,
+                                          "max_clues": None, "disjoint_solutions": False}
+    a = cfg.arch
+    assert (a.name, a.hidden_size, a.num_heads, a.H_layers, a.L_layers, a.H_cycles, a.L_cycles) == ("hrm", 64, 4, 2, 2, 2, 2)
+    assert (a.halt_max_steps, a.puzzle_emb_ndim, a.pos_encodings) == (4, 64, "rope")
+    assert (cfg.global_batch_size, cfg.max_steps, cfg.max_time_s, cfg.lr, cfg.lr_warmup_steps, cfg.lr_min_ratio) == \
+        (64, 4500, 540, 2e-3, 100, 0.1)
+
+
+def test_demo_preset_holds_out_solutions():
+    from hrmkit.models.presets import get_preset
+
+    cfg = resolve_config(preset="demo")
+    assert cfg.demo_data.disjoint_solutions and cfg.demo_data.size == 6
+    assert get_preset("demo") == cfg.arch and get_preset("demo-4x4") == resolve_config(preset="demo-4x4").arch

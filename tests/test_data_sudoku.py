@@ -150,3 +150,43 @@ def test_csv_import(tmp_path):
     assert hrm(["data", "sudoku", "--out", str(out2), "--from-csv", str(csv), "--test-csv", str(csv),
                 "--train", "5", "--workers", "1"]) == 0
     assert load_split(out2, "test").sets["all"].num_groups == 7  # the 5 train puzzles are dropped from test
+
+
+def _solution_rows(path, split):
+    return {bytes(r) for r in np.asarray(load_split(path, split).sets["all"].labels)}
+
+
+def test_disjoint_solutions_keeps_test_solutions_out_of_train(tmp_path, capsys):
+    # 4x4 has 288 solution grids: 150 train puzzles x 4 versions cover most of them, so without the option
+    # test solutions recur in train; with it none does (checked on the written arrays, not the builder's count).
+    args = ["data", "sudoku", "--size", "4", "--train", "150", "--test", "40", "--num-aug", "3", "--seed", "2",
+            "--workers", "1"]
+    assert hrm(args + ["--out", str(tmp_path / "plain")]) == 0
+    assert _solution_rows(tmp_path / "plain", "test") & _solution_rows(tmp_path / "plain", "train")
+    assert hrm(args + ["--out", str(tmp_path / "disjoint"), "--disjoint-solutions"]) == 0
+    assert "test solutions that also occur in train (incl. augmented versions): 0 of 40" in capsys.readouterr().out
+    assert not _solution_rows(tmp_path / "disjoint", "test") & _solution_rows(tmp_path / "disjoint", "train")
+    assert load_split(tmp_path / "disjoint", "test").metadata.extra["test_solutions_in_train"] == 0
+
+
+def test_disjoint_solutions_impossible_is_a_clear_error(tmp_path, capsys):
+    # 60 puzzles x 51 versions cover all 288 4x4 grids: no test puzzle can have an unseen solution.
+    out = tmp_path / "ds"
+    assert hrm(["data", "sudoku", "--out", str(out), "--size", "4", "--train", "60", "--test", "5", "--num-aug",
+                "50", "--disjoint-solutions", "--workers", "1"]) == 2
+    assert "with a solution not in train" in capsys.readouterr().err
+    assert not out.exists()
+    assert hrm(["data", "sudoku", "--out", str(out), "--from-csv", "x.csv", "--disjoint-solutions"]) == 2
+    assert "--disjoint-solutions applies to generated puzzles" in capsys.readouterr().err
+
+
+def test_demo_recipe_has_no_test_solution_in_train(tmp_path):
+    """The `demo` preset's data recipe, at a reduced size, writes no test solution grid that occurs in train."""
+    from hrmkit.config import resolve_config
+
+    recipe = resolve_config(preset="demo").demo_data.model_copy(update={"train": 100, "test": 30})
+    out = tmp_path / "demo"
+    assert hrm(["data", "sudoku", "--out", str(out), *recipe.sudoku_args(), "--workers", "1"]) == 0
+    train, test = _solution_rows(out, "train"), _solution_rows(out, "test")
+    assert len(test) == 30 and len(train) > 100  # augmented versions are checked too
+    assert not test & train

@@ -2,7 +2,7 @@
 
     hrm data sudoku --out DIR [--size 4|6|9] [--train N] [--test M] [--seed S] [--num-aug K]
                     [--min-clues C] [--max-clues C] [--min-blanks B] [--min-rating R] [--max-rating R]
-                    [--workers W] [--force]
+                    [--disjoint-solutions] [--workers W] [--force]
     hrm data sudoku --preset extreme --out DIR        (9x9, 1000 train, 10000 test, num-aug 1000, rating >= 2)
     hrm data sudoku --out DIR --from-csv FILE [--test-csv FILE | --test-fraction F] [--train N] [--test M]
                     [--num-aug K] [--min-rating R] [--no-verify-unique]
@@ -75,6 +75,8 @@ def _cmd_sudoku(args: argparse.Namespace) -> int:
     if args.from_csv:
         if args.test_csv and args.test_fraction is not None:
             raise HrmkitError("give either --test-csv or --test-fraction, not both")
+        if args.disjoint_solutions:
+            raise HrmkitError("--disjoint-solutions applies to generated puzzles, not to --from-csv")
         res = sudoku.build_from_csv(
             out, Path(args.from_csv), Path(args.test_csv) if args.test_csv else None,
             args.test_fraction if args.test_fraction is not None else 0.2, args.size, args.train, args.test,
@@ -98,7 +100,7 @@ def _cmd_sudoku(args: argparse.Namespace) -> int:
             raise HrmkitError(f"--min-rating {args.min_rating} exceeds --max-rating {args.max_rating}")
         res = sudoku.build_generated(
             out, size, args.train or 1000, args.test or 1000, args.seed, num_aug, args.min_clues or 0, max_clues,
-            args.min_rating or 0, args.max_rating, args.workers, args.force, args.preset,
+            args.min_rating or 0, args.max_rating, args.workers, args.force, args.preset, args.disjoint_solutions,
         )
     box = res["box"]
     n = box[0] * box[1]
@@ -185,6 +187,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--min-rating", type=int, default=None, help="keep puzzles with rating >= R (generated: solver "
                    "dead ends; CSV: its rating column)")
     s.add_argument("--max-rating", type=int, default=None, help="keep puzzles with rating <= R (generated only)")
+    s.add_argument("--disjoint-solutions", action="store_true", help="generated only: skip test puzzles whose "
+                   "solution grid occurs in train (augmented versions included), so the test split can only be "
+                   "solved by reasoning, not recalled (an error when the grid space is too small, as for 4x4)")
     s.add_argument("--from-csv", default=None, help="import this CSV (header source,q,a,rating) instead of generating")
     s.add_argument("--test-csv", default=None, help="with --from-csv: the test split's CSV")
     s.add_argument("--test-fraction", type=float, default=None,

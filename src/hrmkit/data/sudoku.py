@@ -20,7 +20,8 @@ as "no solution with that cell different from the solution"), until the puzzle i
 
 Dataset building (`build_generated`, `build_from_csv`): train and test share no puzzle string (test puzzles
 are also checked against the augmented train versions); the count of test solutions that also occur in
-train is reported. `--num-aug K` puts the original plus K random Sudoku symmetries (augment.sudoku_augment_many)
+train is reported, and `disjoint_solutions` (`--disjoint-solutions`) makes it 0 by skipping those test
+candidates. `--num-aug K` puts the original plus K random Sudoku symmetries (augment.sudoku_augment_many)
 in each train group; test puzzles are not augmented. All randomness derives from the seed; puzzle i of a
 split is generated from `np.random.default_rng([seed, split_tag, i])`, so results do not depend on the
 number of worker processes.
@@ -415,13 +416,16 @@ def _in_sorted(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 
 def generate_split(
-    spec: GenSpec, tag: int, count: int, workers: int, label: str, exclude_hashes: np.ndarray | None = None
+    spec: GenSpec, tag: int, count: int, workers: int, label: str, exclude_hashes: np.ndarray | None = None,
+    exclude_solution_hashes: np.ndarray | None = None,
 ) -> SudokuSet:
-    """`count` distinct puzzles from stream `tag`, skipping any whose hash is in `exclude_hashes` (sorted).
+    """`count` distinct puzzles from stream `tag`, skipping any whose hash is in `exclude_hashes` (sorted) and
+    any whose solution's hash is in `exclude_solution_hashes` (sorted).
 
     Logs progress every 10 s. HrmkitError when the filters or the puzzle space make `count` unreachable.
     """
     exclude = np.zeros(0, np.uint64) if exclude_hashes is None else exclude_hashes
+    exclude_sol = np.zeros(0, np.uint64) if exclude_solution_hashes is None else exclude_solution_hashes
     seen: set[bytes] = set()
     got_p: list[list[int]] = []
     got_s: list[list[int]] = []
@@ -438,7 +442,8 @@ def generate_split(
                 p, s, r, k = item
                 tried += k
                 key = bytes(p)
-                if key in seen or _in_sorted(exclude, row_hashes(np.asarray([p], np.uint8)))[0]:
+                if (key in seen or _in_sorted(exclude, row_hashes(np.asarray([p], np.uint8)))[0]
+                        or _in_sorted(exclude_sol, row_hashes(np.asarray([s], np.uint8)))[0]):
                     misses += 1
                 else:
                     seen.add(key)
@@ -449,7 +454,8 @@ def generate_split(
                 break
             if misses > 20 * count + 200:
                 raise HrmkitError(
-                    f"could only generate {len(got_p)} distinct {label} puzzles of the {count} requested (box "
+                    f"could only generate {len(got_p)} distinct {label} puzzles"
+                    f"{' with a solution not in train' if exclude_sol.size else ''} of the {count} requested (box "
                     f"{spec.box[0]}x{spec.box[1]}, clues {spec.min_clues}..{spec.max_clues}, rating >= "
                     f"{spec.min_rating}); ask for fewer puzzles or relax the filters"
                 )
@@ -525,13 +531,14 @@ def build_dataset(
     out: Path, box: tuple[int, int], train: SudokuSet, make_test, num_aug: int, seed: int, force: bool,
     extra: dict,
 ) -> tuple[SudokuSet, int]:
-    """Write DATASET atomically: the train split first, then `make_test(train_puzzle_hashes)` -> test set
-    (which must avoid those hashes), then the test split. Returns (test set, test solutions found in train)."""
+    """Write DATASET atomically: the train split first, then `make_test(train_puzzle_hashes,
+    train_solution_hashes)` -> test set (which must avoid the puzzle hashes), then the test split. Returns (test
+    set, test solutions found in train)."""
     with atomic_directory(out, overwrite=force) as tmp:
         t0 = time.time()
         train_ph, train_sh = write_split(tmp / "train", box, train, num_aug, seed, extra)
         _log(f"  wrote train split ({len(train)} groups x {1 + num_aug} versions) in {time.time() - t0:.1f}s")
-        test = make_test(train_ph)
+        test = make_test(train_ph, train_sh)
         shared = int(_in_sorted(train_sh, row_hashes(test.solutions)).sum())
         write_split(tmp / "test", box, test, 0, seed, dict(extra, test_solutions_in_train=shared))
         write_identifiers(tmp, ["<blank>"])
@@ -541,20 +548,26 @@ def build_dataset(
 def build_generated(
     out: Path, size: int, n_train: int, n_test: int, seed: int, num_aug: int = 0, min_clues: int = 0,
     max_clues: int | None = None, min_rating: int = 0, max_rating: int | None = None, workers: int | None = None,
-    force: bool = False, preset: str | None = None,
+    force: bool = False, preset: str | None = None, disjoint_solutions: bool = False,
 ) -> dict:
-    """Generate and write a Sudoku dataset; returns a summary dict (printed by the CLI)."""
+    """Generate and write a Sudoku dataset; returns a summary dict (printed by the CLI).
+
+    `disjoint_solutions`: test candidates whose solution grid occurs in train (augmented versions included)
+    are skipped, so no test solution can be recalled from training; HrmkitError when the grid space is too
+    small for that (4x4 has 288 grids)."""
     box = box_for_size(size)
     nw = num_workers(workers)
     spec = GenSpec(box, seed, min_clues, max_clues, min_rating, max_rating)
     _log(f"generating {size}x{size} Sudoku (box {box[0]}x{box[1]}): {n_train} train + {n_test} test, {nw} workers")
     train = generate_split(spec, 0, n_train, nw, "train")
     extra = {"source": "generated", "preset": preset, "min_clues_option": min_clues, "max_clues_option": max_clues,
-             "min_rating_option": min_rating, "max_rating_option": max_rating}
-    test, shared = build_dataset(
-        out, box, train, lambda exclude: generate_split(spec, 1, n_test, nw, "test", exclude_hashes=exclude),
-        num_aug, seed, force, extra,
-    )
+             "min_rating_option": min_rating, "max_rating_option": max_rating, "disjoint_solutions": disjoint_solutions}
+
+    def make_test(puzzle_hashes: np.ndarray, solution_hashes: np.ndarray) -> SudokuSet:
+        return generate_split(spec, 1, n_test, nw, "test", exclude_hashes=puzzle_hashes,
+                              exclude_solution_hashes=solution_hashes if disjoint_solutions else None)
+
+    test, shared = build_dataset(out, box, train, make_test, num_aug, seed, force, extra)
     return {"train": train, "test": test, "test_solutions_in_train": shared, "box": box}
 
 
@@ -701,7 +714,7 @@ def build_from_csv(
         train = train.subset(np.sort(rng.choice(len(train), n_train, replace=False)))
     dropped = 0
 
-    def make_test(train_hashes: np.ndarray) -> SudokuSet:
+    def make_test(train_hashes: np.ndarray, _solution_hashes: np.ndarray) -> SudokuSet:
         nonlocal dropped
         clash = _in_sorted(train_hashes, row_hashes(test.puzzles))
         dropped = int(clash.sum())

@@ -32,14 +32,16 @@ MODEL_PRESETS: dict[str, ArchConfig] = {
 }
 
 
-def _demo() -> ArchConfig:
+def _train_preset_arch(name: str) -> ArchConfig:
     from hrmkit.config import TRAIN_PRESETS
 
-    return ArchConfig.model_validate(TRAIN_PRESETS["demo"]["arch"])
+    return ArchConfig.model_validate(TRAIN_PRESETS[name]["arch"])
 
 
-# The CPU demo's model (`hrm train` with no arguments), defined with the demo training preset in config.py.
-MODEL_PRESETS["demo"] = _demo()
+# The CPU demos' models (`hrm train` with no arguments; `--preset demo-4x4`), defined with their training presets
+# in config.py.
+MODEL_PRESETS["demo"] = _train_preset_arch("demo")
+MODEL_PRESETS["demo-4x4"] = _train_preset_arch("demo-4x4")
 
 
 def get_preset(name: str) -> ArchConfig:

@@ -31,10 +31,10 @@ def _keys_help() -> str:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a model (no arguments: the CPU demo, 4x4 Sudoku)",
+        "train", help="train a model (no arguments: the CPU demo, 6x6 Sudoku)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train HRM/TRM. With no arguments, runs the CPU demo: builds (or reuses) "
-        "data/sudoku-4x4-demo and trains the `demo` preset. Each run writes runs/<run_id>/ with config.yaml, "
+        "data/sudoku-6x6-demo and trains the `demo` preset (`--preset demo-4x4`: the first, 4x4 demo). Each run writes runs/<run_id>/ with config.yaml, "
         "metrics.jsonl, status.json, checkpoints/ and best/, and holds runs/<run_id>/run.lock while it runs. "
         "SIGINT/SIGTERM checkpoint and exit cleanly. Data-parallel: torchrun --nproc-per-node N -m hrmkit.cli "
         "train ... Exit status: 0 finished; 2 bad input or config (nothing written); 3 crashed (diverged, out of "

@@ -49,7 +49,8 @@ def ensure_demo_data(cfg: TrainConfig) -> None:
     d = cfg.demo_data
     print(f"building the demo dataset in {path} ({d.size}x{d.size} Sudoku, {d.train} train / {d.test} test)",
           flush=True)
-    build_generated(path, d.size, d.train, d.test, d.seed, d.num_aug, force=path.exists())
+    build_generated(path, d.size, d.train, d.test, d.seed, d.num_aug, max_clues=d.max_clues, force=path.exists(),
+                    disjoint_solutions=d.disjoint_solutions)
 
 
 def load_run_data(cfg: TrainConfig) -> RunData:
