@@ -33,8 +33,8 @@ from hrmkit.device import pick_device
 from hrmkit.errors import HrmkitError
 from hrmkit.eval.evaluate import evaluate_split
 from hrmkit.fsutil import atomic_write_bytes
-from hrmkit.models import (build_model, build_optimizers, carry_from_state, carry_to_state, count_parameters,
-                           puzzle_embedding_params)
+from hrmkit.models import (build_model, build_optimizers, carry_from_state, carry_to_state, compile_model,
+                           count_parameters, puzzle_embedding_params)
 from hrmkit.models.ema import EMA
 from hrmkit.train import checkpoint as ckpt
 from hrmkit.train.accumulate import PuzzleGradStash
@@ -156,7 +156,7 @@ class Trainer:
         dist.broadcast_module(self.head)
         if dist.enabled:
             torch.manual_seed(cfg.seed + dist.rank)  # per-rank exploration, as the reference
-        self.forward = torch.compile(self.head) if cfg.compile else self.head
+        self.forward = compile_model(self.head) if cfg.compile else self.head
         self.optimizers = build_optimizers(self.head, lr=cfg.lr, puzzle_emb_lr=cfg.puzzle_emb_lr,
                                            weight_decay=cfg.weight_decay, puzzle_emb_weight_decay=cfg.puzzle_emb_weight_decay,
                                            betas=(cfg.beta1, cfg.beta2))
