@@ -17,6 +17,10 @@ a side's figure is the median of its rounds. With `--compile` a third side runs 
 (`models.compile_model`; compilation happens in the warm-up and is not timed, its wall time is printed).
 Prints a markdown table in the BENCHMARKS.md format, the machine, torch version, threads and the 1-minute load
 average before and after. Wrap timing runs in `flock /tmp/hrmkit-timing.lock ...` on a shared machine.
+
+`--clock cpu` times with the process's CPU time instead of the wall clock: with `--threads 1` that is the work
+a step costs, almost insensitive to other processes sharing the cores (use it to compare code on a busy
+machine; report wall-clock figures from a quiet one).
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ import copy
 import gc
 import importlib
 import os
-import platform
 import statistics
 import sys
 import time
@@ -36,6 +39,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from hrmkit.bench.measure import machine_summary
 from hrmkit.models import build_model, build_optimizers, compile_model
 from hrmkit.models.presets import get_preset
 from hrmkit.models.reference import load_reference_state_dict
@@ -155,13 +159,14 @@ def run_config(name: str, refs: dict[str, Path], args) -> dict:
         for i in range(1, args.warmup):
             s.step(batches[i % len(batches)])
         warm[s.label] = time.perf_counter() - t
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     k = 0
     for r in range(args.repeats):
         for s in sides[r % len(sides):] + sides[: r % len(sides)]:
-            t = time.perf_counter()
+            t = clock()
             for i in range(args.steps):
                 s.step(batches[(k + i) % len(batches)])
-            s.times.append((time.perf_counter() - t) / args.steps)
+            s.times.append((clock() - t) / args.steps)
         k += args.steps
     ref0 = sides[0].first_loss
     out = {s.label: {"step_s": statistics.median(s.times), "samples_per_s": B / statistics.median(s.times),
@@ -170,16 +175,6 @@ def run_config(name: str, refs: dict[str, Path], args) -> dict:
     del sides
     gc.collect()
     return out
-
-
-def machine() -> str:
-    """CPU model (with AMX when the CPU has bf16 tiles), cores, Python and torch versions."""
-    cpu, flags = platform.processor() or platform.machine(), ""
-    if os.path.exists("/proc/cpuinfo"):
-        info = open("/proc/cpuinfo").read()
-        cpu = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), cpu)
-        flags = " (AMX bf16)" if "amx_bf16" in info else " (AVX-512 bf16)" if "avx512_bf16" in info else ""
-    return f"{cpu}{flags}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
 
 
 def main() -> None:
@@ -192,6 +187,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per side first")
     ap.add_argument("--compile", action="store_true", help="also time hrmkit with compile=true")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall clock (default) or process CPU time (with --threads 1: insensitive to other load)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -201,7 +198,8 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown config(s) {unknown}; known: {', '.join(CONFIGS)}")
     load0 = os.getloadavg()[0]
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {machine()}, {torch.get_num_threads()} threads", flush=True)
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {machine_summary()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock",
+          flush=True)
     print("# command: python " + " ".join(sys.argv), flush=True)
     cols = ["reference"] * bool(refs) + ["hrmkit"] + ["hrmkit compile"] * args.compile
     head = "| config | " + " | ".join(f"{c} samples/s" for c in cols)

@@ -40,13 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _config(args):
     from hrmkit.config import PRESETS, resolve_config
     from hrmkit.errors import HrmkitError
-    from hrmkit.models.presets import PRESETS as MODEL_PRESETS
+    from hrmkit.models.presets import get_preset
 
     preset, overrides = args.preset, list(args.overrides)
     if preset is not None and preset not in PRESETS:
-        if preset not in MODEL_PRESETS:
-            raise HrmkitError(f"--preset {preset!r}: not a training preset ({', '.join(PRESETS)}) nor a model "
-                              f"preset ({', '.join(MODEL_PRESETS)})")
+        try:
+            get_preset(preset)
+        except HrmkitError as e:
+            raise HrmkitError(f"--preset {preset!r}: not a training preset ({', '.join(PRESETS)}); {e}") from None
         preset, overrides = None, [f"model={args.preset}", *overrides]
     elif preset is None and args.config is None:
         preset = "demo"

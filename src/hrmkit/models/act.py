@@ -127,7 +127,7 @@ class InnerBase(nn.Module):
             torch.where(flag, self.L_init.to(carry.z_L.dtype), carry.z_L),
         )
 
-    def heads(self, z_H: torch.Tensor):
+    def output_heads(self, z_H: torch.Tensor):
         """logits [B, S, V] (computation dtype, puzzle tokens dropped) and float32 (q_halt, q_continue) [B]
         (float64 for float64 activations)."""
         logits = self.lm_head(z_H[:, self.puzzle_len :])
@@ -146,7 +146,7 @@ class InnerBase(nn.Module):
 
     def _segment(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor):
         z_H, z_L = self.recur(z_H, z_L, x, self.cos_sin())
-        logits, (q_halt, q_continue) = self.heads(z_H)
+        logits, (q_halt, q_continue) = self.output_heads(z_H)
         return z_H.detach(), z_L.detach(), logits, q_halt, q_continue
 
     def compile_segment(self, **options) -> None:
