@@ -37,21 +37,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_bench)
 
 
-def _config(args):
+def bench_config(preset: str | None, config_file: str | None, overrides: list[str]):
+    """The TrainConfig benchmarked: `preset` is a training preset or a model preset (then `model=NAME`), the
+    demo preset when neither it nor a config file is given. Raises HrmkitError for an unknown preset."""
     from hrmkit.config import PRESETS, resolve_config
     from hrmkit.errors import HrmkitError
     from hrmkit.models.presets import get_preset
 
-    preset, overrides = args.preset, list(args.overrides)
+    overrides = list(overrides)
     if preset is not None and preset not in PRESETS:
         try:
             get_preset(preset)
         except HrmkitError as e:
             raise HrmkitError(f"--preset {preset!r}: not a training preset ({', '.join(PRESETS)}); {e}") from None
-        preset, overrides = None, [f"model={args.preset}", *overrides]
-    elif preset is None and args.config is None:
+        preset, overrides = None, [f"model={preset}", *overrides]
+    elif preset is None and config_file is None:
         preset = "demo"
-    return resolve_config(preset=preset, config_file=args.config, overrides=overrides)
+    return resolve_config(preset=preset, config_file=config_file, overrides=overrides)
 
 
 def _shape(cfg, args):
@@ -85,10 +87,10 @@ def _bench(args) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise HrmkitError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    cfg = _config(args)
+    cfg = bench_config(args.preset, args.config, args.overrides)
     if args.device:
         cfg = cfg.model_copy(update={"device": args.device})
-    from hrmkit.bench.measure import bench_config
+    from hrmkit.bench.measure import run_bench
     from hrmkit.bench.table import append_row, format_row
     from hrmkit.device import pick_device
 
@@ -102,7 +104,7 @@ def _bench(args) -> int:
     if not args.json:
         print(f"hrm bench: {cfg.preset or cfg.model or 'config'} on {device}, data shape: {shape.source} "
               f"(seq_len {shape.seq_len}, vocab {shape.vocab_size})", flush=True)
-    r = bench_config(cfg, device, shape, **plan)
+    r = run_bench(cfg, device, shape, **plan)
     command = _command(args)
     if args.json:
         print(json.dumps(r.to_dict(), indent=1))

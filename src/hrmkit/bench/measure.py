@@ -116,7 +116,7 @@ def _peak_memory(device: torch.device) -> tuple[float, str]:
     return memory_report()["peak_cpu_rss_mb"], "peak RSS of the process"
 
 
-def bench_config(cfg: TrainConfig, device: torch.device, shape: Shape, *, warmup_steps: int = 2, train_steps: int = 10,
+def run_bench(cfg: TrainConfig, device: torch.device, shape: Shape, *, warmup_steps: int = 2, train_steps: int = 10,
                  eval_batches: int = 5, ceiling_n: int | None = None, seed: int = 0) -> BenchResult:
     """Benchmark `cfg`'s model on `device` with random batches of `shape`.
 
