@@ -7,7 +7,7 @@ accuracy of float32, and the scoring that follows inference (metrics, baselines,
     .venv/bin/python benchmarks/bench_eval.py --preset hrm-arc --data /tmp/arc1k --max-examples 16 --batch-size 8
 
 Inference: `evaluate.predict_split` (eval mode, every example through halt_max_steps segments, batched, under
-torch.inference_mode), timed per dtype after one untimed batch; puzzles/s = examples / seconds (wall clock).
+torch.inference_mode), timed per dtype after one untimed puzzle; puzzles/s = examples / seconds (wall clock).
 With a trained model it prints each dtype's exact and token accuracy and the share of examples whose
 prediction equals float32's. Scoring: `compute_metrics` and `compute_baselines` over the inferred examples
 and, with `--score-all`, over the whole split with the labels standing in for predictions (the model's
@@ -103,12 +103,12 @@ def main() -> None:
     first = None
     for name in [d.strip() for d in args.dtypes.split(",") if d.strip()]:
         with forward_dtype(head, name):
-            _, warm, _ = _timed(lambda: predict_split(head, split, B, max_examples=min(n, B)))
+            _, warm, _ = _timed(lambda: predict_split(head, split, 1, max_examples=1))  # warm-up: one puzzle
             p, wall, cpu = _timed(lambda: predict_split(head, split, B, max_examples=n))
         m = compute_metrics(p.inputs, p.labels, p.preds, task=task)["overall"]
-        same = "" if first is None else f", predictions equal to {first[0]}'s: {np.mean((p.preds == first[1].preds).all(1)):.2%}"
+        same = "" if first is None or not args.model else f", predictions equal to {first[0]}'s: {np.mean((p.preds == first[1].preds).all(1)):.2%}"
         exact = f"exact {m['exact_accuracy']:.4f} token {m['token_accuracy']:.4f}" if args.model else "(random model)"
-        print(f"{name:9s} {n / wall:9.2f} puzzles/s ({wall:.1f} s wall, {cpu:.1f} s CPU; first batch {warm:.1f} s) "
+        print(f"{name:9s} {n / wall:9.2f} puzzles/s ({wall:.1f} s wall, {cpu:.1f} s CPU; warm-up puzzle {warm:.1f} s) "
               f"{exact}{same}")
         first = first or (name, p)
     _, t_metrics, _ = _timed(lambda: compute_metrics(first[1].inputs, first[1].labels, first[1].preds, task=task))

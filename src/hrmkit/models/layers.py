@@ -158,14 +158,31 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(_silu_mul(gate, up))
 
     def forward_axis1(self, x: torch.Tensor) -> torch.Tensor:
         """The MLP applied along axis 1 of x [B, T, D] (features T, for TRM's `mlp_t`), result [B, T, D]: the same
         as `forward(x.transpose(1, 2)).transpose(1, 2)`, as left matrix products, without the transposed copies."""
         w_gu, w_d = self.gate_up_proj.weight.to(x.dtype), self.down_proj.weight.to(x.dtype)
         gate, up = torch.matmul(w_gu, x).chunk(2, dim=1)
-        return torch.matmul(w_d, F.silu(gate) * up)
+        return torch.matmul(w_d, _silu_mul(gate, up))
+
+
+def _silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up; without autograd the product is written into silu's fresh output (one buffer fewer)."""
+    if torch.is_grad_enabled():
+        return F.silu(gate) * up
+    return F.silu(gate).mul_(up)
+
+
+def add_rms_norm(h: torch.Tensor, out: torch.Tensor, eps: float, dim: int = -1) -> torch.Tensor:
+    """rms_norm(h + out, eps, dim) for a residual `h` and a sublayer's fresh output `out`. Without autograd and in
+    float32/float64 it works in `out`'s buffer (the same operations in the same order, so the same numbers,
+    without three temporary tensors): the no-gradient cycles are most of a segment's work."""
+    if torch.is_grad_enabled() or out.dtype not in (torch.float32, torch.float64):
+        return rms_norm(h + out, eps, dim)
+    x = out.add_(h)
+    return x.mul_(x.square().mean(dim, keepdim=True).add_(eps).rsqrt_())
 
 
 class Block(nn.Module):
@@ -187,10 +204,10 @@ class Block(nn.Module):
 
     def forward(self, h: torch.Tensor, cos_sin=None) -> torch.Tensor:
         if hasattr(self, "mlp_t"):
-            h = rms_norm(h + self.mlp_t.forward_axis1(h), self.eps, dim=1)
+            h = add_rms_norm(h, self.mlp_t.forward_axis1(h), self.eps, dim=1)
         else:
-            h = rms_norm(h + self.self_attn(h, cos_sin), self.eps)
-        return rms_norm(h + self.mlp(h), self.eps)
+            h = add_rms_norm(h, self.self_attn(h, cos_sin), self.eps)
+        return add_rms_norm(h, self.mlp(h), self.eps)
 
 
 class ReasoningModule(nn.Module):
