@@ -175,7 +175,8 @@ class TrainConfig(_Strict):
     then lr) or `cosine_restarts` (warmup, then cosine cycles of `lr_restart_period` steps, each cycle
     `lr_restart_mult` times longer than the previous). `status_interval_s` is the heartbeat period (seconds);
     `early_stop_patience` counts best-tracking evaluations without improvement. bf16 on CUDA is the models'
-    `arch.forward_dtype: auto`; `compile: true` wraps the model in torch.compile for training.
+    `arch.forward_dtype: auto` (`bfloat16` trains in bf16 on a CPU too); `compile: true` compiles every ACT segment
+    into one graph (`models.compile_model`; pays on CPU for small models, see BENCHMARKS.md).
     """
 
     data_path: str = "data/sudoku-4x4-demo"

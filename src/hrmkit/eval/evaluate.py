@@ -161,16 +161,20 @@ class EvalResult:
     arc_tasks: dict | None = None
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def rollout(head: torch.nn.Module, batch: dict[str, torch.Tensor], keep_segments: bool = False) -> Rollout:
     """Run ACT segments from a fresh carry until every row has halted (in eval mode: halt_max_steps of them).
 
-    Runs in whatever train/eval mode the head is in, without gradients. `batch` holds inputs, labels and
-    puzzle_identifiers (int32 [B, S], [B, S], [B]). Returns a `Rollout`; with `keep_segments` it holds the
-    prediction after every segment (the thinking view).
+    Runs in whatever train/eval mode the head is in, under `torch.inference_mode` (no gradients; the returned
+    tensors are inference tensors). `batch` holds inputs, labels and puzzle_identifiers (int32 [B, S], [B, S],
+    [B]). Returns a `Rollout`; with `keep_segments` it holds the prediction after every segment (the thinking
+    view). In eval mode the number of segments is known (halt_max_steps), so the host never waits on the
+    device between segments; in training mode it reads the halting flags after every segment.
     """
     carry = head.initial_carry(batch)
     halts, conts, preds = [], [], []
+    # In eval mode an ACTLossHead runs exactly halt_max_steps segments; other heads report all_finished.
+    fixed = None if head.training else getattr(getattr(head, "model", None), "halt_max_steps", None)
     while True:
         carry, _, _, outputs, all_finished = head(carry, batch)
         halts.append(outputs["q_halt_logits"].float())
@@ -178,7 +182,7 @@ def rollout(head: torch.nn.Module, batch: dict[str, torch.Tensor], keep_segments
             conts.append(outputs["q_continue_logits"].float())
         if keep_segments:
             preds.append(outputs["preds"])
-        if bool(all_finished):
+        if (len(halts) >= fixed) if fixed is not None else bool(all_finished):
             break
     q_halt = torch.stack(halts, dim=1)
     q_cont = torch.stack(conts, dim=1) if conts else None
@@ -188,10 +192,12 @@ def rollout(head: torch.nn.Module, batch: dict[str, torch.Tensor], keep_segments
     return Rollout(outputs, segments, first, q_halt, q_cont, torch.stack(preds, dim=1) if keep_segments else None)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_split(head: torch.nn.Module, split: SplitData, batch_size: int, device: torch.device | str = "cpu",
                   max_examples: int | None = None, progress: Callable[[int, int], None] | None = None) -> Predictions:
-    """Predict every example of `split` (the first `max_examples` when given) in evaluation mode.
+    """Predict every example of `split` (the first `max_examples` when given) in evaluation mode, `batch_size`
+    examples per forward pass under `torch.inference_mode`, in the model's computation dtype (see
+    `models.forward_dtype` to evaluate a float32 model in bfloat16).
 
     The model is put in eval mode and left there; the caller switches back to training. `progress(done, total)`
     is called after each batch (examples predicted so far, examples to predict).

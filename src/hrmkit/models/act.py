@@ -59,7 +59,10 @@ class InnerBase(nn.Module):
     `embed_tokens` (std 1/sqrt(D)), `lm_head`, `q_head` (zero weight, bias -5), `puzzle_emb` (if
     puzzle_emb_ndim > 0), `rotary_emb` (rope) or `embed_pos` (learned positions), `H_init`/`L_init` (float32
     buffers, truncated normal std 1; call `_init_states()` after building the levels, as the reference does).
-    Subclasses implement `forward(carry, batch) -> (carry, logits [B,S,V], (q_halt [B], q_continue [B]))`.
+
+    `forward(carry, batch) -> (new carry (detached), logits [B, S, V], (q_halt [B], q_continue [B]))` embeds the
+    inputs, then runs one segment: the subclass's `recur(z_H, z_L, x, cos_sin) -> (z_H, z_L)` and the heads.
+    `compile_segment()` compiles that segment (recursion and heads, no-gradient cycles included) into one graph.
     """
 
     def __init__(self, arch: ArchConfig, seq_len: int, vocab_size: int, num_puzzle_identifiers: int, puzzle_len: int):
@@ -127,9 +130,42 @@ class InnerBase(nn.Module):
     def output_heads(self, z_H: torch.Tensor):
         """logits [B, S, V] (computation dtype, puzzle tokens dropped) and float32 (q_halt, q_continue) [B]
         (float64 for float64 activations)."""
-        logits = self.lm_head(z_H)[:, self.puzzle_len :]
+        logits = self.lm_head(z_H[:, self.puzzle_len :])
         q = at_least_float32(self.q_head(z_H[:, 0]))
         return logits, (q[..., 0], q[..., 1])
+
+    def recur(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cos_sin) -> tuple[torch.Tensor, torch.Tensor]:
+        """One segment's recursion on the carry (z_H, z_L) with input embeddings x, all [B, P+S, D]."""
+        raise NotImplementedError
+
+    def forward(self, carry: InnerCarry, batch: dict[str, torch.Tensor]):
+        x = self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"], self.compute_dtype)
+        segment = self.__dict__.get("_compiled_segment") or self._segment
+        z_H, z_L, logits, q_halt, q_continue = segment(carry.z_H, carry.z_L, x)
+        return InnerCarry(z_H, z_L), logits, (q_halt, q_continue)
+
+    def _segment(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor):
+        z_H, z_L = self.recur(z_H, z_L, x, self.cos_sin())
+        logits, (q_halt, q_continue) = self.output_heads(z_H)
+        return z_H.detach(), z_L.detach(), logits, q_halt, q_continue
+
+    def compile_segment(self, **options) -> None:
+        """Compile the segment (`recur` and the heads; the input embedding and the puzzle table stay eager) with
+        `torch.compile(fullgraph=True, dynamic=False, **options)`: one graph per segment, a graph break raises.
+        Each grad mode (the training segment, the no-grad Q-target segment, evaluation) and batch shape
+        compiles once on first use. Copies of the module (`copy.deepcopy`, pickling) run eagerly.
+
+        Raises torch dynamo's per-function recompile limit (process-wide) to at least 64: every model instance
+        shares `_segment`'s code object, and each instance, grad mode and batch shape is one compiled entry."""
+        import torch._dynamo.config as dynamo_config
+
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
+        self._compiled_segment = torch.compile(self._segment, fullgraph=True, dynamic=False, **options)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_compiled_segment", None)  # a compiled function does not copy; copies run eagerly
+        return state
 
 
 class ACTModel(nn.Module):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from hrmkit.config import ArchConfig
-from hrmkit.models.act import InnerBase, InnerCarry
+from hrmkit.models.act import InnerBase
 from hrmkit.models.layers import Block, ReasoningModule
 
 
@@ -26,8 +26,6 @@ class TransformerInner(InnerBase):
         )
         self._init_states()
 
-    def forward(self, carry: InnerCarry, batch: dict[str, torch.Tensor]):
-        x = self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"], self.compute_dtype)
-        z = self.L_level(carry.z_H, x, self.cos_sin())
-        logits, q = self.output_heads(z)
-        return InnerCarry(z.detach(), carry.z_L), logits, q
+    def recur(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cs) -> tuple[torch.Tensor, torch.Tensor]:
+        """One full-gradient pass z_H = blocks(z_H + x); z_L is carried unchanged."""
+        return self.L_level(z_H, x, cs), z_L

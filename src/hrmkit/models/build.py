@@ -1,6 +1,9 @@
-"""Model construction, optimizers and size/FLOP accounting."""
+"""Model construction, optimizers, compilation, computation dtype and size/FLOP accounting."""
 
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -26,6 +29,30 @@ def build_model(arch: ArchConfig, *, seq_len: int, vocab_size: int, num_puzzle_i
     q_continue = {"hrm": True, "trm": not arch.no_ACT_continue, "transformer": False}[arch.name]
     return ACTLossHead(ACTModel(inner, arch, q_continue=q_continue), arch.loss.loss_type,
                        label_smoothing=arch.loss.label_smoothing)
+
+
+def compile_model(head: ACTLossHead, **options) -> ACTLossHead:
+    """Compile `head`'s ACT segments in place (`InnerBase.compile_segment`: the recursion and the heads of one
+    segment form one graph, fullgraph, static shapes; `options` go to torch.compile, e.g. mode="max-autotune")
+    and return it. Same math, same state-dict names; the first step of each grad mode and batch shape compiles
+    (tens of seconds on a CPU). CPU compilation needs a C++ compiler. Pays on CPU for small models, whose
+    steps are dominated by elementwise work that compilation fuses (BENCHMARKS.md)."""
+    head.model.inner.compile_segment(**options)
+    return head
+
+
+@contextlib.contextmanager
+def forward_dtype(head: ACTLossHead, name: str) -> Iterator[ACTLossHead]:
+    """Run `head` with computation dtype `name` ("float32", "bfloat16", "float64", "auto") inside the block, e.g.
+    a float32-trained model evaluated in bfloat16; weights stay float32. The carry's dtype follows, so start
+    fresh carries inside the block."""
+    inner = head.model.inner
+    saved = inner.arch
+    inner.arch = saved.model_copy(update={"forward_dtype": name})
+    try:
+        yield head
+    finally:
+        inner.arch = saved
 
 
 def puzzle_embedding_params(head: nn.Module) -> list[PuzzleEmbedding]:

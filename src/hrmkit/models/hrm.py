@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from hrmkit.config import ArchConfig
-from hrmkit.models.act import InnerBase, InnerCarry
+from hrmkit.models.act import InnerBase
 from hrmkit.models.layers import Block, ReasoningModule
 
 
@@ -34,11 +34,9 @@ class HRMInner(InnerBase):
         self.L_level = ReasoningModule(_blocks(arch, arch.L_layers))
         self._init_states()
 
-    def forward(self, carry: InnerCarry, batch: dict[str, torch.Tensor]):
-        dtype, cs = self.compute_dtype, self.cos_sin()
-        x = self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"], dtype)
+    def recur(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cs) -> tuple[torch.Tensor, torch.Tensor]:
+        """H_cycles x L_cycles L-updates (injection z_H + x) and H_cycles H-updates (injection z_L)."""
         H, L = self.arch.H_cycles, self.arch.L_cycles
-        z_H, z_L = carry.z_H, carry.z_L
         with torch.no_grad():
             for h in range(H):
                 for l in range(L):
@@ -49,5 +47,4 @@ class HRMInner(InnerBase):
         # 1-step gradient: only the last L and H updates are differentiated.
         z_L = self.L_level(z_L, z_H + x, cs)
         z_H = self.H_level(z_H, z_L, cs)
-        logits, q = self.output_heads(z_H)
-        return InnerCarry(z_H.detach(), z_L.detach()), logits, q
+        return z_H, z_L

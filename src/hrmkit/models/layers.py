@@ -53,10 +53,11 @@ def trunc_normal_init_(tensor: torch.Tensor, std: float = 1.0, lower: float = -2
     return tensor
 
 
-def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """RMSNorm without weight over the last axis, computed in float32 (float64 for float64 x), returned in x's dtype."""
+def rms_norm(x: torch.Tensor, eps: float, dim: int = -1) -> torch.Tensor:
+    """RMSNorm without weight over axis `dim` (default the last), computed in float32 (float64 for float64 x),
+    returned in x's dtype."""
     h = at_least_float32(x)
-    h = h * torch.rsqrt(h.square().mean(-1, keepdim=True) + eps)
+    h = h * torch.rsqrt(h.square().mean(dim, keepdim=True) + eps)
     return h.to(x.dtype)
 
 
@@ -102,17 +103,19 @@ class RotaryEmbedding(nn.Module):
         return self.cos, self.sin
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate x [B, S, heads, head_dim] by position; computed in the tables' dtype (float32; float64 for float64
-    x), returned in x's."""
+    x), returned in x's. cos, sin: [S, head_dim] in the "rotate half" layout.
+
+    The references compute x * cos + rotate_half(x) * sin with rotate_half(x) = [-x2, x1]; since both halves of
+    the tables hold the same frequencies this is [x1 c - x2 s, x2 c + x1 s] on half-width tables, the same
+    numbers bit for bit with fewer passes over x (no negated copy, one concatenation).
+    """
     h = x.to(torch.promote_types(x.dtype, cos.dtype))
-    out = h * cos.unsqueeze(-2) + _rotate_half(h) * sin.unsqueeze(-2)
-    return out.to(x.dtype)
+    half = h.shape[-1] // 2
+    x1, x2 = h[..., :half], h[..., half:]
+    c, s = cos[:, :half].unsqueeze(-2), sin[:, :half].unsqueeze(-2)
+    return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -127,11 +130,13 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         B, S, _ = x.shape
-        qkv = self.qkv_proj(x).view(B, S, 3 * self.num_heads, self.head_dim)
-        q, k, v = qkv.split(self.num_heads, dim=2)
-        if cos_sin is not None:
+        H = self.num_heads
+        qkv = self.qkv_proj(x).view(B, S, 3 * H, self.head_dim)
+        qk, v = qkv[:, :, : 2 * H], qkv[:, :, 2 * H :]
+        if cos_sin is not None:  # q and k rotated in one pass
             cos, sin = cos_sin
-            q, k = apply_rope(q, cos[:S], sin[:S]), apply_rope(k, cos[:S], sin[:S])
+            qk = apply_rope(qk, cos[:S], sin[:S])
+        q, k = qk.split(H, dim=2)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, heads, S, head_dim]
         y = F.scaled_dot_product_attention(q, k, v, is_causal=False)
         return self.o_proj(y.transpose(1, 2).reshape(B, S, self.num_heads * self.head_dim))
@@ -153,15 +158,39 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(_silu_mul(gate, up))
+
+    def forward_axis1(self, x: torch.Tensor) -> torch.Tensor:
+        """The MLP applied along axis 1 of x [B, T, D] (features T, for TRM's `mlp_t`), result [B, T, D]: the same
+        as `forward(x.transpose(1, 2)).transpose(1, 2)`, as left matrix products, without the transposed copies."""
+        w_gu, w_d = self.gate_up_proj.weight.to(x.dtype), self.down_proj.weight.to(x.dtype)
+        gate, up = torch.matmul(w_gu, x).chunk(2, dim=1)
+        return torch.matmul(w_d, _silu_mul(gate, up))
+
+
+def _silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up; without autograd the product is written into silu's fresh output (one buffer fewer)."""
+    if torch.is_grad_enabled():
+        return F.silu(gate) * up
+    return F.silu(gate).mul_(up)
+
+
+def add_rms_norm(h: torch.Tensor, out: torch.Tensor, eps: float, dim: int = -1) -> torch.Tensor:
+    """rms_norm(h + out, eps, dim) for a residual `h` and a sublayer's fresh output `out`. Without autograd and in
+    float32/float64 it works in `out`'s buffer (the same operations in the same order, so the same numbers,
+    without three temporary tensors): the no-gradient cycles are most of a segment's work."""
+    if torch.is_grad_enabled() or out.dtype not in (torch.float32, torch.float64):
+        return rms_norm(h + out, eps, dim)
+    x = out.add_(h)
+    return x.mul_(x.square().mean(dim, keepdim=True).add_(eps).rsqrt_())
 
 
 class Block(nn.Module):
     """Post-norm transformer block: h = rms(h + mix(h)); h = rms(h + mlp(h)).
 
     The token mixer is attention (`self_attn`) or, for TRM's `mlp_t`, a SwiGLU across the sequence axis
-    (`mlp_t`, width seq_tokens, applied to h transposed to [B, D, S]; the norm is taken over the sequence axis
-    there, as in the TRM reference).
+    (`mlp_t`, width seq_tokens; the TRM reference applies it to h transposed to [B, D, S] and norms over the
+    sequence axis there: computed here on h [B, S, D] along axis 1, the same numbers without transposed copies).
     """
 
     def __init__(self, hidden_size: int, num_heads: int, expansion: float, eps: float, seq_tokens: int | None = None):
@@ -175,11 +204,10 @@ class Block(nn.Module):
 
     def forward(self, h: torch.Tensor, cos_sin=None) -> torch.Tensor:
         if hasattr(self, "mlp_t"):
-            t = h.transpose(1, 2)
-            h = rms_norm(t + self.mlp_t(t), self.eps).transpose(1, 2)
+            h = add_rms_norm(h, self.mlp_t.forward_axis1(h), self.eps, dim=1)
         else:
-            h = rms_norm(h + self.self_attn(h, cos_sin), self.eps)
-        return rms_norm(h + self.mlp(h), self.eps)
+            h = add_rms_norm(h, self.self_attn(h, cos_sin), self.eps)
+        return add_rms_norm(h, self.mlp(h), self.eps)
 
 
 class ReasoningModule(nn.Module):

@@ -78,7 +78,10 @@ class SignSGDSparse(torch.optim.Optimizer):
 def sparse_sign_sgd_(weights: torch.Tensor, grad: torch.Tensor, ids: torch.Tensor, lr: float, weight_decay: float) -> None:
     """In place: weights[u] = weights[u]*(1-lr*wd) - lr*sign(sum_{i: ids[i]=u} grad[i]) for the unique ids u.
 
-    weights [N, D], grad [B, D], ids int [B]. All-gathers grad and ids across ranks when distributed.
+    weights [N, D], grad [B, D], ids int [B]. All-gathers grad and ids across ranks when distributed. Written
+    without `unique` (whose output size the host must read: a device synchronisation in every training step):
+    the rows of an id are summed into its first row's slot, in row order (the same sums as a unique-based
+    scatter), and duplicate ids write identical rows.
     """
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         world = dist.get_world_size()
@@ -87,8 +90,7 @@ def sparse_sign_sgd_(weights: torch.Tensor, grad: torch.Tensor, ids: torch.Tenso
         dist.all_gather_into_tensor(all_grad, grad.contiguous())
         dist.all_gather_into_tensor(all_ids, ids.contiguous())
         grad, ids = all_grad, all_ids
-    uniq, inverse = ids.unique(return_inverse=True)
-    summed = torch.zeros(uniq.shape[0], grad.shape[1], dtype=grad.dtype, device=grad.device)
-    summed.index_add_(0, inverse, grad)
-    rows = weights[uniq] * (1.0 - lr * weight_decay) - lr * torch.sign(summed).to(weights.dtype)
-    weights[uniq] = rows
+    first = (ids.unsqueeze(1) == ids.unsqueeze(0)).to(torch.uint8).argmax(dim=1)  # [B]: first row with the same id
+    summed = torch.zeros_like(grad).index_add_(0, first, grad)[first]
+    rows = weights[ids] * (1.0 - lr * weight_decay) - lr * torch.sign(summed).to(weights.dtype)
+    weights[ids] = rows

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from hrmkit.config import ArchConfig
-from hrmkit.models.act import InnerBase, InnerCarry
+from hrmkit.models.act import InnerBase
 from hrmkit.models.layers import Block, ReasoningModule
 
 
@@ -39,10 +39,9 @@ class TRMInner(InnerBase):
         )
         self._init_states()
 
-    def forward(self, carry: InnerCarry, batch: dict[str, torch.Tensor]):
-        dtype, cs = self.compute_dtype, self.cos_sin()
-        x = self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"], dtype)
-        y, z = carry.z_H, carry.z_L
+    def recur(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor, cs) -> tuple[torch.Tensor, torch.Tensor]:
+        """H_cycles cycles of (L_cycles updates z = net(z, y + x), then y = net(y, z)), the last with gradient."""
+        y, z = z_H, z_L
         with torch.no_grad():
             for _ in range(self.arch.H_cycles - 1):
                 for _ in range(self.arch.L_cycles):
@@ -51,5 +50,4 @@ class TRMInner(InnerBase):
         for _ in range(self.arch.L_cycles):
             z = self.L_level(z, y + x, cs)
         y = self.L_level(y, z, cs)
-        logits, q = self.output_heads(y)
-        return InnerCarry(y.detach(), z.detach()), logits, q
+        return y, z

@@ -29,7 +29,7 @@ from hrmkit.config import TrainConfig
 from hrmkit.device import pick_device
 from hrmkit.errors import RunCrashed
 from hrmkit.loading import checkpoint_path, init_from_checkpoint, saved_config
-from hrmkit.models import build_model, count_parameters, puzzle_embedding_params
+from hrmkit.models import build_model, compile_model, count_parameters, puzzle_embedding_params
 from hrmkit.train import checkpoint as ckpt
 from hrmkit.train.accumulate import PuzzleGradStash
 from hrmkit.train.autobatch import auto_batch_size, is_oom
@@ -98,7 +98,7 @@ def train(cfg: TrainConfig, resume_dir: str | None = None, on_step: Callable[[Tr
             state.objective = segment_loss  # its state is checkpointed with the rest
         stash = PuzzleGradStash(puzzle_embedding_params(model)) if cfg.grad_accum_steps > 1 else None
         params = [p for p in model.parameters() if p.requires_grad]
-        rules = StepRules(model=torch.compile(model) if cfg.compile else model, params=params,
+        rules = StepRules(model=compile_model(model) if cfg.compile else model, params=params,
                           schedule_steps=budget.schedule_steps, dist=dist, device=device, segment_loss=segment_loss,
                           stash=stash)
         with RunContext(cfg, dist, device, resume_dir) as run:
