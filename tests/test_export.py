@@ -3,6 +3,8 @@ the model card, and bad input refused with exit 2 and no folder left behind."""
 
 import hashlib
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -188,6 +190,13 @@ def test_runner_refuses_bad_input(ema_run, tmp_path):
         runner.run(np.zeros((2, 16), np.int32), np.array([0, 1]))
     with pytest.raises(HrmkitError, match="ACTRunner"):
         load_model(tmp_path / "onnx")  # an ONNX export holds no PyTorch weights
+    # an edge device may have onnxruntime and no PyTorch: the runner must not need it
+    code = ("import sys; sys.modules['torch'] = None; import numpy as np; "
+            "from hrmkit.deploy.onnx_runner import ACTRunner; "
+            f"out = ACTRunner({str(tmp_path / 'onnx')!r}).run(np.ones((2, 16), np.int32)); "
+            "print(out.preds.shape, out.halt_step.shape)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "(2, 16) (2,)", done.stderr
 
 
 def _refused(capsys, out, *args, match):
@@ -201,7 +210,7 @@ def test_bad_input_is_refused_and_leaves_no_folder(ema_run, tmp_path, capsys, mo
     _refused(capsys, out, tmp_path / "missing_run", match="no such run folder")
     (tmp_path / "empty").mkdir()
     _refused(capsys, out, tmp_path / "empty", match="no checkpoints")
-    _refused(capsys, out, ema_run, "--validate", "--data", tmp_path / "nodata", match="--data")
+    _refused(capsys, out, ema_run, "--validate", "--data", tmp_path / "nodata", match="dataset folder not found")
     assert not out.exists()
     full = tmp_path / "full"
     full.mkdir()

@@ -134,7 +134,8 @@ def run_facts(model: TrainedModel, data: str | Path | None, validate_split: str 
     split = None
     if validate_split is not None:
         if not data_path.is_dir():
-            raise HrmkitError(f"{data_path}: dataset folder not found (the run's data_path); give --data DIR")
+            hint = "" if data else " (the run's data_path; give --data DIR)"
+            raise HrmkitError(f"{data_path}: dataset folder not found{hint}")
         split = load_split(data_path, validate_split)
     try:
         test = split if split is not None and validate_split == "test" else load_split(data_path, "test")
@@ -210,7 +211,7 @@ def _validation(v: dict[str, Any]) -> list[str]:
             [v["backend"], _pct(ex["export"]), _pct(tok["export"])]]
     rows += [[f"{name} baseline", _pct(b.get("exact_accuracy")), _pct(b.get("token_accuracy"))]
              for name, b in v["baselines"].items()]
-    lat = v["seconds_per_puzzle"]
+    lat, th = v["seconds_per_puzzle"], v["threads"]
     return [f"The exported model was run on {v['examples']} `{v['split']}` examples of `{v['data']}` "
             f"({v['segments']} ACT segments each) next to the PyTorch model: "
             f"**{'PASS' if v['ok'] else 'FAIL'}**.", "",
@@ -221,8 +222,9 @@ def _validation(v: dict[str, Any]) -> list[str]:
             f"- answers that differ: {v['differing_answers']}; exact accuracy difference "
             f"{100 * (ex['difference'] or 0):+.2f} points", "",
             *_table(["predictor", "exact accuracy", "token accuracy"], rows), "",
-            f"Latency per puzzle (batch {v['batch_size']}, all segments, this machine): PyTorch "
-            f"{1e3 * lat['pytorch']:.3f} ms, {v['backend']} {1e3 * lat['export']:.3f} ms."]
+            f"Latency per puzzle (batch {v['batch_size']}, all segments, the exporting machine): PyTorch "
+            f"{1e3 * lat['pytorch']:.3f} ms, {v['backend']} {1e3 * lat['export']:.3f} ms (intra-op threads: "
+            f"PyTorch {th['pytorch']}, export {th['export']})."]
 
 
 def model_card(config: dict[str, Any], facts: Facts, files: dict[str, dict[str, Any]],

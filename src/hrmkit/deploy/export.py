@@ -202,16 +202,17 @@ def check_out_dir(out: Path) -> bool:
 def export_model(target: str | Path, out: str | Path, fmt: str = "safetensors", *, use_ema: bool = True,
                  validate: bool = False, data: str | Path | None = None, split: str = "test",
                  batch_size: int | None = None, max_examples: int | None = None, opset: int = DEFAULT_OPSET,
-                 exporter: str = "torchscript", command: str | None = None) -> ExportResult:
+                 exporter: str = "torchscript", threads: int | None = None, command: str | None = None) -> ExportResult:
     """Export the model at `target` (run folder, RUN/best/, checkpoint file or exported folder; see
     hrmkit.loading.load_model) to the folder `out` in format `fmt` ("safetensors" or "onnx").
 
     With `validate`, the exported files are run (onnxruntime for ONNX, a reload of the safetensors folder
     otherwise) on `split` of the dataset (`data`, default the run's data_path) next to the PyTorch model, and the
-    report (hrmkit.deploy.validate.validate_export) goes into the model card and the result. `command`: the
-    command line recorded in the card. Every argument is checked before anything is written; raises
-    HrmkitError for a bad format or exporter, an `out` that exists and is not empty, a missing onnx/onnxruntime,
-    a target with no model, or a dataset that cannot be read. The folder appears whole or not at all.
+    report (hrmkit.deploy.validate.validate_export; `threads`: the intra-op threads both run with) goes into the
+    model card and the result. `command`: the command line recorded in the card. Every argument is checked
+    before anything is written; raises HrmkitError for a bad format or exporter, an `out` that exists and is not
+    empty, a missing onnx/onnxruntime, a target with no model, or a dataset that cannot be read. The folder
+    appears whole or not at all.
     """
     from hrmkit.deploy.card import model_card, run_facts
     from hrmkit.deploy.onnx_runner import GRAPH_INPUTS, GRAPH_OUTPUTS
@@ -250,7 +251,7 @@ def export_model(target: str | Path, out: str | Path, fmt: str = "safetensors", 
             from hrmkit.deploy.validate import validate_export
 
             validation = validate_export(tmp, fmt, model, facts.split, batch_size=batch_size,
-                                         max_examples=max_examples)
+                                         max_examples=max_examples, threads=threads)
             validation["data"] = str(facts.data_path)
         files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256(tmp / name)}
                  for name in (*written, EXPORT_CONFIG)}

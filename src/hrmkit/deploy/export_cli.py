@@ -16,6 +16,7 @@ def _command(args: argparse.Namespace) -> str:
         parts.append("--validate")
     for flag, value in (("--data", args.data), ("--split", args.split if args.split != "test" else None),
                         ("--batch-size", args.batch_size), ("--max-examples", args.max_examples),
+                        ("--threads", args.threads),
                         ("--opset", args.opset if args.format == "onnx" and args.opset != DEFAULT_OPSET else None),
                         ("--exporter", args.exporter if args.exporter != "torchscript" else None)):
         if value is not None:
@@ -40,8 +41,9 @@ def _print_validation(v: dict) -> None:
     print(f"  exact accuracy           PyTorch {pct(ex['pytorch'])}, export {pct(ex['export'])} (difference "
           f"{'n/a' if diff is None else f'{100 * diff:+.2f} points'}); baselines: {base}")
     print(f"  answers that differ      {v['differing_answers']}")
+    th = v["threads"]
     print(f"  latency per puzzle       PyTorch {1e3 * lat['pytorch']:.3f} ms, export {1e3 * lat['export']:.3f} ms "
-          f"(batch {v['batch_size']}, every segment)")
+          f"(batch {v['batch_size']}, every segment; intra-op threads: PyTorch {th['pytorch']}, export {th['export']})")
     print(f"  -> {'PASS' if v['ok'] else 'FAIL'}")
 
 
@@ -51,7 +53,7 @@ def _export(args: argparse.Namespace) -> int:
     result = export_model(args.target, args.out, args.format, use_ema=not args.raw_weights, validate=args.validate,
                           data=args.data, split=args.split, batch_size=args.batch_size,
                           max_examples=args.max_examples, opset=args.opset, exporter=args.exporter,
-                          command=_command(args))
+                          threads=args.threads, command=_command(args))
     v = result.validation
     if args.json:
         print(json.dumps({"folder": str(result.folder), "format": result.format, "files": result.files,
@@ -97,6 +99,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None, metavar="N",
                    help="validation batch size (default: the run's eval_batch_size or global_batch_size)")
     p.add_argument("--max-examples", type=int, default=None, metavar="N", help="validate on the first N examples only")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="intra-op threads of PyTorch and "
+                   "onnxruntime during --validate, for a like-for-like latency (default: each one's own)")
     p.add_argument("--raw-weights", action="store_true",
                    help="export the raw weights even when the checkpoint holds an EMA copy")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")

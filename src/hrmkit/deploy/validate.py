@@ -40,12 +40,12 @@ def _torch_backend(head: torch.nn.Module) -> Backend:
     return run
 
 
-def _onnx_backend(folder: Path) -> tuple[Backend, str]:
+def _onnx_backend(folder: Path, threads: int | None) -> tuple[Backend, str]:
     import onnxruntime
 
     from hrmkit.deploy.onnx_runner import ACTRunner
 
-    runner = ACTRunner(folder)
+    runner = ACTRunner(folder, threads=threads)
 
     def run(batch):
         out = runner.run(batch["inputs"].numpy(), batch["puzzle_identifiers"].numpy())
@@ -56,15 +56,28 @@ def _onnx_backend(folder: Path) -> tuple[Backend, str]:
 
 
 def validate_export(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batch_size: int | None = None,
-                    max_examples: int | None = None) -> dict[str, Any]:
+                    max_examples: int | None = None, threads: int | None = None) -> dict[str, Any]:
     """Compare the export in `folder` (format `fmt`) with `model` (PyTorch, CPU, float32) on `split`; the first
-    `max_examples` examples when given; `batch_size` default: the run's eval_batch_size or global_batch_size.
+    `max_examples` examples when given; `batch_size` default: the run's eval_batch_size or global_batch_size;
+    `threads`: intra-op threads of onnxruntime and, for the duration, of PyTorch (default: each one's own).
 
     Returns a JSON-ready dict: backend, split, examples, segments, batch_size, max_abs_logit_diff,
     max_abs_q_diff, halting_rule, halting_identical, differing_answers, exact_accuracy and token_accuracy
     ({pytorch, export, difference}), baselines ({name: compute_metrics "overall"}), seconds_per_puzzle
-    ({pytorch, export}: wall time of all segments / examples), tolerance and ok (logits and Q within the
-    tolerance and halting identical)."""
+    ({pytorch, export}: wall time of all segments / examples, after one untimed warm-up batch), threads
+    (PyTorch's; onnxruntime's when set), tolerance and ok (logits and Q within the tolerance and halting
+    identical)."""
+    saved_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        return _compare(folder, fmt, model, split, batch_size, max_examples, threads)
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def _compare(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batch_size: int | None,
+             max_examples: int | None, threads: int | None) -> dict[str, Any]:
     from hrmkit.data.sampler import test_batches
     from hrmkit.deploy.card import baseline_scores
     from hrmkit.eval.metrics import compute_metrics
@@ -74,7 +87,7 @@ def validate_export(folder: Path, fmt: str, model: TrainedModel, split: SplitDat
     batch_size = int(batch_size or cfg.eval_batch_size or cfg.global_batch_size)
     reference = _torch_backend(model.head)
     if fmt == "onnx":
-        candidate, backend = _onnx_backend(folder)
+        candidate, backend = _onnx_backend(folder, threads)
         tolerance = ONNX_TOLERANCE
     else:
         candidate, backend = _torch_backend(load_exported(folder).head), f"safetensors reload (torch {torch.__version__})"
@@ -129,6 +142,7 @@ def validate_export(folder: Path, fmt: str, model: TrainedModel, split: SplitDat
         "exact_accuracy": compare("exact_accuracy"), "token_accuracy": compare("token_accuracy"),
         "baselines": baseline_scores(x, y, split),
         "seconds_per_puzzle": {k: v / max(seen, 1) for k, v in seconds.items()},
+        "threads": {"pytorch": torch.get_num_threads(), "export": threads or "default"},
         "tolerance": tolerance,
         "ok": logit_diff <= tolerance and q_diff <= tolerance and halting_same,
     }
