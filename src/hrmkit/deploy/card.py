@@ -216,7 +216,8 @@ def _validation(v: dict[str, Any]) -> list[str]:
             f"({v['segments']} ACT segments each) next to the PyTorch model: "
             f"**{'PASS' if v['ok'] else 'FAIL'}**.", "",
             f"- largest absolute logit difference: {v['max_abs_logit_diff']:.3g} (limit {v['tolerance']:g}); "
-            f"Q logits: {v['max_abs_q_diff']:.3g}",
+            f"Q logits: {v['max_abs_q_diff']:.3g}; PyTorch's own float32 rounding noise on this model (float32 vs "
+            f"float64, first batch): {v['float32_noise']:.3g}",
             f"- halting decisions ({v['halting_rule']}, every segment): "
             f"{'identical' if v['halting_identical'] else 'DIFFERENT'}",
             f"- answers that differ: {v['differing_answers']}; exact accuracy difference "

@@ -34,7 +34,8 @@ def _print_validation(v: dict) -> None:
     print(f"validation on {v['data']} [{v['split']}]: {v['examples']} examples, {v['segments']} ACT segments each, "
           f"{v['backend']} vs PyTorch (float32, CPU)")
     print(f"  max |logit difference|   {v['max_abs_logit_diff']:.3g} (limit {v['tolerance']:g}); "
-          f"max |Q logit difference| {v['max_abs_q_diff']:.3g}")
+          f"max |Q logit difference| {v['max_abs_q_diff']:.3g}; PyTorch's own float32 rounding noise "
+          f"{v['float32_noise']:.3g} (float32 vs float64, first batch)")
     print(f"  halting decisions        {'identical' if v['halting_identical'] else 'DIFFERENT'} at every segment "
           f"({v['halting_rule']})")
     diff = ex["difference"]

@@ -55,6 +55,19 @@ def _onnx_backend(folder: Path, threads: int | None) -> tuple[Backend, str]:
     return run, f"onnxruntime {onnxruntime.__version__} ({providers})"
 
 
+def float32_noise(model: TrainedModel, batch: dict[str, torch.Tensor], logits32: np.ndarray) -> float:
+    """Largest |float32 - float64| of the last segment's logits of PyTorch itself on `batch`: the scale at which
+    any two float32 implementations may differ on this model (recurrent models amplify rounding from segment
+    to segment; as `hrm verify-reference` measures it). `logits32`: the float32 run's logits on `batch`."""
+    from hrmkit.models import build_model
+
+    arch = model.head.model.inner.arch.model_copy(update={"forward_dtype": "float64"})
+    head64 = build_model(arch, **model.model_shape).eval()
+    head64.load_state_dict(model.head.state_dict())
+    logits64 = _torch_backend(head64)(batch)[0]
+    return float(np.abs(logits64 - logits32).max())
+
+
 def validate_export(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batch_size: int | None = None,
                     max_examples: int | None = None, threads: int | None = None) -> dict[str, Any]:
     """Compare the export in `folder` (format `fmt`) with `model` (PyTorch, CPU, float32) on `split`; the first
@@ -64,7 +77,8 @@ def validate_export(folder: Path, fmt: str, model: TrainedModel, split: SplitDat
     Returns a JSON-ready dict: backend, split, examples, segments, batch_size, max_abs_logit_diff,
     max_abs_q_diff, halting_rule, halting_identical, differing_answers, exact_accuracy and token_accuracy
     ({pytorch, export, difference}), baselines ({name: compute_metrics "overall"}), seconds_per_puzzle
-    ({pytorch, export}: wall time of all segments / examples, after one untimed warm-up batch), threads
+    ({pytorch, export}: wall time of all segments / examples, after one untimed warm-up batch), float32_noise
+    (`float32_noise` on the first batch: PyTorch's own rounding scale, to read a difference against), threads
     (PyTorch's; onnxruntime's when set), tolerance and ok (logits and Q within the tolerance and halting
     identical)."""
     saved_threads = torch.get_num_threads()
@@ -109,6 +123,8 @@ def _compare(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batc
             outs[name] = backend_fn(batch)
             seconds[name] += time.perf_counter() - start
         (ref_logits, ref_qh, ref_qc), (got_logits, got_qh, got_qc) = outs["pytorch"], outs["export"]
+        if i == 0:
+            noise = float32_noise(model, batch, ref_logits)
         segments = ref_qh.shape[1]
         logit_diff = max(logit_diff, float(np.abs(ref_logits[:n] - got_logits[:n]).max()))
         if got_qh.shape != ref_qh.shape:
@@ -136,7 +152,7 @@ def _compare(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batc
 
     return {
         "backend": backend, "split": split.path.name, "examples": seen, "segments": segments, "batch_size": batch_size,
-        "max_abs_logit_diff": logit_diff, "max_abs_q_diff": q_diff,
+        "max_abs_logit_diff": logit_diff, "max_abs_q_diff": q_diff, "float32_noise": noise,
         "halting_rule": "q_halt > q_continue" if uses_q_continue else "q_halt > 0", "halting_identical": halting_same,
         "differing_answers": int((np.concatenate(preds["pytorch"]) != np.concatenate(preds["export"])).any(-1).sum()),
         "exact_accuracy": compare("exact_accuracy"), "token_accuracy": compare("token_accuracy"),
