@@ -84,7 +84,8 @@ def test_onnx_validate_and_model_card(ema_run, tmp_path, capsys):
     v = r["validation"]
     assert v["ok"] and v["examples"] == 64 and v["segments"] == 3 and v["backend"].startswith("onnxruntime")
     assert v["max_abs_logit_diff"] < 1e-4 and v["halting_identical"] and v["differing_answers"] == 0
-    assert 0 < v["float32_noise"] < 1e-3  # PyTorch's own float32-vs-float64 difference, measured
+    noise = v["float32_noise"]  # PyTorch's own float32-vs-float64 difference, measured
+    assert 0 < noise["logits"] < 1e-3 and v["bound"]["logits"] == max(1e-4, 10 * noise["logits"])
     assert v["exact_accuracy"]["difference"] == 0 and v["baselines"]["copy-input"]["exact_accuracy"] == 0.0
     card = (out / "README.md").read_text()
     for name in ("model.onnx", "config.json"):
@@ -97,6 +98,24 @@ def test_onnx_validate_and_model_card(ema_run, tmp_path, capsys):
     # the recorded evaluation of the run is what the card reports for the model
     last = json.loads((ema_run / "status.json").read_text())["last_eval"]["metrics"]
     assert f"| model | {100 * last['exact_accuracy']:.1f}% | {100 * last['token_accuracy']:.1f}% |" in card
+
+
+def test_validation_fails_when_the_export_is_off(ema_run, sudoku4, tmp_path, capsys, monkeypatch):
+    from hrmkit.deploy.validate import validate_export
+
+    export_model(ema_run, tmp_path / "ema", "onnx")
+    v = validate_export(tmp_path / "ema", "onnx", load_model(ema_run, use_ema=False), load_split(sudoku4, "test"))
+    assert not v["ok"] and v["max_abs_logit_diff"] > v["bound"]["logits"]  # raw weights vs the exported EMA ones
+    run = ACTRunner.run
+
+    def shifted(self, *args, **kwargs):  # every logit off by 1e-3: far above this tiny model's rounding noise
+        out = run(self, *args, **kwargs)
+        out.logits = out.logits + 1e-3
+        return out
+
+    monkeypatch.setattr(ACTRunner, "run", shifted)
+    rc, res = _cli(capsys, ema_run, "--out", tmp_path / "off", "--format", "onnx", "--validate")
+    assert rc == 1 and "-> FAIL" in res.out and "**FAIL**" in (tmp_path / "off" / "README.md").read_text()
 
 
 def _random_model(arch: ArchConfig, seed: int) -> TrainedModel:

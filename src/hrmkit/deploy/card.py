@@ -189,7 +189,7 @@ def _results(facts: Facts) -> list[str]:
     if not ev:
         return ["No evaluation was recorded at this step (run `hrm eval` on the checkpoint for scores)."]
     m = ev["metrics"]
-    kind = {"full": "full evaluation", "fast": "fast evaluation (fixed subset)", "best": "best-checkpoint evaluation"}
+    kind = {"full": "Full evaluation", "fast": "Fast evaluation (fixed subset)", "best": "Best-checkpoint evaluation"}
     lines = [f"{kind.get(ev['kind'], ev['kind'])} at step {ev['step']} on {m.get('num_examples')} `test` examples "
              f"(from the run's {ev['source']}); exact accuracy = whole answer right, token accuracy over the cells "
              "to fill.", ""]
@@ -215,9 +215,10 @@ def _validation(v: dict[str, Any]) -> list[str]:
     return [f"The exported model was run on {v['examples']} `{v['split']}` examples of `{v['data']}` "
             f"({v['segments']} ACT segments each) next to the PyTorch model: "
             f"**{'PASS' if v['ok'] else 'FAIL'}**.", "",
-            f"- largest absolute logit difference: {v['max_abs_logit_diff']:.3g} (limit {v['tolerance']:g}); "
-            f"Q logits: {v['max_abs_q_diff']:.3g}; PyTorch's own float32 rounding noise on this model (float32 vs "
-            f"float64, first batch): {v['float32_noise']:.3g}",
+            f"- largest absolute logit difference: {v['max_abs_logit_diff']:.3g} (bound {v['bound']['logits']:.3g}); "
+            f"Q logits: {v['max_abs_q_diff']:.3g} (bound {v['bound']['q']:.3g})",
+            f"- PyTorch's own float32 rounding noise on this model (float32 vs float64, first batch): logits "
+            f"{v['float32_noise']['logits']:.3g}, Q {v['float32_noise']['q']:.3g}; the bound is {v['bound_rule']}",
             f"- halting decisions ({v['halting_rule']}, every segment): "
             f"{'identical' if v['halting_identical'] else 'DIFFERENT'}",
             f"- answers that differ: {v['differing_answers']}; exact accuracy difference "
@@ -256,7 +257,7 @@ def model_card(config: dict[str, Any], facts: Facts, files: dict[str, dict[str, 
         ["ACT", f"up to {config['halt_max_steps']} segments; halting rule {config['halting_rule']}; "
                 "evaluation runs every segment"],
         ["input", f"{shape['seq_len']} tokens, vocabulary {shape['vocab_size']}, "
-                  f"puzzle identifiers 0..{shape['num_puzzle_identifiers'] - 1:,}"],
+                  f"{shape['num_puzzle_identifiers']:,} puzzle identifier{'s' * (shape['num_puzzle_identifiers'] != 1)}"],
     ])
     layout = config.get("token_layout")
     if layout:

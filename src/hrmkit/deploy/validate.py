@@ -5,8 +5,14 @@ Both run every batch of a split through every ACT segment in evaluation mode: Py
 model reloaded from the exported folder (safetensors). Compared: the last segment's logits (largest absolute
 difference), the Q logits of every segment, the halting decision of every row at every segment
 (`onnx_runner.halting_decisions` on both sides) and the answers; both sets of answers are scored with
-`eval.metrics.compute_metrics`, next to the trivial baselines on the same rows. Acceptance: float32 ONNX logits
-within 1e-4 of PyTorch and identical halting; a safetensors round trip identical (difference 0).
+`eval.metrics.compute_metrics`, next to the trivial baselines on the same rows.
+
+Acceptance: a safetensors round trip is identical (difference 0). ONNX (float32) logits and Q logits are
+within max(1e-4, NOISE_FACTOR x PyTorch's own float32 rounding noise) of PyTorch, and every halting decision
+is identical. The noise (largest |float32 - float64| of PyTorch itself on the first batch) is the policy of
+`hrm verify-reference`: a recurrent model amplifies rounding from segment to segment, and a trained one has
+large logits (the CPU demo's reach 120, where one float32 step is 7.6e-6 and PyTorch float32 is 9e-4 from
+float64), so no float32 implementation can promise 1e-4 absolute there; a wrong graph differs by far more.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from hrmkit.deploy.onnx_runner import halting_decisions
 from hrmkit.errors import HrmkitError
 from hrmkit.loading import TrainedModel
 
-ONNX_TOLERANCE = 1e-4  # float32: the kernels of onnxruntime and PyTorch round differently, never by this much
+ONNX_TOLERANCE = 1e-4  # absolute, float32; widened to NOISE_FACTOR x the measured rounding noise (docstring)
 
 # A backend maps a collated batch to numpy (logits [B,S,V] of the last segment, q_halt [B,K], q_continue [B,K]).
 Backend = Callable[[dict[str, torch.Tensor]], tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -55,17 +61,19 @@ def _onnx_backend(folder: Path, threads: int | None) -> tuple[Backend, str]:
     return run, f"onnxruntime {onnxruntime.__version__} ({providers})"
 
 
-def float32_noise(model: TrainedModel, batch: dict[str, torch.Tensor], logits32: np.ndarray) -> float:
-    """Largest |float32 - float64| of the last segment's logits of PyTorch itself on `batch`: the scale at which
-    any two float32 implementations may differ on this model (recurrent models amplify rounding from segment
-    to segment; as `hrm verify-reference` measures it). `logits32`: the float32 run's logits on `batch`."""
+def float32_noise(model: TrainedModel, batch: dict[str, torch.Tensor],
+                  float32: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, float]:
+    """PyTorch's own float32 rounding noise on `batch`: the largest |float32 - float64| of the last segment's
+    logits and of the Q logits of every segment (`float32`: the float32 run's backend output on `batch`).
+    Returns {"logits": float, "q": float}."""
     from hrmkit.models import build_model
 
     arch = model.head.model.inner.arch.model_copy(update={"forward_dtype": "float64"})
     head64 = build_model(arch, **model.model_shape).eval()
     head64.load_state_dict(model.head.state_dict())
-    logits64 = _torch_backend(head64)(batch)[0]
-    return float(np.abs(logits64 - logits32).max())
+    exact = _torch_backend(head64)(batch)
+    return {"logits": float(np.abs(exact[0] - float32[0]).max()),
+            "q": max(float(np.abs(exact[1] - float32[1]).max()), float(np.abs(exact[2] - float32[2]).max()))}
 
 
 def validate_export(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batch_size: int | None = None,
@@ -78,9 +86,9 @@ def validate_export(folder: Path, fmt: str, model: TrainedModel, split: SplitDat
     max_abs_q_diff, halting_rule, halting_identical, differing_answers, exact_accuracy and token_accuracy
     ({pytorch, export, difference}), baselines ({name: compute_metrics "overall"}), seconds_per_puzzle
     ({pytorch, export}: wall time of all segments / examples, after one untimed warm-up batch), float32_noise
-    (`float32_noise` on the first batch: PyTorch's own rounding scale, to read a difference against), threads
-    (PyTorch's; onnxruntime's when set), tolerance and ok (logits and Q within the tolerance and halting
-    identical)."""
+    ({logits, q}: `float32_noise` on the first batch), bound ({logits, q}: the largest difference accepted, see
+    the module docstring) and bound_rule (that rule in words), threads (PyTorch's; onnxruntime's when set), tolerance (the base bound: 1e-4 for
+    ONNX, 0 for safetensors) and ok (logits and Q within their bounds and halting identical)."""
     saved_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
@@ -124,7 +132,7 @@ def _compare(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batc
             seconds[name] += time.perf_counter() - start
         (ref_logits, ref_qh, ref_qc), (got_logits, got_qh, got_qc) = outs["pytorch"], outs["export"]
         if i == 0:
-            noise = float32_noise(model, batch, ref_logits)
+            noise = float32_noise(model, batch, outs["pytorch"])
         segments = ref_qh.shape[1]
         logit_diff = max(logit_diff, float(np.abs(ref_logits[:n] - got_logits[:n]).max()))
         if got_qh.shape != ref_qh.shape:
@@ -146,19 +154,27 @@ def _compare(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batc
     task = split.metadata.task or "generic"
     scores = {name: compute_metrics(x, y, np.concatenate(p), task=task)["overall"] for name, p in preds.items()}
 
+    from hrmkit.models.reference import NOISE_FACTOR
+
+    bound = {k: max(tolerance, NOISE_FACTOR * v) if tolerance else 0.0 for k, v in noise.items()}
+    rule = (f"max({tolerance:g}, {NOISE_FACTOR:g} x that noise), the policy of hrm verify-reference" if tolerance
+            else "0: a reload must be identical")
+
     def compare(key: str) -> dict[str, Any]:
         a, b = scores["pytorch"][key], scores["export"][key]
         return {"pytorch": a, "export": b, "difference": None if a is None or b is None else b - a}
 
     return {
         "backend": backend, "split": split.path.name, "examples": seen, "segments": segments, "batch_size": batch_size,
-        "max_abs_logit_diff": logit_diff, "max_abs_q_diff": q_diff, "float32_noise": noise,
+        "max_abs_logit_diff": logit_diff, "max_abs_q_diff": q_diff, "float32_noise": noise, "bound": bound,
+        "bound_rule": rule,
         "halting_rule": "q_halt > q_continue" if uses_q_continue else "q_halt > 0", "halting_identical": halting_same,
         "differing_answers": int((np.concatenate(preds["pytorch"]) != np.concatenate(preds["export"])).any(-1).sum()),
         "exact_accuracy": compare("exact_accuracy"), "token_accuracy": compare("token_accuracy"),
         "baselines": baseline_scores(x, y, split),
         "seconds_per_puzzle": {k: v / max(seen, 1) for k, v in seconds.items()},
-        "threads": {"pytorch": torch.get_num_threads(), "export": threads or "default"},
+        "threads": {"pytorch": torch.get_num_threads(),
+                    "export": threads or ("default" if fmt == "onnx" else torch.get_num_threads())},
         "tolerance": tolerance,
-        "ok": logit_diff <= tolerance and q_diff <= tolerance and halting_same,
+        "ok": logit_diff <= bound["logits"] and q_diff <= bound["q"] and halting_same,
     }
