@@ -215,7 +215,8 @@ def _validation(v: dict[str, Any]) -> list[str]:
     return [f"The exported model was run on {v['examples']} `{v['split']}` examples of `{v['data']}` "
             f"({v['segments']} ACT segments each) next to the PyTorch model: "
             f"**{'PASS' if v['ok'] else 'FAIL'}**.", "",
-            f"- largest absolute logit difference: {v['max_abs_logit_diff']:.3g} (bound {v['bound']['logits']:.3g}); "
+            f"- largest absolute logit difference: {v['max_abs_logit_diff']:.3g} (bound {v['bound']['logits']:.3g}; "
+            f"logits up to {v['max_abs_logit']:.3g}); "
             f"Q logits: {v['max_abs_q_diff']:.3g} (bound {v['bound']['q']:.3g})",
             f"- PyTorch's own float32 rounding noise on this model (float32 vs float64, first batch): logits "
             f"{v['float32_noise']['logits']:.3g}, Q {v['float32_noise']['q']:.3g}; the bound is {v['bound_rule']}",

@@ -34,8 +34,8 @@ def _print_validation(v: dict) -> None:
     print(f"validation on {v['data']} [{v['split']}]: {v['examples']} examples, {v['segments']} ACT segments each, "
           f"{v['backend']} vs PyTorch (float32, CPU)")
     noise, bound = v["float32_noise"], v["bound"]
-    print(f"  max |logit difference|   {v['max_abs_logit_diff']:.3g} (bound {bound['logits']:.3g}); Q logits "
-          f"{v['max_abs_q_diff']:.3g} (bound {bound['q']:.3g})")
+    print(f"  max |logit difference|   {v['max_abs_logit_diff']:.3g} (bound {bound['logits']:.3g}; logits up to "
+          f"{v['max_abs_logit']:.3g}); Q logits {v['max_abs_q_diff']:.3g} (bound {bound['q']:.3g})")
     print(f"  PyTorch float32 noise    logits {noise['logits']:.3g}, Q {noise['q']:.3g} (PyTorch float32 vs float64, "
           f"first batch); bound = {v['bound_rule']}")
     print(f"  halting decisions        {'identical' if v['halting_identical'] else 'DIFFERENT'} at every segment "

@@ -11,7 +11,7 @@ Acceptance: a safetensors round trip is identical (difference 0). ONNX (float32)
 within max(1e-4, NOISE_FACTOR x PyTorch's own float32 rounding noise) of PyTorch, and every halting decision
 is identical. The noise (largest |float32 - float64| of PyTorch itself on the first batch) is the policy of
 `hrm verify-reference`: a recurrent model amplifies rounding from segment to segment, and a trained one has
-large logits (the CPU demo's reach 120, where one float32 step is 7.6e-6 and PyTorch float32 is 9e-4 from
+large logits (the CPU demo's reach 121, where one float32 step is 7.6e-6 and PyTorch float32 is 9e-4 from
 float64), so no float32 implementation can promise 1e-4 absolute there; a wrong graph differs by far more.
 """
 
@@ -83,7 +83,7 @@ def validate_export(folder: Path, fmt: str, model: TrainedModel, split: SplitDat
     `threads`: intra-op threads of onnxruntime and, for the duration, of PyTorch (default: each one's own).
 
     Returns a JSON-ready dict: backend, split, examples, segments, batch_size, max_abs_logit_diff,
-    max_abs_q_diff, halting_rule, halting_identical, differing_answers, exact_accuracy and token_accuracy
+    max_abs_logit (PyTorch's largest |logit|, the scale of the difference), max_abs_q_diff, halting_rule, halting_identical, differing_answers, exact_accuracy and token_accuracy
     ({pytorch, export, difference}), baselines ({name: compute_metrics "overall"}), seconds_per_puzzle
     ({pytorch, export}: wall time of all segments / examples, after one untimed warm-up batch), float32_noise
     ({logits, q}: `float32_noise` on the first batch), bound ({logits, q}: the largest difference accepted, see
@@ -104,6 +104,7 @@ def _compare(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batc
     from hrmkit.deploy.card import baseline_scores
     from hrmkit.eval.metrics import compute_metrics
     from hrmkit.loading import load_exported
+    from hrmkit.models.reference import NOISE_FACTOR
 
     cfg = model.config
     batch_size = int(batch_size or cfg.eval_batch_size or cfg.global_batch_size)
@@ -115,7 +116,7 @@ def _compare(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batc
         candidate, backend = _torch_backend(load_exported(folder).head), f"safetensors reload (torch {torch.__version__})"
         tolerance = 0.0
     uses_q_continue = bool(model.head.model.q_continue)
-    logit_diff = q_diff = 0.0
+    logit_diff = q_diff = logit_scale = 0.0
     halting_same, segments, seen = True, 0, 0
     seconds = {"pytorch": 0.0, "export": 0.0}
     inputs, labels, preds = [], [], {"pytorch": [], "export": []}
@@ -135,6 +136,7 @@ def _compare(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batc
             noise = float32_noise(model, batch, outs["pytorch"])
         segments = ref_qh.shape[1]
         logit_diff = max(logit_diff, float(np.abs(ref_logits[:n] - got_logits[:n]).max()))
+        logit_scale = max(logit_scale, float(np.abs(ref_logits[:n]).max()))
         if got_qh.shape != ref_qh.shape:
             halting_same = False
             q_diff = float("inf")
@@ -153,9 +155,6 @@ def _compare(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batc
     x, y = np.concatenate(inputs), np.concatenate(labels)
     task = split.metadata.task or "generic"
     scores = {name: compute_metrics(x, y, np.concatenate(p), task=task)["overall"] for name, p in preds.items()}
-
-    from hrmkit.models.reference import NOISE_FACTOR
-
     bound = {k: max(tolerance, NOISE_FACTOR * v) if tolerance else 0.0 for k, v in noise.items()}
     rule = (f"max({tolerance:g}, {NOISE_FACTOR:g} x that noise), the policy of hrm verify-reference" if tolerance
             else "0: a reload must be identical")
@@ -166,7 +165,7 @@ def _compare(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batc
 
     return {
         "backend": backend, "split": split.path.name, "examples": seen, "segments": segments, "batch_size": batch_size,
-        "max_abs_logit_diff": logit_diff, "max_abs_q_diff": q_diff, "float32_noise": noise, "bound": bound,
+        "max_abs_logit_diff": logit_diff, "max_abs_logit": logit_scale, "max_abs_q_diff": q_diff, "float32_noise": noise, "bound": bound,
         "bound_rule": rule,
         "halting_rule": "q_halt > q_continue" if uses_q_continue else "q_halt > 0", "halting_identical": halting_same,
         "differing_answers": int((np.concatenate(preds["pytorch"]) != np.concatenate(preds["export"])).any(-1).sum()),
