@@ -1,4 +1,5 @@
-"""Finding and loading trained models: checkpoint files, run folders, `RUN/best/` and reference checkpoints.
+"""Finding and loading trained models: checkpoint files, run folders, `RUN/best/`, reference checkpoints and
+exported folders.
 
 This sits below `train`, `eval` and `deploy` so that none of them imports another to read a model. Checkpoint
 files are `RUN/checkpoints/step_{global_step:08d}.pt`, written by `train.checkpoint.save_checkpoint`: a dict of
@@ -8,6 +9,11 @@ training state) read with `torch.load(weights_only=True)`, so loading never runs
 Reference checkpoints (sapientinc/HRM, TinyRecursiveModels) are state-dict files `step_N` (keys with or
 without torch.compile's `_orig_mod.`) in a folder with the run's `all_config.yaml` (HRM or TRM layout,
 `data_path` or `data_paths`), which gives the architecture (`models.reference.read_reference_checkpoint`).
+
+An exported folder (`hrm export`, hrmkit.deploy.export) holds `config.json` (format "hrmkit-export", the
+training config, the model shape) and `model.safetensors` (the inference weights, puzzle table included); it is
+read with safetensors and JSON only. An ONNX export holds `model.onnx` instead and runs with
+hrmkit.deploy.onnx_runner, not PyTorch.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ if TYPE_CHECKING:  # torch loads lazily so that `hrm --help` and `hrm data` star
 
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
 _REFERENCE_NAME = re.compile(r"^step_(\d+)$")  # pretrain.py save_train_state; step_N_all_preds.R are not models
+
+EXPORT_CONFIG, EXPORT_WEIGHTS, EXPORT_ONNX = "config.json", "model.safetensors", "model.onnx"
+EXPORT_FORMAT, EXPORT_FORMAT_VERSION = "hrmkit-export", 1
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
@@ -87,9 +96,11 @@ def run_dir_of(checkpoint: Path) -> Path | None:
 @dataclass
 class TrainedModel:
     """A model rebuilt from a checkpoint: `head` (the ACTLossHead, on `device`, in eval mode), the run's
-    `config`, the global `step` it was saved at, the file it came from (`path`), `model_shape` (seq_len,
-    vocab_size, num_puzzle_identifiers of the dataset it was built for) and `reference` (True for a reference
-    checkpoint, whose `config` is translated from its all_config.yaml)."""
+    `config`, the global `step` it was saved at, the file it came from (`path`; the folder for an export),
+    `model_shape` (seq_len, vocab_size, num_puzzle_identifiers of the dataset it was built for), `reference`
+    (True for a reference checkpoint, whose `config` is translated from its all_config.yaml) and which
+    `weights` it holds: "ema" (the EMA copy) or "raw" (a reference checkpoint's saved weights are already its
+    EMA copy when the run used EMA)."""
 
     head: torch.nn.Module
     config: TrainConfig
@@ -97,6 +108,20 @@ class TrainedModel:
     path: Path
     model_shape: dict[str, int] | None = None
     reference: bool = False
+    weights: str = "raw"
+
+
+def _rebuild(cfg: TrainConfig, model_shape: dict[str, int], weights: dict[str, torch.Tensor], source: Path):
+    """An ACTLossHead of `cfg.arch` and `model_shape` holding `weights` (every key, nothing more).
+    Raises HrmkitError naming `source` when the weights do not fit."""
+    from hrmkit.models import build_model
+
+    head = build_model(cfg.arch, **model_shape)
+    try:
+        head.load_state_dict(weights)
+    except RuntimeError as e:
+        raise HrmkitError(f"{source}: weights do not fit the {cfg.arch.name} model of its config ({e})") from e
+    return head
 
 
 def is_reference_checkpoint(path: Path) -> bool:
@@ -182,7 +207,8 @@ def load_trained(path: Path, device: torch.device | str = "cpu", use_ema: bool =
     except (RuntimeError, KeyError, TypeError) as e:
         raise HrmkitError(f"{path}: the weights do not fit the model its config describes ({type(e).__name__}: "
                           f"{str(e).splitlines()[0]})") from None
-    return TrainedModel(head.to(device).eval(), cfg, int(state.get("step", 0)), Path(path), dict(shape))
+    return TrainedModel(head.to(device).eval(), cfg, int(state.get("step", 0)), Path(path), dict(shape),
+                        weights="ema" if use_ema and state.get("ema") is not None else "raw")
 
 
 def saved_config(state: dict[str, Any], path: Path) -> TrainConfig:
@@ -211,9 +237,12 @@ def check_dataset(model: TrainedModel, metadata: Any, data: str | Path) -> None:
 def load_model(target: str | Path, device: torch.device | str = "cpu", use_ema: bool = True,
                data: str | Path | None = None) -> TrainedModel:
     """Any trained model hrmkit reads, by what `target` is: a run folder (its newest checkpoint), `RUN/best/`,
-    a checkpoint file, or a reference checkpoint (a `step_N` file, or its folder, with all_config.yaml).
-    `data`: the dataset it will run on (used for a reference checkpoint's seq_len). Raises HrmkitError naming
-    the target when it is none of these or is unreadable."""
+    a checkpoint file, a reference checkpoint (a `step_N` file, or its folder, with all_config.yaml) or an
+    exported folder (`use_ema` does not apply: it holds the weights chosen at export). `data`: the dataset it
+    will run on (used for a reference checkpoint's seq_len). Raises HrmkitError naming the target when it is
+    none of these or is unreadable."""
+    if is_export_folder(target):
+        return load_exported(Path(target), device)
     return load_trained(resolve_checkpoints(target)[-1], device, use_ema, data)
 
 
@@ -270,3 +299,57 @@ def checkpoint_arch(target: str | Path) -> dict:
     if not isinstance(state, dict) or "config" not in state:
         raise HrmkitError(f"{path}: not an hrmkit checkpoint (no config entry)")
     return json.loads(state["config"])["arch"]
+
+
+def read_export_config(folder: Path) -> dict[str, Any]:
+    """The `config.json` of an exported folder, checked to be an hrmkit export of a known format version.
+    Raises HrmkitError naming the file and field otherwise."""
+    from hrmkit.data.format import read_json
+
+    path = Path(folder) / EXPORT_CONFIG
+    config = read_json(path)
+    if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
+        found = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise HrmkitError(f"{path}: not an hrmkit export (field 'format' is {found!r}, expected {EXPORT_FORMAT!r})")
+    if config.get("format_version") != EXPORT_FORMAT_VERSION:
+        raise HrmkitError(f"{path}: field 'format_version' is {config.get('format_version')!r}; this hrmkit reads "
+                          f"version {EXPORT_FORMAT_VERSION}")
+    for key in ("train_config", "model_shape", "step"):
+        if key not in config:
+            raise HrmkitError(f"{path}: missing field {key!r}")
+    return config
+
+
+def load_exported(folder: Path, device: torch.device | str = "cpu") -> TrainedModel:
+    """Rebuild the model of an exported folder from `config.json` and `model.safetensors` (no pickle involved).
+    The weights are the ones exported (EMA when the run had EMA); `TrainedModel.path` is the folder.
+
+    Raises HrmkitError when the folder is not an hrmkit export, is an ONNX export, or its files are unreadable."""
+    from pydantic import ValidationError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config = read_export_config(folder)
+    weights = folder / EXPORT_WEIGHTS
+    if not weights.is_file():
+        if (folder / EXPORT_ONNX).is_file():
+            raise HrmkitError(f"{folder}: an ONNX export holds no PyTorch weights; run it with "
+                              "hrmkit.deploy.onnx_runner.ACTRunner, or export again with --format safetensors")
+        raise HrmkitError(f"{weights}: missing")
+    try:
+        cfg = TrainConfig.model_validate(config["train_config"])
+    except ValidationError as e:
+        raise HrmkitError(f"{folder / EXPORT_CONFIG}: field 'train_config' is not a valid training config ({e})") from e
+    try:
+        state = load_file(weights)
+    except Exception as e:  # truncated or foreign file
+        raise HrmkitError(f"{weights}: not a readable safetensors file ({type(e).__name__}: {e})") from e
+    shape = {k: int(v) for k, v in config["model_shape"].items()}
+    head = _rebuild(cfg, shape, state, weights)
+    return TrainedModel(head.to(device).eval(), cfg, int(config["step"]), folder, shape,
+                        weights=str(config.get("weights", "raw")))
+
+
+def is_export_folder(target: str | Path) -> bool:
+    """Whether `target` is a folder with an export `config.json` (what `hrm export` writes)."""
+    return Path(target).is_dir() and (Path(target) / EXPORT_CONFIG).is_file()
