@@ -1,7 +1,7 @@
 """A self-contained HTML evaluation report: summary with baselines, input-sensitivity verdict, learning
 curves, ARC task table, rendered examples and a checkpoint comparison.
 
-Everything is inline (CSS and SVG drawn here, no script, no external file or network access), so the one
+Everything is inline (CSS, and SVG drawn here and by `hrmkit.data.render`; no script, no external file or network access), so the one
 `report.html` can be copied anywhere. Token accuracy only ever appears in tables that also show the exact
 accuracy and the trivial baselines (DESIGN.md §7).
 
@@ -19,7 +19,7 @@ Public API
   arc_table=None, comparison=None, *, title="hrmkit evaluation report", max_examples=8, notes=()) -> Path`
 - `render_report(...same...) -> str` (the HTML, without writing)
 - `load_metrics_jsonl(path) -> list[dict]`
-- `tokens_to_grid(kind, tokens, *, decode_fn=None) -> np.ndarray | None`
+- `tokens_to_grid(kind, tokens, *, decode_fn=None) -> np.ndarray | None` (from `hrmkit.data.render`)
 - `make_example(kind, input_tokens, label_tokens, pred_tokens, correct, *, name="", decode_fn=None) -> dict`
 """
 
@@ -33,16 +33,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from hrmkit.data.render import DIFF_COLOUR, KINDS, diff_mask, grid_svg, tokens_to_grid
 from hrmkit.eval.baselines import _flat, _pct, baseline_verdict, summary_rows
 from hrmkit.fsutil import atomic_write_bytes
 
-KINDS = ("sudoku", "maze", "arc")
-ARC_COLOURS = ["#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00", "#AAAAAA", "#F012BE", "#FF851B",
-               "#7FDBFF", "#870C25"]
-MAZE_CHARS = "# SGo"  # tokens 1..5
-MAZE_COLOURS = {"#": "#333333", " ": "#ffffff", "S": "#2ECC40", "G": "#FF4136", "o": "#0074D9"}
 SERIES_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
-DIFF_COLOUR = "#e0115f"
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1200px}
@@ -89,31 +84,6 @@ def _flatten(obj: Mapping, prefix: str = "") -> dict:
     return out
 
 
-def tokens_to_grid(kind: str, tokens: Any, *, decode_fn: Callable | None = None) -> np.ndarray | None:
-    """Display grid from one hrmkit token row (DESIGN.md §1 layouts).
-
-    sudoku: int [81] tokens (0 PAD, 1 blank, 2..10 digits) -> int [9, 9] digits, 0 = blank or PAD.
-    maze: int [h*w] tokens 1..5 (square) -> str [h, w] of "# SGo" ("?" for other tokens).
-    arc: int [900] canvas -> `decode_fn(tokens)` (default `hrmkit.data.arc.decode_grid`), None if invalid.
-    Raises ValueError for an unknown kind or a non-square row.
-    """
-    t = np.asarray(tokens.detach().cpu() if hasattr(tokens, "detach") else tokens).astype(np.int64).reshape(-1)
-    if kind == "arc":
-        if decode_fn is None:
-            from hrmkit.data.arc import decode_grid as decode_fn
-        grid = decode_fn(t)
-        return None if grid is None else np.asarray(grid)
-    side = math.isqrt(t.size)
-    if side * side != t.size:
-        raise ValueError(f"{kind} token row of length {t.size} is not square")
-    if kind == "sudoku":
-        return np.clip(t - 1, 0, 9).reshape(side, side)
-    if kind == "maze":
-        chars = np.array(list("?" + MAZE_CHARS + "?"))
-        return chars[np.clip(t, 0, 6)].reshape(side, side)
-    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-
-
 def make_example(kind: str, input_tokens: Any, label_tokens: Any, pred_tokens: Sequence[Any], correct: bool, *,
                  name: str = "", decode_fn: Callable | None = None) -> dict:
     """An example dict for `write_report` from token rows (labels may use -100 for ignored cells; those
@@ -130,82 +100,6 @@ def make_example(kind: str, input_tokens: Any, label_tokens: Any, pred_tokens: S
 
 def _esc(x: Any) -> str:
     return html.escape(str(x), quote=True)
-
-
-def _maze_chars(grid: np.ndarray) -> np.ndarray:
-    if grid.dtype.kind in "iu":
-        return np.array(list("?" + MAZE_CHARS + "?"))[np.clip(grid, 0, 6)]
-    return grid.astype(str)
-
-
-def _cell_fill(kind: str, v: Any, bad: bool) -> str:
-    if kind == "arc":
-        return ARC_COLOURS[int(v)] if 0 <= int(v) <= 9 else "#ffffff"
-    if kind == "maze":
-        return MAZE_COLOURS.get(str(v), "#ffff99")
-    return "#ffd6d6" if bad else "#ffffff"
-
-
-def _grid_svg(grid: Any, kind: str, expected: Any = None) -> str:
-    """Inline SVG of one grid; cells that differ from `expected` (same shape) are marked.
-
-    Cell fills are drawn as horizontal runs of equal colour and the cell borders as one path, which keeps a
-    30x30 grid to a few kilobytes.
-    """
-    if grid is None:
-        return '<svg width="80" height="40" role="img"><rect width="80" height="40" fill="#fee"/>' \
-               '<text x="40" y="25" text-anchor="middle" font-size="12">invalid</text></svg>'
-    g = np.asarray(grid)
-    if g.ndim != 2 or g.size == 0:
-        return f"<span>unrenderable grid of shape {_esc(g.shape)}</span>"
-    if kind == "maze":
-        g = _maze_chars(g)
-    h, w = g.shape
-    diff = np.zeros(g.shape, dtype=bool)
-    if expected is not None:
-        e = np.asarray(expected)
-        if kind == "maze":
-            e = _maze_chars(e)
-        if e.shape == g.shape:
-            diff = g != e
-    cell = {"sudoku": 22, "arc": max(6, min(24, 240 // max(h, w))), "maze": max(6, min(16, 300 // max(h, w)))}[kind]
-    W, H = w * cell + 2, h * cell + 2
-    parts = [f'<svg width="{W}" height="{H}" role="img">', f'<rect width="{W}" height="{H}" fill="#888"/>']
-    for r in range(h):
-        fills = [_cell_fill(kind, g[r, c], bool(diff[r, c])) for c in range(w)]
-        c = 0
-        while c < w:
-            run = c
-            while run + 1 < w and fills[run + 1] == fills[c]:
-                run += 1
-            parts.append(f'<rect x="{1 + c * cell}" y="{1 + r * cell}" width="{(run - c + 1) * cell}" '
-                         f'height="{cell}" fill="{fills[c]}"/>')
-            c = run + 1
-    grid_lines = "".join(f"M{1 + c * cell} 1V{H - 1}" for c in range(1, w)) + \
-        "".join(f"M1 {1 + r * cell}H{W - 1}" for r in range(1, h))
-    if grid_lines and cell >= 8:
-        parts.append(f'<path d="{grid_lines}" stroke="#bbb" stroke-width="0.5"/>')
-    for r in range(h):
-        for c in range(w):
-            x, y, v = 1 + c * cell, 1 + r * cell, g[r, c]
-            if kind == "sudoku" and int(v) != 0:
-                colour = DIFF_COLOUR if diff[r, c] else "#000"
-                parts.append(f'<text x="{x + cell / 2}" y="{y + cell * 0.75}" text-anchor="middle" '
-                             f'font-size="{int(cell * 0.7)}" fill="{colour}">{int(v)}</text>')
-            elif kind == "maze" and cell >= 12 and str(v) not in "# ":
-                parts.append(f'<text x="{x + cell / 2}" y="{y + cell * 0.8}" text-anchor="middle" '
-                             f'font-size="{int(cell * 0.8)}" fill="#fff">{_esc(v)}</text>')
-            if diff[r, c] and kind != "sudoku":  # a cross readable on every colour: white under black
-                m = max(1.5, cell * 0.2)
-                cross = f"M{x + m} {y + m}L{x + cell - m} {y + cell - m}M{x + cell - m} {y + m}L{x + m} {y + cell - m}"
-                parts.append(f'<path class="diff" d="{cross}" stroke="#fff" stroke-width="{max(2.5, cell / 6):.1f}"/>'
-                             f'<path d="{cross}" stroke="#000" stroke-width="{max(1.0, cell / 14):.1f}"/>')
-    if kind == "sudoku" and h % 3 == 0 and w % 3 == 0:
-        box = "".join(f"M{1 + i * cell} 1V{H - 1}" for i in range(0, w + 1, w // 3)) + \
-            "".join(f"M1 {1 + i * cell}H{W - 1}" for i in range(0, h + 1, h // 3))
-        parts.append(f'<path d="{box}" stroke="#000" stroke-width="2"/>')
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 def _nice(v: float) -> str:
@@ -394,8 +288,8 @@ def _example_html(ex: Mapping) -> str:
         raise ValueError(f"example kind must be one of {KINDS}, got {kind!r}")
     expected = ex.get("expected")
     correct = bool(ex.get("correct"))
-    figs = [f"<figure>{_grid_svg(ex.get('input'), kind)}<figcaption>input</figcaption></figure>",
-            f"<figure>{_grid_svg(expected, kind)}<figcaption>expected</figcaption></figure>"]
+    figs = [f"<figure>{grid_svg(ex.get('input'), kind)}<figcaption>input</figcaption></figure>",
+            f"<figure>{grid_svg(expected, kind)}<figcaption>expected</figcaption></figure>"]
     votes, qs = ex.get("votes") or [], ex.get("q") or []
     for i, pred in enumerate(list(ex.get("predictions") or [])[:2]):
         cap = f"prediction {i + 1}"
@@ -403,14 +297,15 @@ def _example_html(ex: Mapping) -> str:
             cap += f", {votes[i]} votes"
         if i < len(qs) and qs[i] is not None:
             cap += f", q {qs[i]:.3f}"
+        diff = diff_mask(pred, expected, kind)
         if pred is not None and expected is not None:
             p, e = np.asarray(pred), np.asarray(expected)
-            if p.shape != e.shape:
+            if diff is None:
                 cap += f" (shape {p.shape[0]}x{p.shape[1]}, expected {e.shape[0]}x{e.shape[1]})"
             else:
-                n_diff = int((_maze_chars(p) != _maze_chars(e)).sum()) if kind == "maze" else int((p != e).sum())
+                n_diff = int(diff.sum())
                 cap += f" ({n_diff} cell{'s' * (n_diff != 1)} differ{'s' * (n_diff == 1)})" if n_diff else " (right)"
-        figs.append(f"<figure>{_grid_svg(pred, kind, expected)}<figcaption>{_esc(cap)}</figcaption></figure>")
+        figs.append(f"<figure>{grid_svg(pred, kind, marked=diff)}<figcaption>{_esc(cap)}</figcaption></figure>")
     title = f"{'✓ solved' if correct else '✗ failed'} — {kind} {ex.get('name', '')}"
     return (f'<div class="example {"correct" if correct else "wrong"}"><b>{_esc(title)}</b><br>'
             f"{''.join(figs)}</div>")
