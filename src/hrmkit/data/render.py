@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from hrmkit.data.sudoku import BOXES
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -67,6 +69,24 @@ def tokens_to_grid(kind: str, tokens: Any, *, decode_fn: Callable | None = None)
     if kind == "maze":
         return _MAZE_TABLE[np.clip(t, 0, 6)].reshape(side, side)
     raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def task_kind(task: str | None, seq_len: int, vocab_size: int) -> str | None:
+    """The kind of grid a dataset or model holds: its `task` when it is one of `KINDS`, else what the token
+    layout says (DESIGN.md §1: Sudoku n x n with vocab n + 2, n in 4, 6, 9; square mazes with vocab 6; ARC
+    30x30 canvases with vocab 12); None when it is none of them."""
+    if task in KINDS:
+        return task
+    side = math.isqrt(seq_len)
+    if side * side != seq_len:
+        return None
+    if side in (4, 6, 9) and vocab_size == side + 2:
+        return "sudoku"
+    if vocab_size == 6:
+        return "maze"
+    if vocab_size == 12 and side == 30:
+        return "arc"
+    return None
 
 
 def crop_colours(tokens: Any) -> np.ndarray | None:
@@ -122,7 +142,7 @@ def grid_text(grid: Any, kind: str, *, marked: Any = None, box: Sequence[int] | 
     h, w = g.shape
     mark = np.zeros((h, w), bool) if marked is None else np.asarray(marked, bool)
     if kind == "sudoku":
-        br, bc = box or {4: (2, 2), 6: (2, 3), 9: (3, 3)}.get(w, (h, w))
+        br, bc = box or BOXES.get(w, (h, w))
         cells = [["." if v == 0 else str(int(v)) for v in row] for row in g]
         if marked is not None:
             cells = [[f"[{c}]" if mark[r, k] else f" {c} " for k, c in enumerate(row)] for r, row in enumerate(cells)]
@@ -220,7 +240,7 @@ def _sudoku_box(kind: str, h: int, w: int) -> tuple[int, int] | None:
     """(rows, columns) of a Sudoku box for the thick lines (None for other kinds)."""
     if kind != "sudoku":
         return None
-    return {4: (2, 2), 6: (2, 3), 9: (3, 3)}.get(w) if h == w else None
+    return BOXES.get(w) if h == w else None
 
 
 # ----------------------------------------------------------------------------------------------- images
@@ -248,8 +268,11 @@ def _centred_text(draw, x: float, y: float, text: str, font, fill: str) -> None:
     draw.text((x - (left + right) / 2, y - (top + bottom) / 2), text, font=font, fill=fill)
 
 
-def grid_image(grid: Any, kind: str, *, marked: Any = None, given: Any = None, scale: float = 1.4) -> "Image.Image":
-    """RGB image of one display grid, drawn like `grid_svg` (cells `scale` times the SVG's size)."""
+def grid_image(grid: Any, kind: str, *, marked: Any = None, given: Any = None, scale: float = 1.4,
+               side: int | None = None) -> "Image.Image":
+    """RGB image of one display grid, drawn like `grid_svg` (cells `scale` times the SVG's size; the cell size
+    is chosen for a grid of `side` cells, default the grid's longer side: give grids drawn next to each
+    other the same `side` to draw them at one scale)."""
     Image, ImageDraw, _ = _pil()
     if grid is None:
         img = Image.new("RGB", (90, 40), "#ffeeee")
@@ -261,7 +284,7 @@ def grid_image(grid: Any, kind: str, *, marked: Any = None, given: Any = None, s
     h, w = g.shape
     diff = np.zeros(g.shape, dtype=bool) if marked is None else np.asarray(marked, bool)
     clue = None if given is None else np.asarray(given, bool)
-    cell = max(4, _cell_px(kind, h, w, scale))
+    cell = max(4, _cell_px(kind, side or h, side or w, scale))
     img = Image.new("RGB", (w * cell + 1, h * cell + 1), "#888888")
     draw = ImageDraw.Draw(img)
     font = _font(max(8, int(cell * 0.7)))
@@ -299,9 +322,9 @@ def tile(rows: Sequence[Sequence[tuple["Image.Image", str]]], *, gap: int = 14,
     layout, width, height = [], 0, gap
     for row in rows:
         x, row_h = gap, 0
-        for img, _ in row:
+        for img, cap in row:
             layout.append((img, x, height))
-            x += img.width + gap
+            x += max(img.width, int(font.getlength(cap))) + gap
             row_h = max(row_h, img.height)
         width = max(width, x)
         height += row_h + cap_h + gap
