@@ -1,4 +1,4 @@
-"""The `hrm` command: `hrm data|train|eval|model|verify-reference ...`.
+"""The `hrm` command: `hrm data|train|eval|model|solve|verify-reference ...`.
 
 Each subcommand family lives beside the code it drives and registers itself through a `register(subparsers)`
 function; this module only wires them together and turns HrmkitError into a clear message and exit code 2.
@@ -18,6 +18,7 @@ _COMMAND_MODULES = [
     "hrmkit.train.cli",
     "hrmkit.eval.cli",
     "hrmkit.models.cli",
+    "hrmkit.deploy.solve_cli",
 ]
 
 

@@ -117,6 +117,20 @@ def diff_mask(grid: Any, other: Any, kind: str) -> np.ndarray | None:
     return a != b if a.shape == b.shape else None
 
 
+def segment_frames(kind: str, input_tokens: Any, segment_tokens: Any, *,
+                   decode_fn: Callable | None = None) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+    """The thinking view of one row: per ACT segment (segment_tokens int [K, S], the argmax after each) its
+    display grid and the bool mask of the cells changed since the previous segment (the first segment is
+    compared with the input); the mask is None when the shapes differ or a grid could not be decoded."""
+    prev = tokens_to_grid(kind, input_tokens, decode_fn=decode_fn)
+    frames = []
+    for row in _numpy(segment_tokens):
+        grid = tokens_to_grid(kind, row, decode_fn=decode_fn)
+        frames.append((grid, diff_mask(grid, prev, kind)))
+        prev = grid
+    return frames
+
+
 def token_names(kind: str | None, vocab_size: int) -> list[str]:
     """A short name for each token id 0..vocab_size-1 of a task's layout (for confusion tables)."""
     if kind == "sudoku":
@@ -346,11 +360,15 @@ def png_bytes(image: "Image.Image") -> bytes:
     return buf.getvalue()
 
 
-def gif_bytes(frames: Sequence["Image.Image"], *, frame_ms: int = 700, last_ms: int = 2500) -> bytes:
-    """An animated GIF (looping) of `frames` (all the same size, see `tile(size=...)`); the last frame is shown
-    `last_ms`, the others `frame_ms` milliseconds."""
-    if not frames:
+def gif_bytes(tiles: Sequence[Sequence[tuple["Image.Image", str]]], *, frame_ms: int = 700,
+              last_ms: int = 2500) -> bytes:
+    """An animated GIF (looping), one frame per entry of `tiles` (each a row of (image, caption) tiles, see
+    `tile`), all padded to one size; the last frame is shown `last_ms`, the others `frame_ms` milliseconds."""
+    if not tiles:
         raise ValueError("a GIF needs at least one frame")
+    first = [tile([row]) for row in tiles]
+    size = (max(f.width for f in first), max(f.height for f in first))
+    frames = [tile([row], size=size) for row in tiles]
     buf = io.BytesIO()
     durations = [frame_ms] * (len(frames) - 1) + [last_ms]
     frames[0].save(buf, format="GIF", save_all=True, append_images=list(frames[1:]), duration=durations, loop=0,

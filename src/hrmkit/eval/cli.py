@@ -93,6 +93,8 @@ def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace, submission
                                 device=device, max_examples=args.max_examples,
                                 submission_path=submission_path if primary and not args.aggregate_checkpoints else None)
         result.update(checkpoint=path, step=step, data=data, split_name=args.split, run_dir=run_dir_of(path))
+        if primary and args.report:
+            result.update(_report_views(head, cfg, result, split, args.examples, device))
         if not primary:
             result.pop("predictions", None)
             result.pop("arc_ranked", None)
@@ -101,6 +103,30 @@ def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace, submission
         results.append(result)
         del head
     return results
+
+
+STRIPS = 3  # failures and successes each shown segment by segment in the report
+
+
+def _report_views(head: Any, cfg: Any, result: dict, split: Any, max_examples: int, device: Any) -> dict:
+    """What the report shows beyond the scores: the thinking view of a few rows (re-run segment by segment),
+    accuracy by difficulty, the token confusion table, halting steps, the model's config and size."""
+    from hrmkit.eval import breakdown
+    from hrmkit.eval.evaluate import train_label_sample
+    from hrmkit.eval.thinking import segment_strips
+    from hrmkit.models import count_parameters
+
+    p, task, s = result["predictions"], result["task"], result["summary"]
+    fails, wins = breakdown.pick_examples(p.labels, p.preds, min(STRIPS, max_examples))
+    views = {"model_info": {"num_parameters": count_parameters(head), "config": cfg.model_dump(mode="json")},
+             "halting": {"histogram": s.get("halt_step_histogram"), "segments": int(p.steps.max()) if len(p.steps) else 0,
+                         "mean": s.get("mean_halt_step")},
+             "thinking": segment_strips(head, p, np.concatenate([fails, wins]), task, device)}
+    if len(p.preds):
+        views["breakdown"] = breakdown.breakdown_tables(task, p.inputs, p.labels, p.preds, split_dir=split.path,
+                                                        train_labels=train_label_sample(split))
+        views["confusion"] = breakdown.confusion_table(task, p.inputs, p.labels, p.preds, split.metadata.vocab_size)
+    return views
 
 
 def _model_table(result: dict) -> dict:
@@ -193,10 +219,10 @@ def _comparison_text(rows: list[dict]) -> str:
 
 
 def _examples(result: dict, max_examples: int) -> list[dict]:
-    """Report examples of the primary result: ARC test inputs in the original frame (voted answers), else a
-    seeded sample of failed and solved examples rendered from their tokens."""
+    """Report examples of the primary result: ARC test inputs in the original frame (voted answers), else the
+    closest failures (fewest wrong cells first) and a seeded sample of solved examples, from their tokens."""
     from hrmkit.eval.arc_eval import arc_examples
-    from hrmkit.eval.metrics import exact_correct
+    from hrmkit.eval.breakdown import pick_examples
     from hrmkit.eval.report import KINDS, make_example
 
     if result.get("arc_ranked") is not None:
@@ -204,13 +230,9 @@ def _examples(result: dict, max_examples: int) -> list[dict]:
     p, kind = result.get("predictions"), result["task"]
     if p is None or kind not in KINDS or not len(p.preds):
         return []
-    exact = exact_correct(p.labels, p.preds)
-    rng = np.random.default_rng(0)
-    out = []
-    for pool in (np.flatnonzero(~exact), np.flatnonzero(exact)):
-        for i in np.sort(rng.choice(pool, size=min(max_examples, pool.size), replace=False)):
-            out.append(make_example(kind, p.inputs[i], p.labels[i], [p.preds[i]], bool(exact[i]), name=f"#{i}"))
-    return out
+    fails, wins = pick_examples(p.labels, p.preds, max_examples)
+    return [make_example(kind, p.inputs[i], p.labels[i], [p.preds[i]], ok, name=f"#{i}")
+            for rows, ok in ((fails, False), (wins, True)) for i in rows]
 
 
 def _write_report(out_dir: Path, results: list[dict], pooled: dict | None, max_examples: int) -> Path:
@@ -227,7 +249,8 @@ def _write_report(out_dir: Path, results: list[dict], pooled: dict | None, max_e
     return write_report(out_dir, model, _baseline_table(r), r["diagnosis"], metrics_log, _examples(r, max_examples),
                         arc["task_table"] if arc else None, comparison,
                         title=f"{r['checkpoint']} (step {r['step']}) on {r['data']} [{r['split_name']}]",
-                        max_examples=max_examples, notes=_notes(r, pooled))
+                        max_examples=max_examples, notes=_notes(r, pooled),
+                        **{k: r[k] for k in ("thinking", "breakdown", "confusion", "halting", "model_info") if k in r})
 
 
 def _json_default(x: Any) -> Any:

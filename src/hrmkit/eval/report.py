@@ -1,5 +1,7 @@
-"""A self-contained HTML evaluation report: summary with baselines, input-sensitivity verdict, learning
-curves, ARC task table, rendered examples and a checkpoint comparison.
+"""A self-contained HTML evaluation report: summary with baselines, accuracy by difficulty, input-sensitivity
+verdict, halting-step histogram, token confusion table, learning curves (loss, exact and token accuracy,
+learning rate), ARC task table, rendered examples, the thinking view (the grid after every ACT segment), a
+checkpoint comparison, and the model's configuration and parameter count.
 
 Everything is inline (CSS, and SVG drawn here and by `hrmkit.data.render`; no script, no external file or network access), so the one
 `report.html` can be copied anywhere. Token accuracy only ever appears in tables that also show the exact
@@ -16,7 +18,8 @@ a whole dict from token rows.
 Public API
 ----------
 - `write_report(out_dir, summary, baselines, diagnosis, metrics_jsonl_path=None, examples=(),
-  arc_table=None, comparison=None, *, title="hrmkit evaluation report", max_examples=8, notes=()) -> Path`
+  arc_table=None, comparison=None, *, title="hrmkit evaluation report", max_examples=8, notes=(),
+  thinking=(), breakdown=(), confusion=None, halting=None, model_info=None) -> Path`
 - `render_report(...same...) -> str` (the HTML, without writing)
 - `load_metrics_jsonl(path) -> list[dict]`
 - `tokens_to_grid(kind, tokens, *, decode_fn=None) -> np.ndarray | None` (from `hrmkit.data.render`)
@@ -50,6 +53,10 @@ tr.model td{font-weight:bold;background:#eef5ff}
 .example.correct{border-left:6px solid #2ca02c}.example.wrong{border-left:6px solid #d62728}
 figure{display:inline-block;margin:4px 12px 4px 0;vertical-align:top}figcaption{font-size:.85em;color:#444}
 .note{color:#555;font-size:.9em}
+.strip{border:1px solid #ddd;padding:8px;margin:8px 0;border-radius:4px;overflow-x:auto;white-space:nowrap}
+.strip.correct{border-left:6px solid #2ca02c}.strip.wrong{border-left:6px solid #d62728}
+.strip figure{white-space:normal}figure.halt figcaption{font-weight:bold;color:#000}
+pre.config{background:#f7f7f7;padding:8px;font-size:.8em;max-height:360px;overflow:auto}
 """
 
 
@@ -178,7 +185,13 @@ def _curves(records: list[dict]) -> str:
     loss = _line_chart(losses, "Loss", log_y=bool(ys) and min(ys) > 0 and max(ys) / min(ys) >= 100)
     acc = _line_chart(series(lambda k: "exact_accuracy" in k or "pass@" in k), "Exact accuracy / pass@k",
                       y_range=(0.0, 1.0))
-    charts = [c for c in (loss, acc) if c]
+    last = lambda k: k.rsplit("/", 1)[-1]
+    tok = _line_chart(series(lambda k: last(k) in ("token_accuracy", "accuracy")),
+                      "Token accuracy (train: all labelled cells; eval: the cells to fill)", y_range=(0.0, 1.0))
+    lrs = series(lambda k: last(k) == "lr" or last(k).endswith("_lr"))
+    ys = [y for s in lrs.values() for _, y in s]
+    lr = _line_chart(lrs, "Learning rate", log_y=bool(ys) and min(ys) > 0 and max(ys) / min(ys) >= 100)
+    charts = [c for c in (loss, acc, tok, lr) if c]
     return "<br>".join(charts) if charts else '<p class="note">No loss or exact-accuracy fields in metrics.jsonl.</p>'
 
 
@@ -345,10 +358,134 @@ def _comparison_section(comparison: Sequence[Mapping] | None) -> str:
     return "<h2>Checkpoint comparison</h2>" + _table(columns, rows, table_id="comparison-table")
 
 
+def _thinking_html(t: Mapping) -> str:
+    kind, frames, q_halt, q_cont = t["kind"], t["frames"], t["q_halt"], t.get("q_continue")
+    halt = int(t["halt_step"])
+    given = np.asarray(t["input"]) != 0 if kind == "sudoku" and t.get("input") is not None else None
+    figs = [f"<figure>{grid_svg(t.get('input'), kind)}<figcaption>input</figcaption></figure>"]
+    for i, (grid, marked) in enumerate(frames):
+        n = "?" if marked is None else int(np.asarray(marked).sum())
+        cap = f"segment {i + 1}: q_halt {q_halt[i]:.2f}" + (f", q_cont {q_cont[i]:.2f}" if q_cont else "")
+        cap += f", {n} changed"
+        cls = ' class="halt"' if i + 1 == halt else ""
+        figs.append(f"<figure{cls}>{grid_svg(grid, kind, marked=marked, given=given)}<figcaption>{_esc(cap)}"
+                    f"{' ■ halting rule stops' if i + 1 == halt else ''}</figcaption></figure>")
+    figs.append(f"<figure>{grid_svg(t.get('expected'), kind, given=given)}<figcaption>expected</figcaption></figure>")
+    ok = bool(t.get("correct"))
+    title = (f"{'✓ solved' if ok else '✗ failed'} — {kind} {t.get('name', '')}"
+             + ("" if ok else f" ({t.get('wrong_cells', '?')} answer cells wrong at the end)"))
+    return (f'<div class="strip {"correct" if ok else "wrong"}"><b>{_esc(title)}</b><br>{"".join(figs)}</div>')
+
+
+def _thinking_section(thinking: Sequence[Mapping]) -> str:
+    if not thinking:
+        return ""
+    fails = [t for t in thinking if not t.get("correct")]
+    wins = [t for t in thinking if t.get("correct")]
+    parts = ['<h2 id="thinking">How the answers form: the grid after every ACT segment</h2>',
+             '<p class="note">Evaluation runs every ACT segment; each figure is the answer (argmax) after one '
+             "segment, the cells changed since the previous segment marked (Sudoku: "
+             f'<span style="color:{DIFF_COLOUR}">red digits</span> on pink; mazes and ARC: a cross). Captions '
+             "give the q_halt (and q_continue) logits; ■ marks the segment after which the halting rule "
+             "(q_halt &gt; q_continue, or q_halt &gt; 0) said stop. Failures are the closest ones (fewest wrong "
+             "cells).</p>"]
+    parts += [f"<h3>Failures ({len(fails)} shown)</h3>"] + [_thinking_html(t) for t in fails]
+    parts += [f"<h3>Successes ({len(wins)} shown)</h3>"] + [_thinking_html(t) for t in wins]
+    return "\n".join(parts)
+
+
+def _bar_chart(counts: Mapping[str, int], title: str, x_label: str, width: int = 520, height: int = 220) -> str:
+    """Inline SVG bar chart of {label: count}, bars in the given order, each labelled with its count."""
+    items = list(counts.items())
+    if not items:
+        return ""
+    left, top, bottom = 40, 28, 40
+    pw, ph = width - left - 10, height - top - bottom
+    top_count = max(c for _, c in items) or 1
+    bw = pw / len(items)
+    out = [f'<svg width="{width}" height="{height}" role="img" aria-label="{_esc(title)}">',
+           f'<text x="{left}" y="18" font-size="14" font-weight="bold">{_esc(title)}</text>']
+    for i, (label, c) in enumerate(items):
+        h = ph * c / top_count
+        x, y = left + i * bw + bw * 0.1, top + ph - h
+        out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bw * 0.8:.1f}" height="{h:.1f}" fill="{SERIES_COLOURS[0]}"/>')
+        out.append(f'<text x="{x + bw * 0.4:.1f}" y="{y - 3:.1f}" font-size="10" text-anchor="middle">{c}</text>')
+        out.append(f'<text x="{x + bw * 0.4:.1f}" y="{top + ph + 14}" font-size="11" text-anchor="middle">'
+                   f"{_esc(label)}</text>")
+    out.append(f'<text x="{left + pw / 2}" y="{height - 6}" font-size="11" text-anchor="middle">{_esc(x_label)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _halting_section(halting: Mapping | None) -> str:
+    """halting: {"histogram": {"step": count}, "segments": K, "mean": float}."""
+    if not halting or not halting.get("histogram"):
+        return ""
+    k = halting.get("segments")
+    hist = {str(s): halting["histogram"].get(str(s), 0) for s in range(1, k + 1)} if k else halting["histogram"]
+    note = (f"Evaluation runs all {k} segments; the halting rule (q_halt &gt; q_continue, or q_halt &gt; 0) would "
+            f"have stopped each example after the segment counted here (mean {halting.get('mean', 0):.2f}; "
+            f"examples it never stopped count at {k}).")
+    return ('<h2 id="halting">When the halting rule says stop</h2>' + f'<p class="note">{note}</p>'
+            + _bar_chart(hist, "Examples by halting step", "ACT segment"))
+
+
+def _breakdown_section(tables: Sequence[Mapping]) -> str:
+    if not tables:
+        return ""
+    parts = ['<h2 id="difficulty">Accuracy by difficulty</h2>',
+             '<p class="note">The same evaluated examples split by a difficulty measure; the trivial baselines '
+             "are scored on the same examples of each bucket.</p>"]
+    for i, t in enumerate(tables):
+        names = sorted({b for r in t["rows"] for b in r["baselines"]})
+        columns = [t["name"], "examples", "exact accuracy", "token accuracy", *[f"{b} (exact)" for b in names]]
+        rows = [[r["bucket"], r["n_examples"], _pct(r["exact_accuracy"]), _pct(r["token_accuracy"]),
+                 *[_pct(r["baselines"].get(b)) for b in names]] for r in t["rows"]]
+        parts += [f"<h3>By {_esc(t['name'])}</h3>", _table(columns, rows, table_id=f"difficulty-{i}")]
+    return "\n".join(parts)
+
+
+def _confusion_section(confusion: Mapping | None) -> str:
+    """confusion: `breakdown.confusion_table` result."""
+    if not confusion or not confusion.get("tokens"):
+        return ""
+    from hrmkit.data.render import token_names
+
+    tokens = confusion["tokens"]
+    names = token_names(confusion.get("task"), max(tokens) + 1)
+    columns = ["expected \\ predicted", *[names[t] for t in tokens], "right"]
+    rows = []
+    for t, row in zip(tokens, confusion["counts"]):
+        total = sum(row)
+        rows.append([names[t], *row, _pct(row[tokens.index(t)] / total) if total else "—"])
+    return ('<h2 id="confusion">Token confusion</h2><p class="note">Counts over the '
+            f"{confusion['n_cells']} cells token accuracy scores (Sudoku: the blank cells); rows: the expected "
+            "token, columns: the predicted one.</p>" + _table(columns, rows, table_id="confusion-table"))
+
+
+def _model_section(model_info: Mapping | None) -> str:
+    """model_info: {"num_parameters": int, "config": dict (the run's TrainConfig), optional "checkpoint"}."""
+    if not model_info:
+        return ""
+    import yaml
+
+    cfg = model_info.get("config") or {}
+    arch = cfg.get("arch") or {}
+    facts = [["parameters (puzzle embedding table excluded)", f"{model_info.get('num_parameters', 0):,}"]]
+    facts += [[k, arch[k]] for k in ("name", "hidden_size", "H_layers", "L_layers", "H_cycles", "L_cycles",
+                                     "halt_max_steps", "puzzle_emb_ndim") if k in arch]
+    text = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False) if cfg else ""
+    return ('<h2 id="model">Model and configuration</h2>' + _table(["", "value"], facts, table_id="model-table")
+            + (f'<details><summary>full configuration</summary><pre class="config">{_esc(text)}</pre></details>'
+               if text else ""))
+
+
 def render_report(summary: Mapping, baselines: Mapping[str, Mapping], diagnosis: Mapping | None,
                   metrics_jsonl_path: str | Path | None = None, examples: Sequence[Mapping] = (),
                   arc_table: Sequence[Mapping] | None = None, comparison: Sequence[Mapping] | None = None, *,
-                  title: str = "hrmkit evaluation report", max_examples: int = 8, notes: Sequence[str] = ()) -> str:
+                  title: str = "hrmkit evaluation report", max_examples: int = 8, notes: Sequence[str] = (),
+                  thinking: Sequence[Mapping] = (), breakdown: Sequence[Mapping] = (), confusion: Mapping | None = None,
+                  halting: Mapping | None = None, model_info: Mapping | None = None) -> str:
     """The report as an HTML string; arguments as `write_report`."""
     curves = ""
     if metrics_jsonl_path is not None:
@@ -356,8 +493,10 @@ def render_report(summary: Mapping, baselines: Mapping[str, Mapping], diagnosis:
         curves = "<h2>Learning curves</h2>" + (_curves(records) if records else
                                                f'<p class="note">No records in {_esc(metrics_jsonl_path)}.</p>')
     body = [f"<h1>{_esc(title)}</h1>", _verdict_section(summary, baselines, diagnosis, notes),
-            _summary_section(summary, baselines), _diagnosis_section(diagnosis), curves, _arc_section(arc_table),
-            _examples_section(examples, max_examples), _comparison_section(comparison)]
+            _summary_section(summary, baselines), _breakdown_section(breakdown), _diagnosis_section(diagnosis),
+            _halting_section(halting), _confusion_section(confusion), curves,
+            _arc_section(arc_table), _examples_section(examples, max_examples), _thinking_section(thinking),
+            _comparison_section(comparison), _model_section(model_info)]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
             f"<style>{CSS}</style></head><body>\n" + "\n".join(b for b in body if b) + "\n</body></html>\n")
 
@@ -365,7 +504,9 @@ def render_report(summary: Mapping, baselines: Mapping[str, Mapping], diagnosis:
 def write_report(out_dir: str | Path, summary: Mapping, baselines: Mapping[str, Mapping], diagnosis: Mapping | None,
                  metrics_jsonl_path: str | Path | None = None, examples: Sequence[Mapping] = (),
                  arc_table: Sequence[Mapping] | None = None, comparison: Sequence[Mapping] | None = None, *,
-                 title: str = "hrmkit evaluation report", max_examples: int = 8, notes: Sequence[str] = ()) -> Path:
+                 title: str = "hrmkit evaluation report", max_examples: int = 8, notes: Sequence[str] = (),
+                 thinking: Sequence[Mapping] = (), breakdown: Sequence[Mapping] = (), confusion: Mapping | None = None,
+                 halting: Mapping | None = None, model_info: Mapping | None = None) -> Path:
     """Write `out_dir/report.html` atomically and return its path.
 
     summary: `metrics.compute_metrics` result (or a flat metric dict, may carry ARC "pass@k" keys).
@@ -375,10 +516,14 @@ def write_report(out_dir: str | Path, summary: Mapping, baselines: Mapping[str, 
     examples: example dicts (module docstring); up to `max_examples` failures and successes each are drawn.
     arc_table: `arc_scoring.arc_task_table(score)` rows. comparison: [{"name", "step", "metrics",
     "baselines", optional "diagnosis"}] one per checkpoint. notes: extra sentences listed under the verdict.
+    thinking: `thinking.segment_strips` dicts (the grid after every ACT segment). breakdown:
+    `breakdown.breakdown_tables` (accuracy by difficulty). confusion: `breakdown.confusion_table`. halting: {"histogram": {"step": count}, "segments": K, "mean"}. model_info:
+    {"num_parameters", "config"}.
     Raises ValueError on an unknown example kind.
     """
     text = render_report(summary, baselines, diagnosis, metrics_jsonl_path, examples, arc_table, comparison,
-                         title=title, max_examples=max_examples, notes=notes)
+                         title=title, max_examples=max_examples, notes=notes, thinking=thinking, breakdown=breakdown,
+                         confusion=confusion, halting=halting, model_info=model_info)
     path = Path(out_dir) / "report.html"
     atomic_write_bytes(path, text.encode("utf-8"))
     return path
