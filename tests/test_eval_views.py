@@ -1,8 +1,6 @@
 """The report's views of a trained model (`hrm eval --report`): per-segment strips, accuracy by difficulty,
 halting histogram, token confusion, closest failures first, config and parameter count, more curves."""
 
-from html.parser import HTMLParser
-
 import numpy as np
 import pytest
 
@@ -13,27 +11,20 @@ from hrmkit.eval import breakdown
 from hrmkit.eval.metrics import compute_metrics
 from hrmkit.loading import load_model
 from hrmkit.models import count_parameters
+from test_eval_cli import Tables
 
 
-class Report(HTMLParser):
-    """Tables by id (rows of cell texts), strip blocks (their figure captions) and svg aria-labels."""
+class Report(Tables):
+    """`Tables`, plus the thinking strips (their figure captions and svg count) and every svg aria-label."""
 
     def __init__(self, text):
-        super().__init__()
-        self.tables, self.strips, self.labels = {}, [], []
-        self._t = self._cell = self._strip = self._cap = None
-        self._depth = 0
-        self.feed(text)
+        self.strips, self.labels, self._strip, self._cap = [], [], None, None
+        super().__init__(text)
 
     def handle_starttag(self, tag, attrs):
+        super().handle_starttag(tag, attrs)
         a = dict(attrs)
-        if tag == "table":
-            self._t = self.tables.setdefault(a.get("id") or f"t{len(self.tables)}", [])
-        elif tag == "tr" and self._t is not None:
-            self._t.append([])
-        elif tag in ("td", "th") and self._t is not None:
-            self._cell = []
-        elif tag == "div" and "strip" in (a.get("class") or ""):
+        if tag == "div" and "strip" in (a.get("class") or ""):
             self._strip = {"class": a["class"], "captions": [], "svgs": 0}
             self.strips.append(self._strip)
         elif tag == "figcaption" and self._strip is not None:
@@ -45,20 +36,15 @@ class Report(HTMLParser):
                 self.labels.append(a["aria-label"])
 
     def handle_endtag(self, tag):
-        if tag in ("td", "th") and self._cell is not None:
-            self._t[-1].append("".join(self._cell).strip())
-            self._cell = None
-        elif tag == "table":
-            self._t = None
-        elif tag == "figcaption" and self._cap is not None:
+        super().handle_endtag(tag)
+        if tag == "figcaption" and self._cap is not None:
             self._strip["captions"].append("".join(self._cap))
             self._cap = None
         elif tag == "div":
             self._strip = None
 
     def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
+        super().handle_data(data)
         if self._cap is not None:
             self._cap.append(data)
 
