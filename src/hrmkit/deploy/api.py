@@ -51,11 +51,14 @@ class Prediction:
 
 @contextlib.contextmanager
 def _segment_count(head: torch.nn.Module, steps: int | None) -> Iterator[None]:
-    """Run `steps` ACT segments: in eval mode a row halts after `halt_max_steps` of them, so set that."""
+    """Run `steps` ACT segments (None: leave the model as it is): in eval mode a row halts after
+    `halt_max_steps` of them, so set that for the duration."""
+    if steps is None:
+        yield
+        return
     act = head.model
     saved = act.halt_max_steps
-    if steps is not None:
-        act.halt_max_steps = int(steps)
+    act.halt_max_steps = int(steps)
     try:
         yield
     finally:
@@ -66,7 +69,7 @@ def _rows(x: Any, name: str, ndim: int) -> np.ndarray:
     arr = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x)
     if arr.ndim == ndim - 1:
         arr = arr[None]
-    if arr.ndim != ndim or arr.dtype.kind not in "iub":
+    if arr.ndim != ndim or arr.dtype.kind not in "iu":
         raise HrmkitError(f"{name}: expected integer tokens of shape {'[B, seq_len]' if ndim == 2 else '[B]'}, got "
                           f"{arr.dtype} of shape {list(arr.shape)}")
     return arr.astype(np.int64)
@@ -99,7 +102,7 @@ class Model:
     @property
     def halt_max_steps(self) -> int:
         """ACT segments an evaluation runs per row."""
-        return int(self.head.model.halt_max_steps)
+        return int(self.config.arch.halt_max_steps)
 
     @property
     def num_parameters(self) -> int:
@@ -134,9 +137,9 @@ class Model:
         ids = np.zeros(len(x), np.int64) if puzzle_identifiers is None else _rows(puzzle_identifiers, "puzzle_identifiers", 1)
         if ids.shape != (len(x),):
             raise HrmkitError(f"puzzle_identifiers: expected {len(x)} values (one per row), got {ids.shape[0]}")
-        if ids.size and (ids.min() < 0 or ids.max() >= self.num_puzzle_identifiers):
-            raise HrmkitError(f"puzzle_identifiers: {int(ids.max() if ids.max() >= self.num_puzzle_identifiers else ids.min())}"
-                              f" outside 0..{self.num_puzzle_identifiers - 1}")
+        bad_ids = ids[(ids < 0) | (ids >= self.num_puzzle_identifiers)]
+        if bad_ids.size:
+            raise HrmkitError(f"puzzle_identifiers: {int(bad_ids[0])} outside 0..{self.num_puzzle_identifiers - 1}")
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
             raise HrmkitError(f"steps: expected a positive number of ACT segments, got {steps!r}")
         if batch_size < 1 or not len(x):

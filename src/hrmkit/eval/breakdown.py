@@ -63,7 +63,7 @@ def _pow2_buckets(values: np.ndarray) -> tuple[list[str], dict[str, float]]:
 def _arc_sides(labels: np.ndarray) -> np.ndarray:
     from hrmkit.data.arc import decode_grids
 
-    grids = decode_grids(np.where(labels < 0, 0, labels))
+    grids = decode_grids(labels)  # ignored cells (-100) are no colour, as PAD
     return np.array([-1 if g is None else max(g.shape) for g in grids], np.int64)
 
 

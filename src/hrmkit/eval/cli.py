@@ -94,7 +94,9 @@ def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace, submission
                                 submission_path=submission_path if primary and not args.aggregate_checkpoints else None)
         result.update(checkpoint=path, step=step, data=data, split_name=args.split, run_dir=run_dir_of(path))
         if primary and args.report:
-            result.update(_report_views(head, cfg, result, split, args.examples, device))
+            from hrmkit.eval.views import report_views
+
+            result.update(report_views(head, cfg, result, split, args.examples, device))
         if not primary:
             result.pop("predictions", None)
             result.pop("arc_ranked", None)
@@ -103,30 +105,6 @@ def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace, submission
         results.append(result)
         del head
     return results
-
-
-STRIPS = 3  # failures and successes each shown segment by segment in the report
-
-
-def _report_views(head: Any, cfg: Any, result: dict, split: Any, max_examples: int, device: Any) -> dict:
-    """What the report shows beyond the scores: the thinking view of a few rows (re-run segment by segment),
-    accuracy by difficulty, the token confusion table, halting steps, the model's config and size."""
-    from hrmkit.eval import breakdown
-    from hrmkit.eval.evaluate import train_label_sample
-    from hrmkit.eval.thinking import segment_strips
-    from hrmkit.models import count_parameters
-
-    p, task, s = result["predictions"], result["task"], result["summary"]
-    fails, wins = breakdown.pick_examples(p.labels, p.preds, min(STRIPS, max_examples))
-    views = {"model_info": {"num_parameters": count_parameters(head), "config": cfg.model_dump(mode="json")},
-             "halting": {"histogram": s.get("halt_step_histogram"), "segments": int(p.steps.max()) if len(p.steps) else 0,
-                         "mean": s.get("mean_halt_step")},
-             "thinking": segment_strips(head, p, np.concatenate([fails, wins]), task, device)}
-    if len(p.preds):
-        views["breakdown"] = breakdown.breakdown_tables(task, p.inputs, p.labels, p.preds, split_dir=split.path,
-                                                        train_labels=train_label_sample(split))
-        views["confusion"] = breakdown.confusion_table(task, p.inputs, p.labels, p.preds, split.metadata.vocab_size)
-    return views
 
 
 def _model_table(result: dict) -> dict:

@@ -516,7 +516,7 @@ def write_report(out_dir: str | Path, summary: Mapping, baselines: Mapping[str, 
     examples: example dicts (module docstring); up to `max_examples` failures and successes each are drawn.
     arc_table: `arc_scoring.arc_task_table(score)` rows. comparison: [{"name", "step", "metrics",
     "baselines", optional "diagnosis"}] one per checkpoint. notes: extra sentences listed under the verdict.
-    thinking: `thinking.segment_strips` dicts (the grid after every ACT segment). breakdown:
+    thinking: `views.segment_strips` dicts (the grid after every ACT segment). breakdown:
     `breakdown.breakdown_tables` (accuracy by difficulty). confusion: `breakdown.confusion_table`. halting: {"histogram": {"step": count}, "segments": K, "mean"}. model_info:
     {"num_parameters", "config"}.
     Raises ValueError on an unknown example kind.
