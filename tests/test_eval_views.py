@@ -96,7 +96,7 @@ def test_confusion_halting_model_and_curves(report, sudoku4_run):
     assert model_rows["parameters (puzzle embedding table excluded)"] == f"{count_parameters(head):,}"
     assert model_rows["halt_max_steps"] == "3"
     assert "Examples by halting step" in report.labels
-    assert {"Learning rate", "Token accuracy (train: all labelled cells; eval: the cells to fill)"} <= set(report.labels)
+    assert {"Learning rate", "Token accuracy on the cells to fill, and the baselines'"} <= set(report.labels)
 
 
 def test_failures_ranked_closest_first():
@@ -111,3 +111,16 @@ def test_failures_ranked_closest_first():
     assert tables[0]["name"] == "shortest path (moves)"
     m = compute_metrics(np.ones((5, 4), int), labels, preds)
     assert tables[0]["rows"][0]["exact_accuracy"] == m["overall"]["exact_accuracy"]
+
+
+def test_token_accuracy_curve_only_beside_baselines(tmp_path):
+    import json
+
+    from hrmkit.eval.report import render_report
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("\n".join(json.dumps({"global_step": s, "eval/token_accuracy": 0.5, "lr": 1e-3 * s})
+                             for s in (1, 2)) + "\n")
+    assert "Token accuracy" not in render_report({"exact_accuracy": 0.1}, {}, None, log)
+    html = render_report({"exact_accuracy": 0.1}, {"copy-input": {"token_accuracy": 0.2}}, None, log)
+    assert "Token accuracy" in html and "copy-input (baseline)" in html and "Learning rate" in html

@@ -33,8 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "ARC task JSON file; '-' reads standard input")
     p.add_argument("--checkpoint", required=True, metavar="PATH",
                    help="a run folder (its newest checkpoint), RUN/best/ or a checkpoint file")
-    p.add_argument("--steps", action="store_true", help="print the grid after every ACT segment, changed cells marked")
-    p.add_argument("--gif", metavar="OUT.gif", help="write the segments as an animated GIF")
+    p.add_argument("--steps", action="store_true", help="print the grid after every ACT segment, changed cells marked "
+                   "(ARC: of each test input's identity version)")
+    p.add_argument("--gif", metavar="OUT.gif", help="write the input and the grid after every segment as an animated "
+                   "GIF (ARC: the first test input's identity version)")
     p.add_argument("--segments", type=int, default=None, metavar="N",
                    help="ACT segments to run (default: the model's halt_max_steps, as in evaluation)")
     p.add_argument("--data", metavar="DIR", help="the dataset the model was trained on, when its data_path does not "
@@ -51,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _read_input(arg: str, kind: str) -> tuple[str | Path, str]:
     """(INPUT's content or, for ARC, its path; the name used in errors)."""
     if arg == "-":
+        if kind == "arc":
+            raise HrmkitError("INPUT -: this checkpoint solves ARC tasks; give a task JSON file, not standard input")
         return sys.stdin.read(), "INPUT (standard input)"
     path = Path(arg)
     if kind == "arc":
@@ -186,7 +190,8 @@ def _grid_report(model: Any, r: Any, steps: bool) -> tuple[str, dict]:
             verdict += (", a shortest one" if c.shortest else
                         f", not a shortest one (shortest: {c.shortest_cells} cells)" if c.shortest_cells is not None else "")
         else:
-            verdict = f"NOT a path from S to G ({c.path_cells} path cells that do not connect S to G)"
+            verdict = ("NOT a path from S to G: " + (f"its {c.path_cells} path cells do not connect them" if c.path_cells
+                                                      else "no path cells"))
         if not c.only_path_added:
             verdict += "; the answer also changed walls, S or G"
         lines.append(f"Answer: {verdict}.")
@@ -210,7 +215,8 @@ def _arc_report(model: Any, r: Any, steps: bool) -> tuple[str, dict]:
                    render.grid_text(t.input_grid, "arc"))]
         for k, a in enumerate(t.answers[:2]):
             mark = "" if a.correct is None else (" RIGHT" if a.correct else " wrong")
-            blocks.append((f"answer {k + 1}: {a.votes} votes, q {a.mean_q:.2f}{mark}", render.grid_text(a.grid, "arc")))
+            blocks.append((f"answer {k + 1}: {a.votes} vote{'s' * (a.votes != 1)}, mean q {a.mean_q:.2f}{mark}",
+                           render.grid_text(a.grid, "arc")))
         if t.expected is not None:
             blocks.append(("expected", render.grid_text(t.expected, "arc")))
         lines += ["", *_side_by_side(blocks)]

@@ -123,8 +123,9 @@ def _ticks(lo: float, hi: float, target: int = 5) -> list[float]:
 
 
 def _line_chart(series: Mapping[str, list[tuple[float, float]]], title: str, *, y_range: tuple | None = None,
-                width: int = 640, height: int = 280, log_y: bool = False) -> str:
-    """Inline SVG line chart of named (x, y) series; `log_y` plots log10(y) (used when all y > 0)."""
+                width: int = 640, height: int = 280, log_y: bool = False, dashed: Sequence[str] = ()) -> str:
+    """Inline SVG line chart of named (x, y) series; `log_y` plots log10(y) (used when all y > 0); the series
+    named in `dashed` are drawn dashed (reference levels)."""
     pts = [p for s in series.values() for p in s]
     if not pts:
         return ""
@@ -158,7 +159,8 @@ def _line_chart(series: Mapping[str, list[tuple[float, float]]], title: str, *, 
         colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
         coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s)
         if len(s) > 1:
-            out.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
+            dash = ' stroke-dasharray="5 4"' if name in dashed else ""
+            out.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="1.5"{dash}/>')
         if len(s) <= 30:
             out += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"/>' for x, y in s]
         ly = top + 12 + 16 * i
@@ -168,8 +170,10 @@ def _line_chart(series: Mapping[str, list[tuple[float, float]]], title: str, *, 
     return "".join(out)
 
 
-def _curves(records: list[dict]) -> str:
-    """Loss chart and exact-accuracy / pass@k chart from metrics.jsonl records."""
+def _curves(records: list[dict], baselines: Mapping[str, Mapping] | None = None) -> str:
+    """Charts from metrics.jsonl records: loss, exact accuracy / pass@k, the evaluations' token accuracy with
+    the baselines' token accuracy on this report's examples as dashed levels (never without them, DESIGN.md
+    §7; not drawn when there is no baseline), and the learning rate."""
     def series(pred: Callable[[str], bool]) -> dict[str, list[tuple[float, float]]]:
         keys = sorted({k for r in records for k in r if k != "global_step" and pred(k)})[:len(SERIES_COLOURS)]
         out = {}
@@ -186,8 +190,16 @@ def _curves(records: list[dict]) -> str:
     acc = _line_chart(series(lambda k: "exact_accuracy" in k or "pass@" in k), "Exact accuracy / pass@k",
                       y_range=(0.0, 1.0))
     last = lambda k: k.rsplit("/", 1)[-1]
-    tok = _line_chart(series(lambda k: last(k) in ("token_accuracy", "accuracy")),
-                      "Token accuracy (train: all labelled cells; eval: the cells to fill)", y_range=(0.0, 1.0))
+    tokens = series(lambda k: last(k) == "token_accuracy")
+    levels = {f"{name} (baseline)": _flat(b).get("token_accuracy") for name, b in (baselines or {}).items()}
+    levels = {name: v for name, v in levels.items() if isinstance(v, (int, float))}
+    tok = ""
+    if tokens and levels:
+        x0 = min(x for s in tokens.values() for x, _ in s)
+        x1 = max(x for s in tokens.values() for x, _ in s)
+        tokens.update({name: [(x0, v), (x1, v)] for name, v in levels.items()})
+        tok = _line_chart(tokens, "Token accuracy on the cells to fill, and the baselines'", y_range=(0.0, 1.0),
+                          dashed=list(levels))
     lrs = series(lambda k: last(k) == "lr" or last(k).endswith("_lr"))
     ys = [y for s in lrs.values() for _, y in s]
     lr = _line_chart(lrs, "Learning rate", log_y=bool(ys) and min(ys) > 0 and max(ys) / min(ys) >= 100)
@@ -490,7 +502,7 @@ def render_report(summary: Mapping, baselines: Mapping[str, Mapping], diagnosis:
     curves = ""
     if metrics_jsonl_path is not None:
         records = load_metrics_jsonl(metrics_jsonl_path)
-        curves = "<h2>Learning curves</h2>" + (_curves(records) if records else
+        curves = "<h2>Learning curves</h2>" + (_curves(records, baselines) if records else
                                                f'<p class="note">No records in {_esc(metrics_jsonl_path)}.</p>')
     body = [f"<h1>{_esc(title)}</h1>", _verdict_section(summary, baselines, diagnosis, notes),
             _summary_section(summary, baselines), _breakdown_section(breakdown), _diagnosis_section(diagnosis),
