@@ -121,6 +121,6 @@ def test_token_accuracy_curve_only_beside_baselines(tmp_path):
     log = tmp_path / "metrics.jsonl"
     log.write_text("\n".join(json.dumps({"global_step": s, "eval/token_accuracy": 0.5, "lr": 1e-3 * s})
                              for s in (1, 2)) + "\n")
-    assert "Token accuracy" not in render_report({"exact_accuracy": 0.1}, {}, None, log)
+    assert "Token accuracy on the cells" not in render_report({"exact_accuracy": 0.1}, {}, None, log)
     html = render_report({"exact_accuracy": 0.1}, {"copy-input": {"token_accuracy": 0.2}}, None, log)
-    assert "Token accuracy" in html and "copy-input (baseline)" in html and "Learning rate" in html
+    assert "Token accuracy on the cells" in html and "copy-input (baseline)" in html and "Learning rate" in html
