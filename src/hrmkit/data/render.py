@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
+from hrmkit.data.maze import CHARSET
 from hrmkit.data.sudoku import BOXES
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 KINDS = ("sudoku", "maze", "arc")
 ARC_COLOURS = ["#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00", "#AAAAAA", "#F012BE", "#FF851B",
                "#7FDBFF", "#870C25"]
-MAZE_CHARS = "# SGo"  # tokens 1..5
+MAZE_CHARS = CHARSET  # tokens 1..5
 MAZE_COLOURS = {"#": "#333333", " ": "#ffffff", "S": "#2ECC40", "G": "#FF4136", "o": "#0074D9"}
 DIFF_COLOUR = "#e0115f"  # marked Sudoku digits
 MARK_FILL = "#ffd6d6"  # background of a marked Sudoku cell

@@ -63,6 +63,8 @@ def solve_grid(model: Model, text: str, steps: int | None = None, where: str = "
     was not trained on (`Model.encode`)."""
     from hrmkit.data import maze
 
+    if model.require_kind() not in ("sudoku", "maze"):
+        raise HrmkitError(f"{model.path}: solve_grid solves Sudoku and mazes; this model solves {model.kind} (solve_arc)")
     tokens = model.encode(text, where)
     pred = model.predict(tokens[None], steps=steps, keep_segments=True)
     answer_tokens = pred.tokens[0].numpy()
