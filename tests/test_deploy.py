@@ -270,6 +270,9 @@ def test_solve_arc_votes_as_the_evaluation_does(arc_setup, tmp_path, capsys):
     rows = np.stack([arc.encode_grid(arc.augment_grid(np.array(TASK["test"][0]["input"]), t, p))
                      for _, t, p in task_versions(model, "aa01")])
     assert np.array_equal(rows, np.asarray(test.sets["all"].inputs))
+    assert model.kind == "arc" and model.decode(model.encode(TASK["test"][0]["input"])) == TASK["test"][0]["input"]
+    with pytest.raises(HrmkitError, match="larger than 30x30"):
+        model.encode([[1] * 31])
     ev = evaluate_split(load_model(ckpt).head, test, batch_size=len(rows), diagnose=False)
     cands = ev["arc_ranked"].candidates[("aa01", 0)]
     got = r["tests"][0]["answers"]

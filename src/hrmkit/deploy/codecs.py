@@ -197,7 +197,7 @@ class ArcTaskInput:
     test_outputs: list[np.ndarray] | None
 
 
-def parse_arc_grid(value: Any, where: str = "INPUT", task_id: str = "-", field: str = "grid") -> np.ndarray:
+def parse_arc_grid(value: Any, where: str = "INPUT", task_id: str | None = None, field: str = "grid") -> np.ndarray:
     """uint8 [h, w] colours of a grid given as a list of lists (`data.arc.parse_grid`'s checks: rectangular,
     colours 0..9, at most 30x30)."""
     return arc.parse_grid(value.tolist() if isinstance(value, np.ndarray) else value, where, task_id, field)
