@@ -120,8 +120,7 @@ def confusion_table(task: str, inputs: Any, labels: Any, preds: Any, vocab_size:
     inputs, labels, preds = (np.asarray(a, np.int64) for a in (inputs, labels, preds))
     mask = scored_mask(inputs, labels, task=task)
     want, got = labels[mask], np.clip(preds[mask], 0, vocab_size - 1)
-    counts = np.zeros((vocab_size, vocab_size), np.int64)
-    np.add.at(counts, (want, got), 1)
+    counts = np.bincount(want * vocab_size + got, minlength=vocab_size * vocab_size).reshape(vocab_size, vocab_size)
     tokens = np.flatnonzero(counts.sum(0) + counts.sum(1))
     return {"task": task, "tokens": tokens.tolist(), "counts": counts[np.ix_(tokens, tokens)].tolist(),
             "n_cells": int(mask.sum())}
