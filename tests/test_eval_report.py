@@ -100,7 +100,8 @@ def test_report_written_parses_and_is_self_contained(tmp_path):
     assert page.links == []  # nothing to fetch: no src/href at all
     text = " ".join(page.text)
     assert "Learning curves" in text and "train/loss" in text and "eval/exact_accuracy" in text
-    assert "eval/token_accuracy" not in text  # token accuracy is not plotted without its baselines
+    # token accuracy is plotted only beside the baselines' token accuracy
+    assert "eval/token_accuracy" in text and "copy_input (baseline)" in text and "most_common_token (baseline)" in text
     assert "Checkpoint comparison" in text and "reads its input" in text
 
 

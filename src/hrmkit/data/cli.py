@@ -220,7 +220,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i = sub.add_parser("inspect", help="summarise a dataset folder and render a few puzzles")
     i.add_argument("dataset", help="dataset folder (with train/ and test/)")
     i.add_argument("--show", type=int, default=2, help="puzzles rendered per split (default 2)")
-    i.add_argument("--png", default=None, help="also draw the rendered puzzles to this PNG (needs matplotlib)")
+    i.add_argument("--png", default=None, help="also draw the puzzles to this PNG (the HTML report's colours; ARC grids cropped to their cells)")
     i.set_defaults(func=_cmd_inspect)
 
     try:  # `hrm data arc` lives in hrmkit.data.arc_cli (its own module and owner)

@@ -7,24 +7,23 @@ puzzles (augmented versions), examples, mean puzzles per group and examples per 
 - "maze": the `# SGo` characters;
 - "arc": the 30x30 canvas cropped to its non-PAD part; colours 0..9 as digits, EOS as '|', PAD as ' ';
 - other: token numbers.
-`write_png(dataset_dir, out_png, show)`: the same puzzles as coloured images (needs matplotlib; HrmkitError
-naming the missing package otherwise). Raises HrmkitError for a folder without readable splits.
+`write_png(dataset_dir, out_png, show)`: the same puzzles drawn by `hrmkit.data.render` (as in the HTML report).
+Raises HrmkitError for a folder without readable splits.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 
+from hrmkit.data import render
 from hrmkit.data.format import SplitData, load_identifiers, load_split
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_write_bytes
 
 SPLITS = ("train", "test")
-_SUDOKU_BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
 
 
 def _human(nbytes: int) -> str:
@@ -44,20 +43,8 @@ def render_tokens(tokens: np.ndarray, task: str | None, extra: dict | None = Non
     """Text lines for one sequence of tokens [seq_len] of a dataset of the given task."""
     t = np.asarray(tokens).astype(np.int64).reshape(-1)
     side = _side(t.size)
-    if task == "sudoku" and side:
-        br, bc = (extra or {}).get("box") or _SUDOKU_BOXES.get(side, (side, side))
-        lines = []
-        for r in range(side):
-            if r and r % br == 0:
-                lines.append("-+-".join("-" * (2 * bc - 1) for _ in range(side // bc)))
-            cells = ["?" if v == 0 else "." if v == 1 else str(v - 1) if v - 1 < 10 else chr(ord("a") + v - 11)
-                     for v in t[r * side:(r + 1) * side]]
-            lines.append(" | ".join(" ".join(cells[c:c + bc]) for c in range(0, side, bc)))
-        return lines
-    if task == "maze" and side:
-        chars = np.array(list("?# SGo"))
-        grid = chars[np.clip(t, 0, 5)].reshape(side, side)
-        return ["".join(row) for row in grid]
+    if task in ("sudoku", "maze") and side:
+        return render.grid_text(render.tokens_to_grid(task, t), task, box=(extra or {}).get("box"))
     if task == "arc" and side:
         grid = t.reshape(side, side)
         used = np.argwhere(grid != 0)
@@ -136,38 +123,28 @@ def describe(dataset_dir: Path, show: int = 2) -> str:
 
 
 def write_png(dataset_dir: Path, out_png: Path, show: int = 2) -> Path:
-    """Draw input and label of `show` puzzles per split to a PNG (requires matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise HrmkitError("--png needs the optional package matplotlib (pip install matplotlib)") from None
+    """Draw input and label of `show` puzzles per split to a PNG with `hrmkit.data.render` (the report's
+    colours; ARC grids cropped to their cells). HrmkitError for a dataset whose grids it cannot draw."""
     dataset_dir = Path(dataset_dir)
-    items = []
+    rows = []
     for s in SPLITS:
         if (dataset_dir / s).is_dir():
             split = load_split(dataset_dir, s)
-            side = _side(split.metadata.seq_len)
-            if not side:
-                raise HrmkitError(f"{split.path}: seq_len {split.metadata.seq_len} is not a square grid; cannot draw it")
+            m = split.metadata
+            kind = render.task_kind(m.task, m.seq_len, m.vocab_size)
+            if kind is None:
+                raise HrmkitError(f"{split.path}: task {m.task!r} (seq_len {m.seq_len}, vocab {m.vocab_size}) is not a "
+                                  f"Sudoku, maze or ARC layout; --png cannot draw it")
+            decode = render.crop_colours if kind == "arc" else None
             for name, g, row in _picks(split, show):
                 a = split.sets[name]
-                items.append((f"{s} group {g}", np.asarray(a.inputs[row]).reshape(side, side),
-                              np.asarray(a.labels[row]).reshape(side, side), split.metadata.vocab_size))
-    if not items:
+                x = render.tokens_to_grid(kind, a.inputs[row], decode_fn=decode)
+                y = render.tokens_to_grid(kind, a.labels[row], decode_fn=decode)
+                given = x != 0 if kind == "sudoku" else None
+                side = max(max(v.shape) for v in (x, y) if v is not None) if x is not None or y is not None else None
+                rows.append([(render.grid_image(x, kind, side=side), f"{s} group {g}: input"),
+                             (render.grid_image(y, kind, given=given, side=side), "label")])
+    if not rows:
         raise HrmkitError(f"{dataset_dir}: no train/ or test/ split folder")
-    fig, axes = plt.subplots(len(items), 2, figsize=(6, 3 * len(items)), squeeze=False)
-    for (title, x, y, vocab), (ax0, ax1) in zip(items, axes):
-        for ax, grid, what in ((ax0, x, "input"), (ax1, y, "label")):
-            ax.imshow(grid, cmap="tab20", vmin=0, vmax=max(vocab - 1, 1), interpolation="nearest")
-            ax.set_title(f"{title} {what}", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(out_png, buf.getvalue())
+    atomic_write_bytes(out_png, render.png_bytes(render.tile(rows)))
     return Path(out_png)

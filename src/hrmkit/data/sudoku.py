@@ -498,11 +498,21 @@ def format_histogram(title: str, ratings: np.ndarray) -> str:
     return "\n".join(lines)
 
 
+RATINGS_FILE = "all__ratings.npy"  # per example; the reference loader reads only the five arrays it knows
+
+
+def load_ratings(split_dir: Path) -> np.ndarray | None:
+    """Per-example difficulty ratings (int32 [N_examples], -1 unknown) written beside a split's arrays by
+    `write_split`; None for datasets built before they were stored, or by other tools."""
+    path = Path(split_dir) / RATINGS_FILE
+    return np.load(path) if path.is_file() else None
+
+
 def write_split(
     split_dir: Path, box: tuple[int, int], data: SudokuSet, num_aug: int, seed: int, extra: dict
 ) -> tuple[np.ndarray, np.ndarray]:
     """Write one split: group i = `train_versions(i)` (original + `num_aug` symmetries), tokens = digits + 1,
-    all puzzle identifiers 0 (reference layout). Returns the sorted unique hashes of every written puzzle
+    all puzzle identifiers 0 (reference layout), and each example's rating in `RATINGS_FILE`. Returns the sorted unique hashes of every written puzzle
     and of every written solution (`row_hashes`)."""
     n = box[0] * box[1]
     writer = SplitWriter(split_dir, seq_len=n * n)
@@ -521,6 +531,7 @@ def write_split(
                        mean_clues=float(clues.mean()), min_clues=int(clues.min()), max_clues=int(clues.max()),
                        rating_histogram=rating_histogram(data.ratings)),
         )
+        np.save(split_dir / RATINGS_FILE, np.repeat(data.ratings, 1 + num_aug).astype(np.int32))
     except BaseException:
         writer.abort()
         raise

@@ -55,7 +55,7 @@ def sha256(path: Path) -> str:
 
 def token_layout(meta: Any | None) -> dict[str, Any] | None:
     """What the tokens mean, from a dataset's `DatasetMetadata` (None when the dataset is not at hand): pad,
-    ignore and blank-identifier ids, and per task the cell encoding and grid shape (DESIGN.md §1)."""
+    ignore and blank-identifier ids, and per task the cell encoding and grid shape (docs/design.md §1)."""
     if meta is None:
         return None
     layout = {"pad_id": meta.pad_id, "ignore_label_id": meta.ignore_label_id,

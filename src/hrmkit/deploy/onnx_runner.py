@@ -1,6 +1,6 @@
 """Run an exported ONNX ACT segment with onnxruntime: the ACT loop around the graph, without PyTorch.
 
-`hrm export --format onnx` writes `model.onnx`: one ACT segment of the model in evaluation mode (DESIGN.md §3,
+`hrm export --format onnx` writes `model.onnx`: one ACT segment of the model in evaluation mode (docs/design.md §3,
 hrmkit.models.act.ACTModel) as a graph of plain tensors, batch size free:
 
     inputs               int32 [B, seq_len]           tokens

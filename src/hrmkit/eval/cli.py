@@ -85,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 @dataclass
 class CheckpointEval:
     """One checkpoint's evaluation: the file, its global step, the data and split it was scored on, the run
-    folder holding it (None outside a run) and what `evaluate_split` measured."""
+    folder holding it (None outside a run), what `evaluate_split` measured and, for the report, its views."""
 
     checkpoint: Path
     step: int
@@ -93,6 +93,7 @@ class CheckpointEval:
     split: str
     run_dir: Path | None
     result: EvalResult
+    views: dict | None = None  # the report's extra views (`views.report_views`), primary checkpoint with --report
 
 
 def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace,
@@ -120,11 +121,16 @@ def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace,
         batch_size = args.batch_size or cfg.eval_batch_size or cfg.global_batch_size
         result = evaluate_split(model.head, split, batch_size=batch_size, device=device, max_examples=args.max_examples,
                                 submission_path=submission_path if primary and not args.aggregate_checkpoints else None)
+        views = None
+        if primary and args.report:
+            from hrmkit.eval.views import report_views
+
+            views = report_views(model.head, cfg, result, split, args.examples, device)
         if not primary:
             result.predictions = result.arc_ranked = None
             if not args.aggregate_checkpoints:
                 result.arc_predictions = None
-        results.append(CheckpointEval(path, model.step, data, args.split, run_dir_of(path), result))
+        results.append(CheckpointEval(path, model.step, data, args.split, run_dir_of(path), result, views))
         del model
     return results
 
@@ -233,10 +239,10 @@ def _comparison_text(rows: list[dict]) -> str:
 
 
 def _examples(result: EvalResult, max_examples: int) -> list[dict]:
-    """Report examples of the primary result: ARC test inputs in the original frame (voted answers), else a
-    seeded sample of failed and solved examples rendered from their tokens."""
+    """Report examples of the primary result: ARC test inputs in the original frame (voted answers), else the
+    closest failures (fewest wrong cells first) and a seeded sample of solved examples, from their tokens."""
     from hrmkit.eval.arc_eval import arc_examples
-    from hrmkit.eval.metrics import exact_correct
+    from hrmkit.eval.breakdown import pick_examples
     from hrmkit.eval.report import KINDS, make_example
 
     if result.arc_ranked is not None:
@@ -244,13 +250,9 @@ def _examples(result: EvalResult, max_examples: int) -> list[dict]:
     p, kind = result.predictions, result.task
     if p is None or kind not in KINDS or not len(p.preds):
         return []
-    exact = exact_correct(p.labels, p.preds)
-    rng = np.random.default_rng(0)
-    out = []
-    for pool in (np.flatnonzero(~exact), np.flatnonzero(exact)):
-        for i in np.sort(rng.choice(pool, size=min(max_examples, pool.size), replace=False)):
-            out.append(make_example(kind, p.inputs[i], p.labels[i], [p.preds[i]], bool(exact[i]), name=f"#{i}"))
-    return out
+    fails, wins = pick_examples(p.labels, p.preds, max_examples)
+    return [make_example(kind, p.inputs[i], p.labels[i], [p.preds[i]], ok, name=f"#{i}")
+            for rows, ok in ((fails, False), (wins, True)) for i in rows]
 
 
 def _title(c: CheckpointEval) -> str:
@@ -276,7 +278,7 @@ def _write_report(out_dir: Path, results: list[CheckpointEval], pooled: dict | N
     arc = pooled["arc"] if pooled else r.arc
     return write_report(out_dir, _primary_table(c, pooled), _baseline_table(r), r.diagnosis, metrics_log,
                         _examples(r, max_examples), arc["task_table"] if arc else None, comparison,
-                        title=_title(c), max_examples=max_examples, notes=_notes(r, pooled))
+                        title=_title(c), max_examples=max_examples, notes=_notes(r, pooled), **(c.views or {}))
 
 
 def _json_default(x: Any) -> Any:

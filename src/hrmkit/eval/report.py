@@ -1,7 +1,9 @@
-"""A self-contained HTML evaluation report: summary with baselines, input-sensitivity verdict, learning
-curves, ARC task table, rendered examples and a checkpoint comparison.
+"""A self-contained HTML evaluation report: summary with baselines, accuracy by difficulty, input-sensitivity
+verdict, halting-step histogram, token confusion table, learning curves (loss, exact and token accuracy,
+learning rate), ARC task table, rendered examples, the thinking view (the grid after every ACT segment), a
+checkpoint comparison, and the model's configuration and parameter count.
 
-Everything is inline (CSS and SVG drawn here, no script, no external file or network access), so the one
+Everything is inline (CSS, and SVG drawn here and by `hrmkit.data.render`; no script, no external file or network access), so the one
 `report.html` can be copied anywhere. Token accuracy only ever appears in tables that also show the exact
 accuracy and the trivial baselines (docs/design.md §7).
 
@@ -16,10 +18,11 @@ a whole dict from token rows.
 Public API
 ----------
 - `write_report(out_dir, summary, baselines, diagnosis, metrics_jsonl_path=None, examples=(),
-  arc_table=None, comparison=None, *, title="hrmkit evaluation report", max_examples=8, notes=()) -> Path`
+  arc_table=None, comparison=None, *, title="hrmkit evaluation report", max_examples=8, notes=(),
+  thinking=(), breakdown=(), confusion=None, halting=None, model_info=None) -> Path`
 - `render_report(...same...) -> str` (the HTML, without writing)
 - `load_metrics_jsonl(path) -> list[dict]`
-- `tokens_to_grid(kind, tokens, *, decode_fn=None) -> np.ndarray | None`
+- `tokens_to_grid(kind, tokens, *, decode_fn=None) -> np.ndarray | None` (from `hrmkit.data.render`)
 - `make_example(kind, input_tokens, label_tokens, pred_tokens, correct, *, name="", decode_fn=None) -> dict`
 """
 
@@ -33,16 +36,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from hrmkit.data.render import DIFF_COLOUR, KINDS, diff_mask, grid_svg, tokens_to_grid
 from hrmkit.eval.baselines import _flat, _pct, baseline_verdict, summary_rows
 from hrmkit.fsutil import atomic_write_bytes
 
-KINDS = ("sudoku", "maze", "arc")
-ARC_COLOURS = ["#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00", "#AAAAAA", "#F012BE", "#FF851B",
-               "#7FDBFF", "#870C25"]
-MAZE_CHARS = "# SGo"  # tokens 1..5
-MAZE_COLOURS = {"#": "#333333", " ": "#ffffff", "S": "#2ECC40", "G": "#FF4136", "o": "#0074D9"}
 SERIES_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
-DIFF_COLOUR = "#e0115f"
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1200px}
@@ -55,6 +53,10 @@ tr.model td{font-weight:bold;background:#eef5ff}
 .example.correct{border-left:6px solid #2ca02c}.example.wrong{border-left:6px solid #d62728}
 figure{display:inline-block;margin:4px 12px 4px 0;vertical-align:top}figcaption{font-size:.85em;color:#444}
 .note{color:#555;font-size:.9em}
+.strip{border:1px solid #ddd;padding:8px;margin:8px 0;border-radius:4px;overflow-x:auto;white-space:nowrap}
+.strip.correct{border-left:6px solid #2ca02c}.strip.wrong{border-left:6px solid #d62728}
+.strip figure{white-space:normal}figure.halt figcaption{font-weight:bold;color:#000}
+pre.config{background:#f7f7f7;padding:8px;font-size:.8em;max-height:360px;overflow:auto}
 """
 
 
@@ -89,31 +91,6 @@ def _flatten(obj: Mapping, prefix: str = "") -> dict:
     return out
 
 
-def tokens_to_grid(kind: str, tokens: Any, *, decode_fn: Callable | None = None) -> np.ndarray | None:
-    """Display grid from one hrmkit token row (docs/design.md §1 layouts).
-
-    sudoku: int [81] tokens (0 PAD, 1 blank, 2..10 digits) -> int [9, 9] digits, 0 = blank or PAD.
-    maze: int [h*w] tokens 1..5 (square) -> str [h, w] of "# SGo" ("?" for other tokens).
-    arc: int [900] canvas -> `decode_fn(tokens)` (default `hrmkit.data.arc.decode_grid`), None if invalid.
-    Raises ValueError for an unknown kind or a non-square row.
-    """
-    t = np.asarray(tokens.detach().cpu() if hasattr(tokens, "detach") else tokens).astype(np.int64).reshape(-1)
-    if kind == "arc":
-        if decode_fn is None:
-            from hrmkit.data.arc import decode_grid as decode_fn
-        grid = decode_fn(t)
-        return None if grid is None else np.asarray(grid)
-    side = math.isqrt(t.size)
-    if side * side != t.size:
-        raise ValueError(f"{kind} token row of length {t.size} is not square")
-    if kind == "sudoku":
-        return np.clip(t - 1, 0, 9).reshape(side, side)
-    if kind == "maze":
-        chars = np.array(list("?" + MAZE_CHARS + "?"))
-        return chars[np.clip(t, 0, 6)].reshape(side, side)
-    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-
-
 def make_example(kind: str, input_tokens: Any, label_tokens: Any, pred_tokens: Sequence[Any], correct: bool, *,
                  name: str = "", decode_fn: Callable | None = None) -> dict:
     """An example dict for `write_report` from token rows (labels may use -100 for ignored cells; those
@@ -132,82 +109,6 @@ def _esc(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
 
-def _maze_chars(grid: np.ndarray) -> np.ndarray:
-    if grid.dtype.kind in "iu":
-        return np.array(list("?" + MAZE_CHARS + "?"))[np.clip(grid, 0, 6)]
-    return grid.astype(str)
-
-
-def _cell_fill(kind: str, v: Any, bad: bool) -> str:
-    if kind == "arc":
-        return ARC_COLOURS[int(v)] if 0 <= int(v) <= 9 else "#ffffff"
-    if kind == "maze":
-        return MAZE_COLOURS.get(str(v), "#ffff99")
-    return "#ffd6d6" if bad else "#ffffff"
-
-
-def _grid_svg(grid: Any, kind: str, expected: Any = None) -> str:
-    """Inline SVG of one grid; cells that differ from `expected` (same shape) are marked.
-
-    Cell fills are drawn as horizontal runs of equal colour and the cell borders as one path, which keeps a
-    30x30 grid to a few kilobytes.
-    """
-    if grid is None:
-        return '<svg width="80" height="40" role="img"><rect width="80" height="40" fill="#fee"/>' \
-               '<text x="40" y="25" text-anchor="middle" font-size="12">invalid</text></svg>'
-    g = np.asarray(grid)
-    if g.ndim != 2 or g.size == 0:
-        return f"<span>unrenderable grid of shape {_esc(g.shape)}</span>"
-    if kind == "maze":
-        g = _maze_chars(g)
-    h, w = g.shape
-    diff = np.zeros(g.shape, dtype=bool)
-    if expected is not None:
-        e = np.asarray(expected)
-        if kind == "maze":
-            e = _maze_chars(e)
-        if e.shape == g.shape:
-            diff = g != e
-    cell = {"sudoku": 22, "arc": max(6, min(24, 240 // max(h, w))), "maze": max(6, min(16, 300 // max(h, w)))}[kind]
-    W, H = w * cell + 2, h * cell + 2
-    parts = [f'<svg width="{W}" height="{H}" role="img">', f'<rect width="{W}" height="{H}" fill="#888"/>']
-    for r in range(h):
-        fills = [_cell_fill(kind, g[r, c], bool(diff[r, c])) for c in range(w)]
-        c = 0
-        while c < w:
-            run = c
-            while run + 1 < w and fills[run + 1] == fills[c]:
-                run += 1
-            parts.append(f'<rect x="{1 + c * cell}" y="{1 + r * cell}" width="{(run - c + 1) * cell}" '
-                         f'height="{cell}" fill="{fills[c]}"/>')
-            c = run + 1
-    grid_lines = "".join(f"M{1 + c * cell} 1V{H - 1}" for c in range(1, w)) + \
-        "".join(f"M1 {1 + r * cell}H{W - 1}" for r in range(1, h))
-    if grid_lines and cell >= 8:
-        parts.append(f'<path d="{grid_lines}" stroke="#bbb" stroke-width="0.5"/>')
-    for r in range(h):
-        for c in range(w):
-            x, y, v = 1 + c * cell, 1 + r * cell, g[r, c]
-            if kind == "sudoku" and int(v) != 0:
-                colour = DIFF_COLOUR if diff[r, c] else "#000"
-                parts.append(f'<text x="{x + cell / 2}" y="{y + cell * 0.75}" text-anchor="middle" '
-                             f'font-size="{int(cell * 0.7)}" fill="{colour}">{int(v)}</text>')
-            elif kind == "maze" and cell >= 12 and str(v) not in "# ":
-                parts.append(f'<text x="{x + cell / 2}" y="{y + cell * 0.8}" text-anchor="middle" '
-                             f'font-size="{int(cell * 0.8)}" fill="#fff">{_esc(v)}</text>')
-            if diff[r, c] and kind != "sudoku":  # a cross readable on every colour: white under black
-                m = max(1.5, cell * 0.2)
-                cross = f"M{x + m} {y + m}L{x + cell - m} {y + cell - m}M{x + cell - m} {y + m}L{x + m} {y + cell - m}"
-                parts.append(f'<path class="diff" d="{cross}" stroke="#fff" stroke-width="{max(2.5, cell / 6):.1f}"/>'
-                             f'<path d="{cross}" stroke="#000" stroke-width="{max(1.0, cell / 14):.1f}"/>')
-    if kind == "sudoku" and h % 3 == 0 and w % 3 == 0:
-        box = "".join(f"M{1 + i * cell} 1V{H - 1}" for i in range(0, w + 1, w // 3)) + \
-            "".join(f"M1 {1 + i * cell}H{W - 1}" for i in range(0, h + 1, h // 3))
-        parts.append(f'<path d="{box}" stroke="#000" stroke-width="2"/>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
 def _nice(v: float) -> str:
     return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.2e}"
 
@@ -222,8 +123,9 @@ def _ticks(lo: float, hi: float, target: int = 5) -> list[float]:
 
 
 def _line_chart(series: Mapping[str, list[tuple[float, float]]], title: str, *, y_range: tuple | None = None,
-                width: int = 640, height: int = 280, log_y: bool = False) -> str:
-    """Inline SVG line chart of named (x, y) series; `log_y` plots log10(y) (used when all y > 0)."""
+                width: int = 640, height: int = 280, log_y: bool = False, dashed: Sequence[str] = ()) -> str:
+    """Inline SVG line chart of named (x, y) series; `log_y` plots log10(y) (used when all y > 0); the series
+    named in `dashed` are drawn dashed (reference levels)."""
     pts = [p for s in series.values() for p in s]
     if not pts:
         return ""
@@ -257,7 +159,8 @@ def _line_chart(series: Mapping[str, list[tuple[float, float]]], title: str, *, 
         colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
         coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s)
         if len(s) > 1:
-            out.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
+            dash = ' stroke-dasharray="5 4"' if name in dashed else ""
+            out.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="1.5"{dash}/>')
         if len(s) <= 30:
             out += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{colour}"/>' for x, y in s]
         ly = top + 12 + 16 * i
@@ -267,8 +170,10 @@ def _line_chart(series: Mapping[str, list[tuple[float, float]]], title: str, *, 
     return "".join(out)
 
 
-def _curves(records: list[dict]) -> str:
-    """Loss chart and exact-accuracy / pass@k chart from metrics.jsonl records."""
+def _curves(records: list[dict], baselines: Mapping[str, Mapping] | None = None) -> str:
+    """Charts from metrics.jsonl records: loss, exact accuracy / pass@k, the evaluations' token accuracy with
+    the baselines' token accuracy on this report's examples as dashed levels (never without them, docs/design.md
+    §7; not drawn when there is no baseline), and the learning rate."""
     def series(pred: Callable[[str], bool]) -> dict[str, list[tuple[float, float]]]:
         keys = sorted({k for r in records for k in r if k != "global_step" and pred(k)})[:len(SERIES_COLOURS)]
         out = {}
@@ -284,7 +189,21 @@ def _curves(records: list[dict]) -> str:
     loss = _line_chart(losses, "Loss", log_y=bool(ys) and min(ys) > 0 and max(ys) / min(ys) >= 100)
     acc = _line_chart(series(lambda k: "exact_accuracy" in k or "pass@" in k), "Exact accuracy / pass@k",
                       y_range=(0.0, 1.0))
-    charts = [c for c in (loss, acc) if c]
+    last = lambda k: k.rsplit("/", 1)[-1]
+    tokens = series(lambda k: last(k) == "token_accuracy")
+    levels = {f"{name} (baseline)": _flat(b).get("token_accuracy") for name, b in (baselines or {}).items()}
+    levels = {name: v for name, v in levels.items() if isinstance(v, (int, float))}
+    tok = ""
+    if tokens and levels:
+        x0 = min(x for s in tokens.values() for x, _ in s)
+        x1 = max(x for s in tokens.values() for x, _ in s)
+        tokens.update({name: [(x0, v), (x1, v)] for name, v in levels.items()})
+        tok = _line_chart(tokens, "Token accuracy on the cells to fill, and the baselines'", y_range=(0.0, 1.0),
+                          dashed=list(levels))
+    lrs = series(lambda k: last(k) == "lr" or last(k).endswith("_lr"))
+    ys = [y for s in lrs.values() for _, y in s]
+    lr = _line_chart(lrs, "Learning rate", log_y=bool(ys) and min(ys) > 0 and max(ys) / min(ys) >= 100)
+    charts = [c for c in (loss, acc, tok, lr) if c]
     return "<br>".join(charts) if charts else '<p class="note">No loss or exact-accuracy fields in metrics.jsonl.</p>'
 
 
@@ -394,8 +313,8 @@ def _example_html(ex: Mapping) -> str:
         raise ValueError(f"example kind must be one of {KINDS}, got {kind!r}")
     expected = ex.get("expected")
     correct = bool(ex.get("correct"))
-    figs = [f"<figure>{_grid_svg(ex.get('input'), kind)}<figcaption>input</figcaption></figure>",
-            f"<figure>{_grid_svg(expected, kind)}<figcaption>expected</figcaption></figure>"]
+    figs = [f"<figure>{grid_svg(ex.get('input'), kind)}<figcaption>input</figcaption></figure>",
+            f"<figure>{grid_svg(expected, kind)}<figcaption>expected</figcaption></figure>"]
     votes, qs = ex.get("votes") or [], ex.get("q") or []
     for i, pred in enumerate(list(ex.get("predictions") or [])[:2]):
         cap = f"prediction {i + 1}"
@@ -403,14 +322,15 @@ def _example_html(ex: Mapping) -> str:
             cap += f", {votes[i]} votes"
         if i < len(qs) and qs[i] is not None:
             cap += f", q {qs[i]:.3f}"
+        diff = diff_mask(pred, expected, kind)
         if pred is not None and expected is not None:
             p, e = np.asarray(pred), np.asarray(expected)
-            if p.shape != e.shape:
+            if diff is None:
                 cap += f" (shape {p.shape[0]}x{p.shape[1]}, expected {e.shape[0]}x{e.shape[1]})"
             else:
-                n_diff = int((_maze_chars(p) != _maze_chars(e)).sum()) if kind == "maze" else int((p != e).sum())
+                n_diff = int(diff.sum())
                 cap += f" ({n_diff} cell{'s' * (n_diff != 1)} differ{'s' * (n_diff == 1)})" if n_diff else " (right)"
-        figs.append(f"<figure>{_grid_svg(pred, kind, expected)}<figcaption>{_esc(cap)}</figcaption></figure>")
+        figs.append(f"<figure>{grid_svg(pred, kind, marked=diff)}<figcaption>{_esc(cap)}</figcaption></figure>")
     title = f"{'✓ solved' if correct else '✗ failed'} — {kind} {ex.get('name', '')}"
     return (f'<div class="example {"correct" if correct else "wrong"}"><b>{_esc(title)}</b><br>'
             f"{''.join(figs)}</div>")
@@ -450,19 +370,145 @@ def _comparison_section(comparison: Sequence[Mapping] | None) -> str:
     return "<h2>Checkpoint comparison</h2>" + _table(columns, rows, table_id="comparison-table")
 
 
+def _thinking_html(t: Mapping) -> str:
+    kind, frames, q_halt, q_cont = t["kind"], t["frames"], t["q_halt"], t.get("q_continue")
+    halt = int(t["halt_step"])
+    given = np.asarray(t["input"]) != 0 if kind == "sudoku" and t.get("input") is not None else None
+    figs = [f"<figure>{grid_svg(t.get('input'), kind)}<figcaption>input</figcaption></figure>"]
+    for i, (grid, marked) in enumerate(frames):
+        n = "?" if marked is None else int(np.asarray(marked).sum())
+        cap = f"segment {i + 1}: q_halt {q_halt[i]:.2f}" + (f", q_cont {q_cont[i]:.2f}" if q_cont else "")
+        cap += f", {n} changed"
+        cls = ' class="halt"' if i + 1 == halt else ""
+        figs.append(f"<figure{cls}>{grid_svg(grid, kind, marked=marked, given=given)}<figcaption>{_esc(cap)}"
+                    f"{' ■ halting rule stops' if i + 1 == halt else ''}</figcaption></figure>")
+    figs.append(f"<figure>{grid_svg(t.get('expected'), kind, given=given)}<figcaption>expected</figcaption></figure>")
+    ok = bool(t.get("correct"))
+    title = (f"{'✓ solved' if ok else '✗ failed'} — {kind} {t.get('name', '')}"
+             + ("" if ok else f" ({t.get('wrong_cells', '?')} answer cells wrong at the end)"))
+    return (f'<div class="strip {"correct" if ok else "wrong"}"><b>{_esc(title)}</b><br>{"".join(figs)}</div>')
+
+
+def _thinking_section(thinking: Sequence[Mapping]) -> str:
+    if not thinking:
+        return ""
+    fails = [t for t in thinking if not t.get("correct")]
+    wins = [t for t in thinking if t.get("correct")]
+    parts = ['<h2 id="thinking">How the answers form: the grid after every ACT segment</h2>',
+             '<p class="note">Evaluation runs every ACT segment; each figure is the answer (argmax) after one '
+             "segment, the cells changed since the previous segment marked (Sudoku: "
+             f'<span style="color:{DIFF_COLOUR}">red digits</span> on pink; mazes and ARC: a cross). Captions '
+             "give the q_halt (and q_continue) logits; ■ marks the segment after which the halting rule "
+             "(q_halt &gt; q_continue, or q_halt &gt; 0) said stop. Failures are the closest ones (fewest wrong "
+             "cells).</p>"]
+    parts += [f"<h3>Failures ({len(fails)} shown)</h3>"] + [_thinking_html(t) for t in fails]
+    parts += [f"<h3>Successes ({len(wins)} shown)</h3>"] + [_thinking_html(t) for t in wins]
+    return "\n".join(parts)
+
+
+def _bar_chart(counts: Mapping[str, int], title: str, x_label: str, width: int = 520, height: int = 220) -> str:
+    """Inline SVG bar chart of {label: count}, bars in the given order, each labelled with its count."""
+    items = list(counts.items())
+    if not items:
+        return ""
+    left, top, bottom = 40, 28, 40
+    pw, ph = width - left - 10, height - top - bottom
+    top_count = max(c for _, c in items) or 1
+    bw = pw / len(items)
+    out = [f'<svg width="{width}" height="{height}" role="img" aria-label="{_esc(title)}">',
+           f'<text x="{left}" y="18" font-size="14" font-weight="bold">{_esc(title)}</text>']
+    for i, (label, c) in enumerate(items):
+        h = ph * c / top_count
+        x, y = left + i * bw + bw * 0.1, top + ph - h
+        out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bw * 0.8:.1f}" height="{h:.1f}" fill="{SERIES_COLOURS[0]}"/>')
+        out.append(f'<text x="{x + bw * 0.4:.1f}" y="{y - 3:.1f}" font-size="10" text-anchor="middle">{c}</text>')
+        out.append(f'<text x="{x + bw * 0.4:.1f}" y="{top + ph + 14}" font-size="11" text-anchor="middle">'
+                   f"{_esc(label)}</text>")
+    out.append(f'<text x="{left + pw / 2}" y="{height - 6}" font-size="11" text-anchor="middle">{_esc(x_label)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _halting_section(halting: Mapping | None) -> str:
+    """halting: {"histogram": {"step": count}, "segments": K, "mean": float}."""
+    if not halting or not halting.get("histogram"):
+        return ""
+    k = halting.get("segments")
+    hist = {str(s): halting["histogram"].get(str(s), 0) for s in range(1, k + 1)} if k else halting["histogram"]
+    note = (f"Evaluation runs all {k} segments; the halting rule (q_halt &gt; q_continue, or q_halt &gt; 0) would "
+            f"have stopped each example after the segment counted here (mean {halting.get('mean', 0):.2f}; "
+            f"examples it never stopped count at {k}).")
+    return ('<h2 id="halting">When the halting rule says stop</h2>' + f'<p class="note">{note}</p>'
+            + _bar_chart(hist, "Examples by halting step", "ACT segment"))
+
+
+def _breakdown_section(tables: Sequence[Mapping]) -> str:
+    if not tables:
+        return ""
+    parts = ['<h2 id="difficulty">Accuracy by difficulty</h2>',
+             '<p class="note">The same evaluated examples split by a difficulty measure; the trivial baselines '
+             "are scored on the same examples of each bucket.</p>"]
+    for i, t in enumerate(tables):
+        names = sorted({b for r in t["rows"] for b in r["baselines"]})
+        columns = [t["name"], "examples", "exact accuracy", "token accuracy", *[f"{b} (exact)" for b in names]]
+        rows = [[r["bucket"], r["n_examples"], _pct(r["exact_accuracy"]), _pct(r["token_accuracy"]),
+                 *[_pct(r["baselines"].get(b)) for b in names]] for r in t["rows"]]
+        parts += [f"<h3>By {_esc(t['name'])}</h3>", _table(columns, rows, table_id=f"difficulty-{i}")]
+    return "\n".join(parts)
+
+
+def _confusion_section(confusion: Mapping | None) -> str:
+    """confusion: `breakdown.confusion_table` result."""
+    if not confusion or not confusion.get("tokens"):
+        return ""
+    from hrmkit.data.render import token_names
+
+    tokens = confusion["tokens"]
+    names = token_names(confusion.get("task"), max(tokens) + 1)
+    columns = ["expected \\ predicted", *[names[t] for t in tokens], "right"]
+    rows = []
+    for t, row in zip(tokens, confusion["counts"]):
+        total = sum(row)
+        rows.append([names[t], *row, _pct(row[tokens.index(t)] / total) if total else "—"])
+    return ('<h2 id="confusion">Token confusion</h2><p class="note">Counts over the '
+            f"{confusion['n_cells']} cells token accuracy scores (Sudoku: the blank cells); rows: the expected "
+            "token, columns: the predicted one.</p>" + _table(columns, rows, table_id="confusion-table"))
+
+
+def _model_section(model_info: Mapping | None) -> str:
+    """model_info: {"num_parameters": int, "config": dict (the run's TrainConfig), optional "checkpoint"}."""
+    if not model_info:
+        return ""
+    import yaml
+
+    cfg = model_info.get("config") or {}
+    arch = cfg.get("arch") or {}
+    facts = [["parameters (puzzle embedding table excluded)", f"{model_info.get('num_parameters', 0):,}"]]
+    facts += [[k, arch[k]] for k in ("name", "hidden_size", "H_layers", "L_layers", "H_cycles", "L_cycles",
+                                     "halt_max_steps", "puzzle_emb_ndim") if k in arch]
+    text = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False) if cfg else ""
+    return ('<h2 id="model">Model and configuration</h2>' + _table(["", "value"], facts, table_id="model-table")
+            + (f'<details><summary>full configuration</summary><pre class="config">{_esc(text)}</pre></details>'
+               if text else ""))
+
+
 def render_report(summary: Mapping, baselines: Mapping[str, Mapping], diagnosis: Mapping | None,
                   metrics_jsonl_path: str | Path | None = None, examples: Sequence[Mapping] = (),
                   arc_table: Sequence[Mapping] | None = None, comparison: Sequence[Mapping] | None = None, *,
-                  title: str = "hrmkit evaluation report", max_examples: int = 8, notes: Sequence[str] = ()) -> str:
+                  title: str = "hrmkit evaluation report", max_examples: int = 8, notes: Sequence[str] = (),
+                  thinking: Sequence[Mapping] = (), breakdown: Sequence[Mapping] = (), confusion: Mapping | None = None,
+                  halting: Mapping | None = None, model_info: Mapping | None = None) -> str:
     """The report as an HTML string; arguments as `write_report`."""
     curves = ""
     if metrics_jsonl_path is not None:
         records = load_metrics_jsonl(metrics_jsonl_path)
-        curves = "<h2>Learning curves</h2>" + (_curves(records) if records else
+        curves = "<h2>Learning curves</h2>" + (_curves(records, baselines) if records else
                                                f'<p class="note">No records in {_esc(metrics_jsonl_path)}.</p>')
     body = [f"<h1>{_esc(title)}</h1>", _verdict_section(summary, baselines, diagnosis, notes),
-            _summary_section(summary, baselines), _diagnosis_section(diagnosis), curves, _arc_section(arc_table),
-            _examples_section(examples, max_examples), _comparison_section(comparison)]
+            _summary_section(summary, baselines), _breakdown_section(breakdown), _diagnosis_section(diagnosis),
+            _halting_section(halting), _confusion_section(confusion), curves,
+            _arc_section(arc_table), _examples_section(examples, max_examples), _thinking_section(thinking),
+            _comparison_section(comparison), _model_section(model_info)]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
             f"<style>{CSS}</style></head><body>\n" + "\n".join(b for b in body if b) + "\n</body></html>\n")
 
@@ -470,7 +516,9 @@ def render_report(summary: Mapping, baselines: Mapping[str, Mapping], diagnosis:
 def write_report(out_dir: str | Path, summary: Mapping, baselines: Mapping[str, Mapping], diagnosis: Mapping | None,
                  metrics_jsonl_path: str | Path | None = None, examples: Sequence[Mapping] = (),
                  arc_table: Sequence[Mapping] | None = None, comparison: Sequence[Mapping] | None = None, *,
-                 title: str = "hrmkit evaluation report", max_examples: int = 8, notes: Sequence[str] = ()) -> Path:
+                 title: str = "hrmkit evaluation report", max_examples: int = 8, notes: Sequence[str] = (),
+                 thinking: Sequence[Mapping] = (), breakdown: Sequence[Mapping] = (), confusion: Mapping | None = None,
+                 halting: Mapping | None = None, model_info: Mapping | None = None) -> Path:
     """Write `out_dir/report.html` atomically and return its path.
 
     summary: `metrics.compute_metrics` result (or a flat metric dict, may carry ARC "pass@k" keys).
@@ -480,10 +528,14 @@ def write_report(out_dir: str | Path, summary: Mapping, baselines: Mapping[str, 
     examples: example dicts (module docstring); up to `max_examples` failures and successes each are drawn.
     arc_table: `arc_scoring.arc_task_table(score)` rows. comparison: [{"name", "step", "metrics",
     "baselines", optional "diagnosis"}] one per checkpoint. notes: extra sentences listed under the verdict.
+    thinking: `views.segment_strips` dicts (the grid after every ACT segment). breakdown:
+    `breakdown.breakdown_tables` (accuracy by difficulty). confusion: `breakdown.confusion_table`. halting: {"histogram": {"step": count}, "segments": K, "mean"}. model_info:
+    {"num_parameters", "config"}.
     Raises ValueError on an unknown example kind.
     """
     text = render_report(summary, baselines, diagnosis, metrics_jsonl_path, examples, arc_table, comparison,
-                         title=title, max_examples=max_examples, notes=notes)
+                         title=title, max_examples=max_examples, notes=notes, thinking=thinking, breakdown=breakdown,
+                         confusion=confusion, halting=halting, model_info=model_info)
     path = Path(out_dir) / "report.html"
     atomic_write_bytes(path, text.encode("utf-8"))
     return path

@@ -1,0 +1,274 @@
+"""The public Python API: `hrmkit.load(path)` -> `Model`, whose `predict` runs the ACT loop on token rows.
+
+    import hrmkit
+    model = hrmkit.load("runs/RUN_ID")                 # run folder, RUN/best/, a checkpoint file, ...
+    x = model.encode("1...3....1..2...")                # natural form -> tokens (here a 4x4 Sudoku)
+    out = model.predict(x[None], keep_segments=True)    # no labels needed
+    print(model.decode(out.tokens[0]), out.halt_step[0], out.segment_tokens.shape)
+
+`load` reads whatever `hrmkit.loading.load_model` reads and does not care which kind it got. Prediction
+uses the evaluation semantics (`eval.evaluate.rollout`: every row runs `halt_max_steps` segments from a fresh
+carry and the answer is the argmax after the last one), so `predict(...).tokens` equals what `hrm eval`
+scores on the same rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from hrmkit.data import render
+from hrmkit.errors import HrmkitError
+from hrmkit.loading import TrainedModel, load_model, run_dir_of
+
+IGNORE_LABEL_ID = -100
+
+
+@dataclass
+class Prediction:
+    """What `Model.predict` returns for B rows after K segments (S = seq_len); CPU tensors.
+
+    tokens: int64 [B, S], the answer (argmax after the last segment);
+    halt_step: int64 [B], the first segment after which the halting rule said stop (q_halt > q_continue, or
+    q_halt > 0 without a q_continue head), K when it never did;
+    q_halt, q_continue: float32 [B, K] logits per segment (q_continue None when the model has no such head);
+    segments: K; segment_tokens: int64 [B, K, S], the argmax after every segment (None unless asked for).
+    """
+
+    tokens: torch.Tensor
+    halt_step: torch.Tensor
+    q_halt: torch.Tensor
+    q_continue: torch.Tensor | None
+    segments: int
+    segment_tokens: torch.Tensor | None = None
+
+
+@contextlib.contextmanager
+def _segment_count(head: torch.nn.Module, steps: int | None) -> Iterator[None]:
+    """Run `steps` ACT segments (None: leave the model as it is): in eval mode a row halts after
+    `halt_max_steps` of them, so set that for the duration."""
+    if steps is None:
+        yield
+        return
+    act = head.model
+    saved = act.halt_max_steps
+    act.halt_max_steps = int(steps)
+    try:
+        yield
+    finally:
+        act.halt_max_steps = saved
+
+
+def _rows(x: Any, name: str, ndim: int) -> np.ndarray:
+    arr = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x)
+    if arr.ndim == ndim - 1:
+        arr = arr[None]
+    if arr.ndim != ndim or arr.dtype.kind not in "iu":
+        raise HrmkitError(f"{name}: expected integer tokens of shape {'[B, seq_len]' if ndim == 2 else '[B]'}, got "
+                          f"{arr.dtype} of shape {list(arr.shape)}")
+    return arr.astype(np.int64)
+
+
+class Model:
+    """A trained HRM/TRM ready for inference (from `hrmkit.load`).
+
+    Attributes: `head` (the torch module, eval mode), `config` (TrainConfig), `step` (optimizer steps it was
+    trained for), `path` (the file it came from), `device`, `seq_len`, `vocab_size`, `num_puzzle_identifiers`,
+    `halt_max_steps`, `kind` ("sudoku" | "maze" | "arc" | None: which natural form `encode`/`decode` use),
+    `dataset_dir` (the dataset it was trained on, when found: ARC needs its identifiers.json).
+    """
+
+    def __init__(self, trained: TrainedModel, device: torch.device, dataset_dir: Path | None = None):
+        self.trained = trained
+        self.head, self.config, self.step, self.path = trained.head, trained.config, trained.step, trained.path
+        self.device = device
+        shape = trained.model_shape or {}
+        self.seq_len = int(shape["seq_len"])
+        self.vocab_size = int(shape["vocab_size"])
+        self.num_puzzle_identifiers = int(shape.get("num_puzzle_identifiers", 1))
+        self.dataset_dir = dataset_dir if dataset_dir is not None else _find_dataset(trained)
+        self.kind = render.task_kind(_dataset_task(self.dataset_dir), self.seq_len, self.vocab_size)
+
+    def __repr__(self) -> str:
+        return (f"Model({self.config.arch.name}, {self.num_parameters:,} parameters, {self.kind or 'unknown task'}, "
+                f"seq_len {self.seq_len}, vocab {self.vocab_size}, step {self.step}, from {self.path})")
+
+    @property
+    def halt_max_steps(self) -> int:
+        """ACT segments an evaluation runs per row."""
+        return int(self.config.arch.halt_max_steps)
+
+    @property
+    def num_parameters(self) -> int:
+        """Trainable parameters (the puzzle embedding table excluded, as in the references' count)."""
+        from hrmkit.models import count_parameters
+
+        return count_parameters(self.head)
+
+    # -------------------------------------------------------------------------------------- prediction
+
+    @torch.no_grad()
+    def predict(self, inputs: Any, puzzle_identifiers: Any = None, steps: int | None = None, *,
+                keep_segments: bool = False, batch_size: int = 256) -> Prediction:
+        """Run the model on token rows; no labels needed.
+
+        inputs: int [B, seq_len] tokens (numpy, torch or lists; one row [seq_len] is taken as B = 1).
+        puzzle_identifiers: int [B] (default: 0, the blank identifier, as Sudoku and maze datasets use).
+        steps: ACT segments to run (default `halt_max_steps`, the evaluation setting; more or fewer lets the
+        model think longer or shorter). keep_segments: also return the prediction after every segment.
+        batch_size: rows per forward pass. Returns a `Prediction`. Raises HrmkitError for a wrong shape or a
+        token or identifier out of range.
+        """
+        from hrmkit.eval.evaluate import rollout
+
+        x = _rows(inputs, "inputs", 2)
+        if x.shape[1] != self.seq_len:
+            raise HrmkitError(f"inputs: rows of {x.shape[1]} tokens, but the model reads seq_len {self.seq_len}")
+        bad = np.argwhere((x < 0) | (x >= self.vocab_size))
+        if bad.size:
+            r, c = bad[0]
+            raise HrmkitError(f"inputs[{r}][{c}]: token {x[r, c]} outside the vocabulary 0..{self.vocab_size - 1}")
+        ids = np.zeros(len(x), np.int64) if puzzle_identifiers is None else _rows(puzzle_identifiers, "puzzle_identifiers", 1)
+        if ids.shape != (len(x),):
+            raise HrmkitError(f"puzzle_identifiers: expected {len(x)} values (one per row), got {ids.shape[0]}")
+        bad_ids = ids[(ids < 0) | (ids >= self.num_puzzle_identifiers)]
+        if bad_ids.size:
+            raise HrmkitError(f"puzzle_identifiers: {int(bad_ids[0])} outside 0..{self.num_puzzle_identifiers - 1}")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise HrmkitError(f"steps: expected a positive number of ACT segments, got {steps!r}")
+        if batch_size < 1 or not len(x):
+            raise HrmkitError(f"predict needs at least one row and batch_size >= 1, got {len(x)} rows, batch_size {batch_size}")
+        parts: dict[str, list[torch.Tensor]] = {"tokens": [], "halt_step": [], "q_halt": [], "q_continue": [],
+                                                "segment_tokens": []}
+        self.head.eval()
+        for lo in range(0, len(x), batch_size):
+            xb = torch.from_numpy(x[lo:lo + batch_size]).to(self.device, torch.int32)
+            batch = {"inputs": xb, "labels": torch.full_like(xb, IGNORE_LABEL_ID),
+                     "puzzle_identifiers": torch.from_numpy(ids[lo:lo + batch_size]).to(self.device, torch.int32)}
+            with _segment_count(self.head, steps):
+                r = rollout(self.head, batch, keep_segments=keep_segments)
+            segments = r.segments
+            parts["tokens"].append(r.outputs["preds"].long().cpu())
+            parts["halt_step"].append(r.halt_step.cpu())
+            parts["q_halt"].append(r.q_halt.cpu())
+            if r.q_continue is not None:
+                parts["q_continue"].append(r.q_continue.cpu())
+            if keep_segments:
+                parts["segment_tokens"].append(r.segment_preds.long().cpu())
+        cat = lambda k: torch.cat(parts[k]) if parts[k] else None
+        return Prediction(cat("tokens"), cat("halt_step"), cat("q_halt"), cat("q_continue"), segments,
+                          cat("segment_tokens"))
+
+    # -------------------------------------------------------------------------------------- natural forms
+
+    def require_kind(self) -> str:
+        """`kind`, or HrmkitError when the model's puzzle kind is unknown."""
+        if self.kind is None:
+            raise HrmkitError(f"{self.path}: cannot tell which puzzle this model solves (seq_len {self.seq_len}, "
+                              f"vocab {self.vocab_size}, no dataset.json found); use token rows with predict()")
+        return self.kind
+
+    def _side(self) -> int:
+        return int(round(self.seq_len ** 0.5))
+
+    def encode(self, puzzle: Any, where: str = "puzzle") -> np.ndarray:
+        """Tokens uint8 [seq_len] of one puzzle in its natural form (see `hrmkit.deploy.codecs`): a Sudoku
+        string, maze text, or an ARC grid (list of lists; placed at the top-left of the 30x30 canvas).
+        Raises HrmkitError (naming `where`) for malformed input or a size the model was not trained on."""
+        from hrmkit.data import arc, maze
+        from hrmkit.deploy import codecs
+
+        kind, side = self.require_kind(), self._side()
+        if kind == "sudoku":
+            grid = codecs.parse_sudoku(puzzle, where)
+            if grid.shape[0] != side:
+                raise HrmkitError(f"{where}: a {grid.shape[0]}x{grid.shape[0]} Sudoku, but this model was trained on "
+                                  f"{side}x{side} Sudoku (seq_len {self.seq_len})")
+            return codecs.sudoku_tokens(grid)
+        if kind == "maze":
+            grid = codecs.parse_maze(puzzle, where)
+            if grid.shape != (side, side):
+                raise HrmkitError(f"{where}: a {grid.shape[0]}x{grid.shape[1]} maze, but this model was trained on "
+                                  f"{side}x{side} mazes (seq_len {self.seq_len})")
+            return maze.to_tokens(grid).reshape(-1)
+        return arc.encode_grid(codecs.parse_arc_grid(puzzle, where))
+
+    def decode(self, tokens: Any) -> Any:
+        """The natural form of one token row [seq_len]: a Sudoku string ('.' for blank or PAD cells), maze
+        text, or an ARC grid as a list of lists (None when the canvas holds no grid: the reference decode)."""
+        from hrmkit.deploy import codecs
+
+        kind = self.require_kind()
+        grid = render.tokens_to_grid(kind, tokens)
+        if kind == "sudoku":
+            return codecs.sudoku_string(grid)
+        if kind == "maze":
+            return "\n".join("".join(row) for row in grid)
+        return None if grid is None else np.asarray(grid).tolist()
+
+    def identifiers(self) -> list[str]:
+        """Puzzle identifier names of the training dataset (`DATASET/identifiers.json`). HrmkitError when the
+        dataset is not found or does not match the model's puzzle embedding table."""
+        from hrmkit.data.format import load_identifiers
+
+        if self.dataset_dir is None:
+            raise HrmkitError(f"{self.path}: the dataset it was trained on (data_path={self.config.data_path!r}) "
+                              "was not found; give its folder (hrmkit.load(..., data=DIR), hrm solve --data DIR)")
+        names = load_identifiers(self.dataset_dir)
+        if len(names) != self.num_puzzle_identifiers:
+            raise HrmkitError(f"{self.dataset_dir}/identifiers.json: {len(names)} identifiers, but the model has "
+                              f"{self.num_puzzle_identifiers} puzzle embeddings: not the dataset it was trained on")
+        return names
+
+
+def _has_split(folder: Path) -> bool:
+    return any((folder / s / "dataset.json").is_file() for s in ("test", "train"))
+
+
+def _find_dataset(trained: TrainedModel) -> Path | None:
+    """The training dataset folder: `config.data_path` as given (relative to the working folder), or relative
+    to the folder holding the run's `runs/` (where `hrm train` ran)."""
+    data = Path(trained.config.data_path)
+    candidates = [data]
+    run = run_dir_of(trained.path)
+    if not data.is_absolute() and run is not None:
+        candidates.append(run.parent.parent / data)
+    return next((c for c in candidates if _has_split(c)), None)
+
+
+def _dataset_task(dataset_dir: Path | None) -> str | None:
+    if dataset_dir is None:
+        return None
+    for split in ("test", "train"):
+        meta = dataset_dir / split / "dataset.json"
+        if meta.is_file():
+            try:
+                return json.loads(meta.read_text()).get("task")
+            except (OSError, ValueError, AttributeError):
+                return None
+    return None
+
+
+def load(path: str | Path, device: str | torch.device = "cpu", *, use_ema: bool = True,
+         data: str | Path | None = None) -> Model:
+    """Load a trained model for inference: a run folder (its newest checkpoint), `RUN/best/`, a checkpoint
+    file, or any other kind `hrmkit.loading.load_model` reads. EMA weights are used when the run kept them
+    (`use_ema=False`: the raw weights). device: "cpu", "cuda", "auto" or a torch.device. data: the dataset
+    folder it was trained on, when `config.data_path` does not lead there (only ARC's `encode`/solving needs
+    it). Raises HrmkitError naming the path when it holds no readable model."""
+    from hrmkit.device import pick_device
+
+    dev = device if isinstance(device, torch.device) else pick_device(str(device))
+    trained = load_model(path, dev, use_ema=use_ema)
+    dataset = None
+    if data is not None:
+        dataset = Path(data)
+        if not _has_split(dataset):
+            raise HrmkitError(f"--data {dataset}: not a dataset folder (no train/ or test/ dataset.json)")
+    return Model(trained, dev, dataset)

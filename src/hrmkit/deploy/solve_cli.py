@@ -1,0 +1,247 @@
+"""`hrm solve --checkpoint PATH INPUT`: run a trained model on one puzzle and show its answer.
+
+    hrm solve --checkpoint RUN "1...3....1..2..."        a Sudoku string ('.' or '0' blank; 16, 36 or 81 cells)
+    hrm solve --checkpoint RUN maze.txt                  a maze text file ('#', ' ', 'S', 'G')
+    hrm solve --checkpoint RUN task.json                 an ARC task: every augmented version voted, top 2 shown
+    hrm solve ... --steps                                the grid after every ACT segment, changed cells marked
+    hrm solve ... --gif OUT.gif                          the same as an animation
+
+Which of the three INPUT is, the checkpoint decides (the task it was trained on). Malformed input is refused
+with `hrm: error: ...` and exit code 2 before the model runs; nothing is written then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hrmkit.errors import HrmkitError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "solve", help="run a trained model on one Sudoku, maze or ARC task and show its answer",
+        description="Run a trained model on one puzzle: print the answer as a grid, the ACT segments run and "
+        "where the halting rule stopped, and whether the answer is right (Sudoku: a valid solution keeping every "
+        "clue; maze: a path connected from S to G; ARC: the top-2 voted answers over every augmented version, "
+        "checked against the test output when the task file has one).",
+    )
+    p.add_argument("input", metavar="INPUT", help="a Sudoku string (or a file holding one), a maze text file, or an "
+                   "ARC task JSON file; '-' reads standard input")
+    p.add_argument("--checkpoint", required=True, metavar="PATH",
+                   help="a run folder (its newest checkpoint), RUN/best/ or a checkpoint file")
+    p.add_argument("--steps", action="store_true", help="print the grid after every ACT segment, changed cells marked "
+                   "(ARC: of each test input's identity version)")
+    p.add_argument("--gif", metavar="OUT.gif", help="write the input and the grid after every segment as an animated "
+                   "GIF (ARC: the first test input's identity version)")
+    p.add_argument("--segments", type=int, default=None, metavar="N",
+                   help="ACT segments to run (default: the model's halt_max_steps, as in evaluation)")
+    p.add_argument("--data", metavar="DIR", help="the dataset the model was trained on, when its data_path does not "
+                   "lead there (ARC reads its identifiers.json)")
+    p.add_argument("--task-id", default=None, help="ARC: the task id (default: the file name without .json)")
+    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="ARC: versions per forward pass")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="where to run (default: cpu)")
+    p.add_argument("--raw-weights", action="store_true", help="use the raw weights even when the checkpoint holds "
+                   "an EMA copy (default: EMA when present)")
+    p.set_defaults(func=_solve)
+
+
+def _read_input(arg: str, kind: str) -> tuple[str | Path, str]:
+    """(INPUT's content or, for ARC, its path; the name used in errors)."""
+    if arg == "-":
+        if kind == "arc":
+            raise HrmkitError("INPUT -: this checkpoint solves ARC tasks; give a task JSON file, not standard input")
+        return sys.stdin.read(), "INPUT (standard input)"
+    path = Path(arg)
+    if kind == "arc":
+        if not path.is_file():
+            raise HrmkitError(f"INPUT {arg!r}: this checkpoint solves ARC tasks; give a task JSON file")
+        return path, str(path)
+    if path.is_file():
+        try:
+            return path.read_text(), str(path)
+        except (OSError, UnicodeDecodeError) as e:
+            raise HrmkitError(f"{path}: cannot read it as text ({e})") from None
+    if kind == "maze" and "\n" not in arg:
+        raise HrmkitError(f"INPUT {arg!r}: no such file; this checkpoint solves mazes, give a maze text file")
+    return arg, "INPUT"
+
+
+def _validate_options(args: argparse.Namespace) -> None:
+    if args.segments is not None and args.segments < 1:
+        raise HrmkitError(f"--segments must be >= 1, got {args.segments}")
+    if args.batch_size < 1:
+        raise HrmkitError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.gif:
+        out = Path(args.gif)
+        if out.suffix.lower() != ".gif":
+            raise HrmkitError(f"--gif {out}: the file name must end in .gif")
+        if out.is_dir():
+            raise HrmkitError(f"--gif {out}: is a folder")
+
+
+def _solve(args: argparse.Namespace) -> int:
+    from hrmkit.deploy import codecs
+    from hrmkit.deploy.api import load
+    from hrmkit.deploy.solve import solve_arc, solve_grid
+
+    _validate_options(args)
+    model = load(args.checkpoint, args.device, use_ema=not args.raw_weights, data=args.data)
+    kind = model.require_kind()
+    content, where = _read_input(args.input, kind)
+    if kind == "arc":
+        task = codecs.read_arc_task(content, args.task_id)
+        result = solve_arc(model, task, args.segments, args.batch_size)
+        runs = [t.thinking for t in result.tests]
+        text, obj = _arc_report(model, result, args.steps)
+    else:
+        result = solve_grid(model, content, args.segments, where)
+        runs = [result.thinking]
+        text, obj = _grid_report(model, result, args.steps)
+    if args.gif:
+        from hrmkit.data import render
+        from hrmkit.fsutil import atomic_write_bytes
+
+        first = result if kind != "arc" else result.tests[0]
+        data = render.gif_bytes(_gif_tiles(kind, first.input_grid, runs[0]))
+        atomic_write_bytes(args.gif, data)
+        obj["gif"] = str(args.gif)
+        text += f"\nwrote {args.gif} ({runs[0].segments} segments)"
+    print(json.dumps(obj) if args.json else text)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ text
+
+def _header(model: Any) -> str:
+    return (f"model: {model.path} ({model.config.arch.name}, {model.num_parameters:,} parameters, step {model.step}, "
+            f"{model.kind})")
+
+
+def _halting_line(t: Any) -> str:
+    k = t.halt_step
+    q = f"q_halt {t.q_halt[k - 1]:.2f}" + (f" vs q_continue {t.q_continue[k - 1]:.2f}" if t.q_continue else "")
+    said = ("the halting rule said stop after segment " f"{k} ({q})" if _wants_halt(t, k - 1)
+            else f"the halting rule never said stop ({q} at the last segment)")
+    return f"ACT: ran {t.segments} segment{'s' * (t.segments != 1)}; {said}."
+
+
+def _wants_halt(t: Any, i: int) -> bool:
+    return t.q_halt[i] > (t.q_continue[i] if t.q_continue else 0.0)
+
+
+def _side_by_side(blocks: list[tuple[str, list[str]]], gap: str = "    ") -> list[str]:
+    widths = [max([len(title)] + [len(s) for s in lines]) for title, lines in blocks]
+    height = max(len(lines) for _, lines in blocks)
+    rows = [gap.join(title.ljust(w) for (title, _), w in zip(blocks, widths)).rstrip()]
+    for i in range(height):
+        rows.append(gap.join((lines[i] if i < len(lines) else "").ljust(w) for (_, lines), w in zip(blocks, widths)).rstrip())
+    return rows
+
+
+def _steps_text(kind: str, t: Any) -> list[str]:
+    from hrmkit.data import render
+
+    lines = []
+    for i, (grid, marked) in enumerate(t.frames):
+        n = "?" if marked is None else int(marked.sum())
+        q = f"q_halt {t.q_halt[i]:.2f}" + (f", q_continue {t.q_continue[i]:.2f}" if t.q_continue else "")
+        rule = "halt" if _wants_halt(t, i) else "continue"
+        lines.append(f"segment {i + 1}/{t.segments}: {q} -> {rule}; {n} cell{'s' * (n != 1)} changed"
+                     + (" (marked)" if n else ""))
+        lines += ["  " + s for s in render.grid_text(grid, kind, marked=marked if marked is not None and marked.any() else None)]
+    return lines
+
+
+def _grid_report(model: Any, r: Any, steps: bool) -> tuple[str, dict]:
+    from hrmkit.data import render
+
+    size = f"{r.puzzle.shape[0]}x{r.puzzle.shape[1]}"
+    lines = [_header(model), ""]
+    lines += _side_by_side([(f"{size} {r.kind}", render.grid_text(r.input_grid, r.kind)),
+                            ("answer", render.grid_text(r.answer_grid, r.kind))])
+    lines += ["", _halting_line(r.thinking)]
+    c = r.check
+    obj: dict[str, Any] = {"kind": r.kind, "answer": r.answer, "segments": r.thinking.segments,
+                           "halt_step": r.thinking.halt_step, "q_halt": r.thinking.q_halt,
+                           "q_continue": r.thinking.q_continue}
+    if r.kind == "sudoku":
+        unique = {0: "the puzzle has no solution", 1: "the puzzle has exactly one solution",
+                  2: "the puzzle has more than one solution"}[c.solutions]
+        if c.solved:
+            verdict = "a valid solution that keeps every clue"
+        else:
+            from hrmkit.deploy.codecs import sudoku_clash
+
+            why = [w for w in (sudoku_clash(r.answer_grid), f"{int((r.answer_grid == 0).sum())} cells blank"
+                               if (r.answer_grid == 0).any() else None,
+                               None if c.keeps_clues else "a clue was changed") if w]
+            verdict = "NOT a valid solution" + (f": {'; '.join(why)}" if why else "")
+        lines.append(f"Answer: {verdict}; {unique}" + ("" if c.matches_solver is None else
+                     f", and the answer {'is' if c.matches_solver else 'is not'} it") + ".")
+        obj.update(valid=c.valid, keeps_clues=c.keeps_clues, solved=c.solved, puzzle_solutions=c.solutions)
+    else:
+        if c.connected:
+            verdict = f"a path of {c.path_cells} cells connected from S to G"
+            verdict += (", a shortest one" if c.shortest else
+                        f", not a shortest one (shortest: {c.shortest_cells} cells)" if c.shortest_cells is not None else "")
+        else:
+            verdict = ("NOT a path from S to G: " + (f"its {c.path_cells} path cells do not connect them" if c.path_cells
+                                                      else "no path cells"))
+        if not c.only_path_added:
+            verdict += "; the answer also changed walls, S or G"
+        lines.append(f"Answer: {verdict}.")
+        obj.update(connected=c.connected, shortest=c.shortest, only_path_added=c.only_path_added,
+                   path_cells=c.path_cells, shortest_cells=c.shortest_cells)
+    if steps:
+        lines += ["", *_steps_text(r.kind, r.thinking)]
+    return "\n".join(lines), obj
+
+
+def _arc_report(model: Any, r: Any, steps: bool) -> tuple[str, dict]:
+    from hrmkit.data import render
+
+    lines = [_header(model), "",
+             f"ARC task {r.task_id}: {len(r.tests)} test input{'s' * (len(r.tests) != 1)}, {r.versions} version"
+             f"{'s' * (r.versions != 1)} each (the identity and {r.versions - 1} augmented), answers un-augmented "
+             "and voted as `hrm eval` scores them"]
+    tests = []
+    for ti, t in enumerate(r.tests):
+        blocks = [(f"test input {ti + 1} ({t.input_grid.shape[0]}x{t.input_grid.shape[1]})",
+                   render.grid_text(t.input_grid, "arc"))]
+        for k, a in enumerate(t.answers[:2]):
+            mark = "" if a.correct is None else (" RIGHT" if a.correct else " wrong")
+            blocks.append((f"answer {k + 1}: {a.votes} vote{'s' * (a.votes != 1)}, mean q {a.mean_q:.2f}{mark}",
+                           render.grid_text(a.grid, "arc")))
+        if t.expected is not None:
+            blocks.append(("expected", render.grid_text(t.expected, "arc")))
+        lines += ["", *_side_by_side(blocks)]
+        if not t.answers:
+            lines.append("no answer: none of the predictions could be decoded to a grid")
+        lines.append(f"{t.n_predictions} predictions, {t.n_invalid} could not be decoded; {len(t.answers)} distinct "
+                     f"answers. Identity version: {_halting_line(t.thinking)}")
+        if steps:
+            lines += ["", "identity version, segment by segment:", *_steps_text("arc", t.thinking)]
+        tests.append({"answers": [{"grid": a.grid.tolist(), "votes": a.votes, "mean_q": a.mean_q, "correct": a.correct}
+                                  for a in t.answers[:2]], "n_predictions": t.n_predictions, "n_invalid": t.n_invalid,
+                      "segments": t.thinking.segments, "halt_step": t.thinking.halt_step})
+    return "\n".join(lines), {"kind": "arc", "task_id": r.task_id, "versions": r.versions, "tests": tests}
+
+
+def _gif_tiles(kind: str, input_grid: Any, t: Any) -> list[list[tuple[Any, str]]]:
+    """GIF frames: the input, then the answer after each segment with its changed cells marked."""
+    from hrmkit.data import render
+
+    grids = [input_grid] + [g for g, _ in t.frames]
+    side = max((max(g.shape) for g in grids if g is not None), default=None)
+    given = input_grid != 0 if kind == "sudoku" else None
+    frames = [[(render.grid_image(input_grid, kind, given=given, side=side), "input")]]
+    for i, (grid, marked) in enumerate(t.frames):
+        q = f"q_halt {t.q_halt[i]:.2f}" + (f" q_cont {t.q_continue[i]:.2f}" if t.q_continue else "")
+        cap = f"segment {i + 1}/{t.segments}  {q}  {'halt' if _wants_halt(t, i) else 'continue'}"
+        frames.append([(render.grid_image(grid, kind, marked=marked, given=given, side=side), cap)])
+    return frames
