@@ -192,3 +192,17 @@ def test_a_stateful_segment_loss_plugs_in_and_resumes(sudoku4, tmp_path):
     cfg = _cfg(sudoku4, tmp_path, "max_steps=4", "grad_accum_steps=2", "eval_max_examples=8", "lr_schedule=constant")
     assert train(cfg, resume_dir=str(run), segment_loss=resumed).state == "finished"
     assert resumed.segments == 8  # 6 restored + the 2 segments of step 4
+
+
+def test_prefetched_batches_train_and_resume_like_drawn_ones(sudoku4, tmp_path):
+    """Batches drawn ahead by a thread (`prefetch_batches`, on by default on CUDA) give the same weights, and a
+    run interrupted with the sampler ahead resumes at the batch it would have used next."""
+    args = ["max_steps=6", "checkpoint_every=2", "grad_accum_steps=2", "log_every=2"]
+    plain = train(_cfg(sudoku4, tmp_path / "a", *args, "prefetch_batches=0")).run_dir
+    ahead = train(_cfg(sudoku4, tmp_path / "b", *args, "prefetch_batches=3")).run_dir
+    _assert_same(_weights(list_checkpoints(plain)[-1]), _weights(list_checkpoints(ahead)[-1]))
+    result = train(_cfg(sudoku4, tmp_path / "c", *args, "prefetch_batches=3"), on_step=lambda state: state.step == 3)
+    assert result.state == "interrupted"
+    assert load_checkpoint(list_checkpoints(result.run_dir)[-1])["sampler"]["step"] == 6  # 3 steps x 2 segments
+    assert hrm(["train", "--resume", str(result.run_dir)]) == 0
+    _assert_same(_weights(list_checkpoints(plain)[-1]), _weights(list_checkpoints(result.run_dir)[-1]))

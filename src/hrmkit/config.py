@@ -219,6 +219,7 @@ class TrainConfig(_Strict):
     lr_restart_mult: Annotated[float, Field(ge=1.0)] = 1.0
     grad_accum_steps: Positive = 1
     compile: bool = False
+    prefetch_batches: Literal["auto"] | NonNegative = "auto"  # batches drawn ahead in a thread; auto: 2 on CUDA, else 0
     memory_headroom: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
     auto_batch_max: Positive = 8192
     dist_timeout_s: PositiveFloat = 7200.0

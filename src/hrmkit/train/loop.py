@@ -105,7 +105,10 @@ def train(cfg: TrainConfig, resume_dir: str | None = None, on_step: Callable[[Tr
             if resume_dir is not None and not _resume(state, run, data, budget, device):
                 return RunResult(run.run_dir, "finished")
             run.open(state, budget.total_steps, data.train.metadata.task)
-            return _Loop(state, run, rules, budget, TrainingEvaluator(cfg, data.test, device), on_step).run()
+            try:
+                return _Loop(state, run, rules, budget, TrainingEvaluator(cfg, data.test, device), on_step).run()
+            finally:
+                state.close_batches()
     finally:
         dist.shutdown()
 

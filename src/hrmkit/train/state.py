@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from hrmkit.config import TrainConfig
+from hrmkit.data.prefetch import DevicePrefetcher
 from hrmkit.data.sampler import Batch, TrainSampler
 from hrmkit.errors import HrmkitError
 from hrmkit.models import build_optimizers, carry_from_state, carry_to_state
@@ -54,14 +55,32 @@ class TrainState:
     epoch_step: int = 0
     grad_norm: float = float("nan")
     weights_norm: torch.Tensor | None = None
+    prefetch: int = 0  # batches drawn ahead by a DevicePrefetcher (0: drawn in the step)
+    device: torch.device | str = "cpu"  # where prefetched batches are copied to
     _batches: Any = field(default=None, repr=False)
 
     def next_batch(self) -> Batch:
-        """The sampler's next training batch (updates `epoch`, `epoch_step`)."""
+        """The sampler's next training batch (updates `epoch`, `epoch_step`). With `prefetch` > 0 the batches
+        come from a `data.prefetch.DevicePrefetcher` (drawn in a thread, already on `device` on CUDA); the
+        checkpointed sampler position is still that of the next batch this state will use."""
         if self._batches is None:
-            self._batches = iter(self.sampler)
+            self._batches = (DevicePrefetcher(self.sampler, self.device, self.prefetch, state=self.sampler.state_dict)
+                             if self.prefetch else iter(self.sampler))
         self.epoch, self.epoch_step, batch = next(self._batches)
         return batch
+
+    def sampler_state(self) -> dict[str, Any]:
+        """The position of the next batch `next_batch` returns (the sampler itself may have run ahead)."""
+        if isinstance(self._batches, DevicePrefetcher):
+            return self._batches.state_dict()
+        return self.sampler.state_dict()
+
+    def close_batches(self) -> None:
+        """Stop drawing ahead (the prefetch thread); `next_batch` continues from the sampler's own position,
+        so call it only before the sampler is repositioned (`load_state_dict`) or when the run ends."""
+        if isinstance(self._batches, DevicePrefetcher):
+            self._batches.close()
+        self._batches = None
 
     def local_state(self) -> dict[str, Any]:
         """What differs between ranks: the ACT carry (on CPU) and the RNG streams."""
@@ -73,7 +92,7 @@ class TrainState:
         mine = self.local_state()
         return {
             "model": self.model.state_dict(), "optimizers": [o.state_dict() for o in self.optimizers],
-            "ema": self.ema.state_dict() if self.ema is not None else None, "sampler": self.sampler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None, "sampler": self.sampler_state(),
             "carry": mine["carry"], "rng": mine["rng"], "world_size": world_size, "rank_states": rank_states,
             "step": self.step, "best": self.evals.public_best(), "eval_state": self.evals.state_dict(),
             "guards": self.guard.state_dict(), "log_window": self.log.state_dict(), "wall_time": self.wall_time,
@@ -98,6 +117,7 @@ class TrainState:
         except (RuntimeError, KeyError, ValueError) as e:
             raise HrmkitError(f"the checkpoint does not fit this run's model ({type(e).__name__}: "
                               f"{str(e).splitlines()[0]})") from None
+        self.close_batches()  # the prefetch thread draws from the sampler
         self.sampler.load_state_dict(state["sampler"])
         mine = {"carry": state.get("carry"), "rng": state["rng"]}
         if world_size > 1:
@@ -124,7 +144,7 @@ class TrainState:
         self.finished, self.stop_reason = bool(state.get("finished", False)), state.get("stop_reason")
         if self.objective is not None and state.get("objective") is not None:
             self.objective.load_state_dict(state["objective"])
-        self.weights_norm, self._batches = None, None
+        self.weights_norm = None
 
 
 def new_state(cfg: TrainConfig, model_shape: dict[str, int], model: torch.nn.Module, sampler: TrainSampler,
@@ -134,7 +154,10 @@ def new_state(cfg: TrainConfig, model_shape: dict[str, int], model: torch.nn.Mod
     optimizers = build_optimizers(model, lr=cfg.lr, puzzle_emb_lr=cfg.puzzle_emb_lr, weight_decay=cfg.weight_decay,
                                   puzzle_emb_weight_decay=cfg.puzzle_emb_weight_decay, betas=(cfg.beta1, cfg.beta2))
     ema = EMA(model, rate=cfg.ema_rate) if cfg.ema else None
-    return TrainState(cfg, model_shape, model, optimizers, ema, sampler, StepGuard(cfg.guards), evals)
+    device = next(model.parameters()).device
+    prefetch = cfg.prefetch_batches if cfg.prefetch_batches != "auto" else (2 if device.type == "cuda" else 0)
+    return TrainState(cfg, model_shape, model, optimizers, ema, sampler, StepGuard(cfg.guards), evals,
+                      prefetch=prefetch, device=device)
 
 
 def check_resumable(saved: TrainConfig, cfg: TrainConfig, model_shape: dict[str, int],
