@@ -1,4 +1,4 @@
-"""The `hrm` command: `hrm data|train|eval|model|verify-reference ...`.
+"""The `hrm` command: `hrm data|train|eval|model|distill|verify-reference ...`.
 
 Each subcommand family lives beside the code it drives and registers itself through a `register(subparsers)`
 function; this module only wires them together and turns errors into a message and an exit code: HrmkitError
@@ -21,6 +21,7 @@ _COMMAND_MODULES = [
     "hrmkit.train.cli",
     "hrmkit.eval.cli",
     "hrmkit.models.cli",
+    "hrmkit.deploy.distill",
 ]
 
 
