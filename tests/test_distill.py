@@ -130,6 +130,19 @@ def test_bad_teachers_and_data_exit_2(teacher, tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
     assert hrm(["train", f"distill.teacher={teacher}", f"out_dir={tmp_path / 'runs'}"]) == 2
     assert "hrm distill" in capsys.readouterr().err
+    assert hrm(["distill", "--resume", str(teacher)]) == 2
+    assert "not a distillation run" in capsys.readouterr().err
+
+
+def test_an_architecture_preset_replaces_the_half_width_student(teacher):
+    import argparse
+
+    from hrmkit.deploy.distill import student_config
+
+    cfg, _ = student_config(argparse.Namespace(resume=None, teacher=str(teacher), config=None,
+                                               overrides=["model=trm-mlp", "arch.L_cycles=3"]))
+    assert (cfg.arch.name, cfg.arch.mlp_t, cfg.arch.hidden_size, cfg.arch.L_cycles) == ("trm", True, 512, 3)
+    assert cfg.global_batch_size == 16 and cfg.distill.teacher == str(list_checkpoints(teacher)[-1])
 
 
 # --- the objective -------------------------------------------------------------------------------------------

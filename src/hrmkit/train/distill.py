@@ -39,7 +39,8 @@ class DistillLoss:
     summed over rows, metrics summed over rows)` like `train.step.act_loss`.
 
     teacher: an ACTLossHead (frozen: run in eval mode without gradients), on any device (moved to the batch's).
-    Per segment, with alpha and T from `cfg`, CE/BCE the hard-label terms of `ACTLossHead.loss_terms`:
+    Per segment (alpha and T from `cfg`; CE, BCE(q_halt, answer right) and the Q-continue loss are the
+    student's hard-label terms, `ACTLossHead.loss_terms`):
         loss = (1 - alpha) * CE + alpha * T^2 * KL(p_teacher(z_t / T) || p_student(z_s / T))
                + 0.5 * ((1 - alpha) * BCE(q_halt, answer right) + alpha * BCE(q_halt, sigmoid(teacher q_halt))
                         + Q-continue loss)
