@@ -12,6 +12,7 @@ either). `distill.teacher` records the teacher's checkpoint file, so `hrm distil
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from hrmkit.config import parse_override, resolve_config
@@ -109,17 +110,20 @@ def _distill(args: argparse.Namespace) -> int:
                               f"{'; '.join(bad)}; distil on the teacher's dataset ({teacher.config.data_path})")
     objective = DistillLoss(teacher.head, cfg.distill, cfg.arch.halt_max_steps)
     a, t = cfg.arch, teacher.config.arch
-    halting = "on" if objective.halting else ("off (distill.halting=false)" if not cfg.distill.halting else
-                                              f"off (halt_max_steps {a.halt_max_steps} vs the teacher's {t.halt_max_steps})")
+    halting = ("on" if objective.halting else "off (distill.halting=false)" if not cfg.distill.halting
+               else f"off (halt_max_steps {a.halt_max_steps} vs the teacher's {t.halt_max_steps})")
     print(f"distilling {teacher.path} (step {teacher.step}; {t.name} hidden_size {t.hidden_size}) into {a.name} "
           f"hidden_size {a.hidden_size} num_heads {a.num_heads}: temperature {cfg.distill.temperature}, alpha "
           f"{cfg.distill.alpha}, halting targets {halting}", flush=True)
     result = train(cfg, resume_dir=args.resume, segment_loss=objective)
     if result.state != "finished":
         return result.exit_code
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun the comparison runs once, on rank 0
+        return 0
     device = pick_device(cfg.device)
     student = load_model(result.run_dir, device)
     teacher.head.to(device)
     batch_size = student.config.eval_batch_size or int(student.config.global_batch_size)  # `auto` settled
-    compare(result.run_dir, teacher, student, test, data, batch_size=batch_size, device=device, temperature=cfg.distill.temperature, alpha=cfg.distill.alpha, halting=objective.halting)
+    compare(result.run_dir, teacher, student, test, data, batch_size=batch_size, device=device,
+            temperature=cfg.distill.temperature, alpha=cfg.distill.alpha, halting=objective.halting)
     return 0
