@@ -1,4 +1,4 @@
-"""The `hrm` command: `hrm data|train|eval|solve|model|verify-reference|bench|export ...`.
+"""The `hrm` command: `hrm data|train|eval|solve|model|verify-reference|bench|export|distill ...`.
 
 Each subcommand family lives beside the code it drives and registers itself through a `register(subparsers)`
 function; this module only wires them together and turns errors into a message and an exit code: HrmkitError
@@ -24,6 +24,7 @@ _COMMAND_MODULES = [
     "hrmkit.deploy.solve_cli",
     "hrmkit.bench.cli",
     "hrmkit.deploy.export_cli",
+    "hrmkit.deploy.distill",
 ]
 
 

@@ -162,6 +162,22 @@ class LogConfig(_Strict):
     eta_window_s: PositiveFloat = 300.0
 
 
+class DistillConfig(_Strict):
+    """Knowledge distillation (`distill.*`, `hrm distill`; Hinton et al. 2015, arXiv 1503.02531) per ACT segment.
+
+    teacher: the trained model the student learns from (a run folder, checkpoint or reference checkpoint; set
+    by `hrm distill --teacher`, recorded so that a resume finds it). Per segment the loss is
+    (1 - alpha) * CE(labels) + alpha * temperature^2 * KL(teacher || student), both at `temperature` for the
+    KL, plus 0.5 * the Q losses, where with `halting` (and the same halt_max_steps) the Q-halt target mixes
+    the same way: (1 - alpha) * BCE(q_halt, answer right) + alpha * BCE(q_halt, sigmoid(teacher q_halt)).
+    """
+
+    teacher: str | None = None
+    temperature: PositiveFloat = 2.0
+    alpha: Fraction = 0.5
+    halting: bool = True
+
+
 class TrainConfig(_Strict):
     """One training run (reference `cfg_pretrain.yaml` names where they exist).
 
@@ -227,6 +243,7 @@ class TrainConfig(_Strict):
     # start from this checkpoint's weights: an hrmkit run folder or checkpoint, or a reference step_N file whose
     # all_config.yaml also gives the architecture unless model= or arch.* keys are set
     init_from: str | None = None
+    distill: DistillConfig = DistillConfig()  # `hrm distill` (deploy/distill.py)
 
 
 # Presets are partial configs (nested dicts) applied before the YAML file and the key=value overrides.

@@ -86,8 +86,22 @@ class ACTLossHead(nn.Module):
 
     def forward(self, carry, batch: dict[str, torch.Tensor], return_keys: Sequence[str] = ()):
         new_carry, out = self.model(carry, batch)
-        labels = new_carry.current_data["labels"]
+        terms, metrics, preds = self.loss_terms(new_carry, out)
+        loss = terms["lm_loss"] + 0.5 * (terms["q_halt_loss"] + terms.get("q_continue_loss", 0))
+        outputs = {k: v.detach() for k, v in out.items()}
+        outputs["preds"] = preds
+        for k in return_keys:
+            if k not in outputs and k in new_carry.current_data:
+                outputs[k] = new_carry.current_data[k]
+        return new_carry, loss, metrics, outputs, new_carry.halted.all()
 
+    def loss_terms(self, new_carry, out: dict[str, torch.Tensor]):
+        """The parts of one segment's loss, for objectives that mix in other targets (train/distill.py):
+        (terms, metrics, preds). terms: differentiable sums over rows of `lm_loss`, `q_halt_loss` and, when the
+        model gives a Q-continue target, `q_continue_loss` (the loss is lm + 0.5 * (q_halt + q_continue));
+        metrics: as `forward`'s, with the terms detached; preds: int64 [B, S] argmax of the logits.
+        `new_carry`, `out`: what `self.model(carry, batch)` returned."""
+        labels = new_carry.current_data["labels"]
         with torch.no_grad():
             preds = torch.argmax(out["logits"], dim=-1)
             mask = labels != IGNORE_LABEL_ID
@@ -105,21 +119,14 @@ class ACTLossHead(nn.Module):
             }
 
         eps = self.label_smoothing if self.training else 0.0
-        lm_loss = (self.loss_fn(out["logits"], labels, ignore_index=IGNORE_LABEL_ID, label_smoothing=eps) / divisor).sum()
         q_halt = out["q_halt_logits"]
-        q_halt_loss = F.binary_cross_entropy_with_logits(q_halt, seq_correct.to(q_halt.dtype), reduction="sum")
-        metrics["lm_loss"] = lm_loss.detach()
-        metrics["q_halt_loss"] = q_halt_loss.detach()
-        loss_q = q_halt_loss
+        terms = {
+            "lm_loss": (self.loss_fn(out["logits"], labels, ignore_index=IGNORE_LABEL_ID, label_smoothing=eps)
+                        / divisor).sum(),
+            "q_halt_loss": F.binary_cross_entropy_with_logits(q_halt, seq_correct.to(q_halt.dtype), reduction="sum"),
+        }
         if "target_q_continue" in out:
-            q_cont_loss = F.binary_cross_entropy_with_logits(out["q_continue_logits"], out["target_q_continue"], reduction="sum")
-            metrics["q_continue_loss"] = q_cont_loss.detach()
-            loss_q = q_halt_loss + q_cont_loss
-        loss = lm_loss + 0.5 * loss_q
-
-        outputs = {k: v.detach() for k, v in out.items()}
-        outputs["preds"] = preds
-        for k in return_keys:
-            if k not in outputs and k in new_carry.current_data:
-                outputs[k] = new_carry.current_data[k]
-        return new_carry, loss, metrics, outputs, new_carry.halted.all()
+            terms["q_continue_loss"] = F.binary_cross_entropy_with_logits(out["q_continue_logits"],
+                                                                          out["target_q_continue"], reduction="sum")
+        metrics.update({k: v.detach() for k, v in terms.items()})
+        return terms, metrics, preds

@@ -92,6 +92,9 @@ def _train(args: argparse.Namespace) -> int:
         preset = "demo"
     cfg = resolve_config(preset=preset, config_file=args.config, overrides=args.overrides, base=base,
                          base_source=f"{resume}/config.yaml")
+    if cfg.distill.teacher:
+        raise HrmkitError(f"distill.teacher={cfg.distill.teacher!r}: distillation runs are trained and resumed with "
+                          "`hrm distill`")
     return train(cfg, resume_dir=resume).exit_code
 
 

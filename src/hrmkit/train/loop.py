@@ -316,8 +316,9 @@ class _Loop:
         s, run = self.state, self.ctx
         if s.stop_reason == "signal":
             path = self._save("interrupted")
+            command = "hrm distill" if self.cfg.distill.teacher else "hrm train"
             run.say(f"[{run.run_id}] interrupted at step {s.step}; checkpoint {path}; resume with: "
-                    f"hrm train --resume {run.run_dir}")
+                    f"{command} --resume {run.run_dir}")
             return RunResult(run.run_dir, "interrupted", run.stop.signum)
         if not self._weights_finite():
             raise RunCrashed(f"the weights are non-finite at the end of training (step {s.step}); best/ is left as "

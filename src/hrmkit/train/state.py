@@ -83,9 +83,11 @@ class TrainState:
         self._batches = None
 
     def local_state(self) -> dict[str, Any]:
-        """What differs between ranks: the ACT carry (on CPU) and the RNG streams."""
+        """What differs between ranks: the ACT carry (on CPU), the RNG streams and the objective's state (a
+        distillation teacher's carry follows this rank's batches)."""
         carry = {k: v.cpu() for k, v in carry_to_state(self.carry).items()} if self.carry is not None else None
-        return {"carry": carry, "rng": rng_state()}
+        objective = self.objective.state_dict() if self.objective is not None else None
+        return {"carry": carry, "rng": rng_state(), "objective": objective}
 
     def state_dict(self, rank_states: list[dict] | None = None, world_size: int = 1) -> dict[str, Any]:
         """The checkpoint: this rank's state plus `rank_states` (every rank's `local_state`, when distributed)."""
@@ -97,7 +99,7 @@ class TrainState:
             "step": self.step, "best": self.evals.public_best(), "eval_state": self.evals.state_dict(),
             "guards": self.guard.state_dict(), "log_window": self.log.state_dict(), "wall_time": self.wall_time,
             "healthy_checkpoint": self.healthy_checkpoint, "finished": self.finished, "stop_reason": self.stop_reason,
-            "objective": self.objective.state_dict() if self.objective is not None else None,
+            "objective": mine["objective"],
             "config": json.dumps(self.config.model_dump()), "model_shape": self.model_shape,
         }
 
@@ -119,7 +121,7 @@ class TrainState:
                               f"{str(e).splitlines()[0]})") from None
         self.close_batches()  # the prefetch thread draws from the sampler
         self.sampler.load_state_dict(state["sampler"])
-        mine = {"carry": state.get("carry"), "rng": state["rng"]}
+        mine = {"carry": state.get("carry"), "rng": state["rng"], "objective": state.get("objective")}
         if world_size > 1:
             ranks = state.get("rank_states")
             if ranks and len(ranks) == world_size:
@@ -127,7 +129,7 @@ class TrainState:
             else:
                 warn(f"warning: checkpoint written with world size {state.get('world_size', 1)}, now {world_size}: "
                      "the ACT carry restarts and RNG streams differ")
-                mine = {"carry": None, "rng": None}
+                mine = {"carry": None, "rng": None, "objective": None}
         carry = mine.get("carry")
         self.carry = carry_from_state({k: v.to(device) for k, v in carry.items()}) if carry else None
         if mine.get("rng") is not None:
@@ -142,8 +144,8 @@ class TrainState:
         self.wall_time = float(state.get("wall_time", 0.0))
         self.healthy_checkpoint = state.get("healthy_checkpoint")
         self.finished, self.stop_reason = bool(state.get("finished", False)), state.get("stop_reason")
-        if self.objective is not None and state.get("objective") is not None:
-            self.objective.load_state_dict(state["objective"])
+        if self.objective is not None and mine.get("objective") is not None:
+            self.objective.load_state_dict(mine["objective"])
         self.weights_norm = None
 
 
