@@ -30,7 +30,7 @@ SHORT = ["lr=3e-3", "lr_warmup_steps=5", "log_every=5", "max_time_s=null", "eval
 def teacher(sudoku4, tmp_path_factory):
     """A tiny HRM teacher trained for 60 steps on the 4x4 Sudoku data (its run folder)."""
     torch.set_num_threads(1)
-    cfg = resolve_config(preset="demo", overrides=TINY_CPU + SHORT + [
+    cfg = resolve_config(preset="demo-4x4", overrides=TINY_CPU + SHORT + [
         f"data_path={sudoku4}", f"out_dir={tmp_path_factory.mktemp('teacher')}", "max_steps=60"])
     return train(cfg).run_dir
 

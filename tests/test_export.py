@@ -137,13 +137,17 @@ ARCHS = {
                      no_ACT_continue=True),
     "trm-mlp_t": dict(name="trm", H_cycles=2, L_cycles=2, L_layers=2, puzzle_emb_len=2, pos_encodings="none",
                       mlp_t=True, no_ACT_continue=False),
+    # the CPU demo's shape: no puzzle embedding, so the graph has no puzzle-identifier input
+    "trm-mlp_t-no-puzzle-emb": dict(name="trm", H_cycles=2, L_cycles=2, L_layers=2, puzzle_emb_len=0, puzzle_emb_ndim=0,
+                                    pos_encodings="none", mlp_t=True, no_ACT_continue=True),
 }
 
 
 def _check_onnx_parity(name: str, path, exporter: str = "torchscript"):
     # Two segments: a random recurrent network amplifies float32 rounding from segment to segment (PyTorch's own
     # float32-vs-float64 error passes 1e-4 by the third), a trained one does not (see the validation test).
-    arch = ArchConfig(hidden_size=32, num_heads=2, expansion=2, halt_max_steps=2, puzzle_emb_ndim=32, **ARCHS[name])
+    arch = ArchConfig(**{"hidden_size": 32, "num_heads": 2, "expansion": 2, "halt_max_steps": 2, "puzzle_emb_ndim": 32,
+                         **ARCHS[name]})
     model = _random_model(arch, seed=1)
     config = {"model_shape": model.model_shape, "halt_max_steps": 2, "halting_uses_q_continue": model.head.model.q_continue,
               "onnx": {"carry_tokens": model.head.model.inner.puzzle_len + 16, "hidden_size": 32}}

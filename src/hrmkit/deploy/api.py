@@ -265,7 +265,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", *, use_ema: bool 
     from hrmkit.device import pick_device
 
     dev = device if isinstance(device, torch.device) else pick_device(str(device))
-    trained = load_model(path, dev, use_ema=use_ema)
+    trained = load_model(path, dev, use_ema=use_ema, data=data)
     dataset = None
     if data is not None:
         dataset = Path(data)

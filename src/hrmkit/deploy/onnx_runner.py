@@ -112,6 +112,8 @@ class ACTRunner:
         self.halt_max_steps = int(self.config["halt_max_steps"])
         self.uses_q_continue = bool(self.config["halting_uses_q_continue"])
         self.carry_shape = (int(graph["carry_tokens"]), int(graph["hidden_size"]))
+        # the exporter drops inputs the graph never reads (puzzle ids of a model without a puzzle embedding)
+        self.graph_inputs = {i.name for i in self.session.get_inputs()}
 
     def _check(self, inputs: Any, puzzle_identifiers: Any) -> tuple[np.ndarray, np.ndarray]:
         x = np.asarray(inputs)
@@ -136,6 +138,7 @@ class ACTRunner:
         feed = {"inputs": x, "puzzle_identifiers": ids,
                 "z_H": np.zeros((B, *self.carry_shape), np.float32), "z_L": np.zeros((B, *self.carry_shape), np.float32),
                 "steps": np.zeros(B, np.int32), "halted": np.ones(B, bool)}
+        feed = {k: v for k, v in feed.items() if k in self.graph_inputs}
         halts, conts, preds = [], [], []
         start = time.perf_counter()
         for _ in range(self.halt_max_steps):

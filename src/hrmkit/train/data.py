@@ -49,8 +49,10 @@ def ensure_demo_data(cfg: TrainConfig) -> None:
     d = cfg.demo_data
     print(f"building the demo dataset in {path} ({d.size}x{d.size} Sudoku, {d.train} train / {d.test} test)",
           flush=True)
-    build_generated(path, d.size, d.train, d.test, d.seed, d.num_aug, max_clues=d.max_clues, force=path.exists(),
-                    disjoint_solutions=d.disjoint_solutions)
+    built = build_generated(path, d.size, d.train, d.test, d.seed, d.num_aug, max_clues=d.max_clues,
+                            force=path.exists(), disjoint_solutions=d.disjoint_solutions)
+    print(f"test solutions that also occur in train (augmented versions included): "
+          f"{built['test_solutions_in_train']} of {d.test}", flush=True)
 
 
 def load_run_data(cfg: TrainConfig) -> RunData:
