@@ -20,15 +20,10 @@ from hrmkit.eval.evaluate import rollout
 from hrmkit.loading import TrainedModel, load_model
 from hrmkit.models import build_model, puzzle_embedding_params
 from hrmkit.train.loop import train
+from conftest import TINY_ARCH as TINY
 
 pytest.importorskip("onnxruntime")
 from hrmkit.deploy.onnx_runner import ACTRunner, halting_decisions  # noqa: E402
-
-TINY = [
-    "arch.hidden_size=32", "arch.num_heads=2", "arch.H_layers=1", "arch.L_layers=1", "arch.H_cycles=1",
-    "arch.L_cycles=2", "arch.halt_max_steps=3", "arch.puzzle_emb_ndim=32", "global_batch_size=32",
-    "lr=3e-3", "lr_warmup_steps=5", "log_every=5", "eval_batch_size=64", "max_time_s=null",
-]
 
 
 @pytest.fixture(scope="module")
