@@ -111,16 +111,24 @@ class TrainedModel:
     weights: str = "raw"
 
 
-def _rebuild(cfg: TrainConfig, model_shape: dict[str, int], weights: dict[str, torch.Tensor], source: Path):
-    """An ACTLossHead of `cfg.arch` and `model_shape` holding `weights` (every key, nothing more).
-    Raises HrmkitError naming `source` when the weights do not fit."""
+def _rebuild(cfg: TrainConfig, model_shape: dict[str, int], weights: dict[str, torch.Tensor], source: Path,
+             ema: dict[str, Any] | None = None):
+    """An ACTLossHead of `cfg.arch` and `model_shape` holding `weights` (every key, nothing more), then the EMA
+    copy `ema` (an `EMA.state_dict()`) when given. Raises HrmkitError naming `source` when they do not fit."""
     from hrmkit.models import build_model
 
     head = build_model(cfg.arch, **model_shape)
     try:
         head.load_state_dict(weights)
-    except RuntimeError as e:
-        raise HrmkitError(f"{source}: weights do not fit the {cfg.arch.name} model of its config ({e})") from e
+        if ema is not None:
+            from hrmkit.models.ema import EMA
+
+            shadow = EMA(head)
+            shadow.load_state_dict(ema)
+            shadow.copy_to()
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise HrmkitError(f"{source}: the weights do not fit the {cfg.arch.name} model its config describes "
+                          f"({type(e).__name__}: {' '.join(str(e).split())[:300]})") from None
     return head
 
 
@@ -182,8 +190,6 @@ def load_trained(path: Path, device: torch.device | str = "cpu", use_ema: bool =
     will run on, for its seq_len; its saved weights are already the EMA copy when the run used EMA).
 
     Raises HrmkitError when the file is neither a readable hrmkit checkpoint nor a reference checkpoint."""
-    from hrmkit.models import build_model
-
     if is_reference_checkpoint(path):
         return load_reference(path, device, data)
     state = load_checkpoint(path)
@@ -195,20 +201,10 @@ def load_trained(path: Path, device: torch.device | str = "cpu", use_ema: bool =
     if not isinstance(shape, dict) or set(shape) != {"seq_len", "vocab_size", "num_puzzle_identifiers"}:
         raise HrmkitError(f"{path}: entry 'model_shape' must hold seq_len, vocab_size, num_puzzle_identifiers, "
                           f"got {shape!r}")
-    head = build_model(cfg.arch, **shape)
-    try:
-        head.load_state_dict(state["model"])
-        if use_ema and state.get("ema") is not None:
-            from hrmkit.models.ema import EMA
-
-            ema = EMA(head)
-            ema.load_state_dict(state["ema"])
-            ema.copy_to()
-    except (RuntimeError, KeyError, TypeError) as e:
-        raise HrmkitError(f"{path}: the weights do not fit the model its config describes ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0]})") from None
+    ema = state.get("ema") if use_ema else None
+    head = _rebuild(cfg, shape, state["model"], Path(path), ema)
     return TrainedModel(head.to(device).eval(), cfg, int(state.get("step", 0)), Path(path), dict(shape),
-                        weights="ema" if use_ema and state.get("ema") is not None else "raw")
+                        weights="ema" if ema is not None else "raw")
 
 
 def saved_config(state: dict[str, Any], path: Path) -> TrainConfig:
