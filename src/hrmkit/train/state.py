@@ -55,17 +55,19 @@ class TrainState:
     epoch_step: int = 0
     grad_norm: float = float("nan")
     weights_norm: torch.Tensor | None = None
-    prefetch: int = 0  # batches drawn ahead by a DevicePrefetcher (0: drawn in the step)
-    device: torch.device | str = "cpu"  # where prefetched batches are copied to
     _batches: Any = field(default=None, repr=False)
 
     def next_batch(self) -> Batch:
-        """The sampler's next training batch (updates `epoch`, `epoch_step`). With `prefetch` > 0 the batches
-        come from a `data.prefetch.DevicePrefetcher` (drawn in a thread, already on `device` on CUDA); the
-        checkpointed sampler position is still that of the next batch this state will use."""
+        """The sampler's next training batch (updates `epoch`, `epoch_step`). With `prefetch_batches` > 0
+        ("auto": 2 on CUDA, else 0) the batches come from a `data.prefetch.DevicePrefetcher` (drawn in a thread,
+        already on the model's device on CUDA); the checkpointed sampler position is still that of the next
+        batch this state will use."""
         if self._batches is None:
-            self._batches = (DevicePrefetcher(self.sampler, self.device, self.prefetch, state=self.sampler.state_dict)
-                             if self.prefetch else iter(self.sampler))
+            device = next(self.model.parameters()).device
+            depth = self.config.prefetch_batches
+            depth = (2 if device.type == "cuda" else 0) if depth == "auto" else depth
+            self._batches = (DevicePrefetcher(self.sampler, device, depth, state=self.sampler.state_dict)
+                             if depth else iter(self.sampler))
         self.epoch, self.epoch_step, batch = next(self._batches)
         return batch
 
@@ -156,10 +158,7 @@ def new_state(cfg: TrainConfig, model_shape: dict[str, int], model: torch.nn.Mod
     optimizers = build_optimizers(model, lr=cfg.lr, puzzle_emb_lr=cfg.puzzle_emb_lr, weight_decay=cfg.weight_decay,
                                   puzzle_emb_weight_decay=cfg.puzzle_emb_weight_decay, betas=(cfg.beta1, cfg.beta2))
     ema = EMA(model, rate=cfg.ema_rate) if cfg.ema else None
-    device = next(model.parameters()).device
-    prefetch = cfg.prefetch_batches if cfg.prefetch_batches != "auto" else (2 if device.type == "cuda" else 0)
-    return TrainState(cfg, model_shape, model, optimizers, ema, sampler, StepGuard(cfg.guards), evals,
-                      prefetch=prefetch, device=device)
+    return TrainState(cfg, model_shape, model, optimizers, ema, sampler, StepGuard(cfg.guards), evals)
 
 
 def check_resumable(saved: TrainConfig, cfg: TrainConfig, model_shape: dict[str, int],
