@@ -82,3 +82,40 @@ def test_demo_preset_still_builds_its_own_path(tmp_path, monkeypatch):
     ensure_demo_data(cfg)
     assert (tmp_path / cfg.data_path / "train").is_dir()
     assert demo_data_path(resolve_config(preset="demo-4x4", overrides=["data_path=elsewhere"])) is None
+
+
+# --- 3: a partial evaluation never replaces a full one; an existing report is kept ----------------------------
+
+from test_eval_arc_end_to_end import arc_data, fake_checkpoints  # noqa: E402,F401 (fixtures: a tiny ARC dataset)
+
+
+def _eval(capsys, *args):
+    capsys.readouterr()
+    code = hrm(["eval", *map(str, args), "--json"])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 else None), err
+
+
+def test_partial_evaluation_never_replaces_a_full_submission(fake_checkpoints, tmp_path, capsys):
+    oracle, _ = fake_checkpoints
+    rep = tmp_path / "rep"
+    code, full, _ = _eval(capsys, oracle, "--report", rep)
+    assert code == 0 and full["submission"] == str(rep / "submission.json")
+    before = (rep / "submission.json").read_bytes()
+    code, part, _ = _eval(capsys, oracle, "--report", rep, "--overwrite", "--max-examples", "4")
+    assert code == 0 and part["n_examples"] == 4
+    assert part["submission"] == str(rep / "submission.partial.json")
+    assert (rep / "submission.json").read_bytes() == before
+    assert set(json.loads((rep / "submission.partial.json").read_text())) < set(json.loads(before))
+
+
+def test_existing_report_is_kept_unless_overwrite(fake_checkpoints, tmp_path, capsys):
+    oracle, identity_only = fake_checkpoints
+    rep = tmp_path / "rep"
+    assert _eval(capsys, oracle, "--report", rep)[0] == 0
+    before = _snapshot(rep)
+    code, _, err = _eval(capsys, identity_only, "--report", rep)
+    assert code == 2 and str(rep / "report.html") in err and "--overwrite" in err and "Traceback" not in err
+    assert _snapshot(rep) == before
+    code, r, _ = _eval(capsys, identity_only, "--report", rep, "--overwrite")
+    assert code == 0 and r["pass@1"] < 1.0 and _snapshot(rep) != before
