@@ -119,3 +119,31 @@ def test_existing_report_is_kept_unless_overwrite(fake_checkpoints, tmp_path, ca
     assert _snapshot(rep) == before
     code, r, _ = _eval(capsys, identity_only, "--report", rep, "--overwrite")
     assert code == 0 and r["pass@1"] < 1.0 and _snapshot(rep) != before
+
+
+# --- 4: validation fails a model whose outputs are not finite ---------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["safetensors", "onnx"])
+def test_export_validate_fails_on_nan_weights(sudoku4_run, tmp_path, capsys, fmt):
+    import torch
+
+    from hrmkit.train.checkpoint import list_checkpoints
+
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    saved = torch.load(list_checkpoints(sudoku4_run)[-1], map_location="cpu", weights_only=False)
+    for key in ("model", "ema"):
+        for tensor in (saved.get(key) or {}).values():
+            if tensor.is_floating_point():
+                tensor.fill_(float("nan"))
+    broken = tmp_path / "nan.pt"
+    torch.save(saved, broken)
+    capsys.readouterr()
+    code = hrm(["export", str(broken), "--out", str(tmp_path / "out"), "--format", fmt, "--validate", "--json",
+                "--max-examples", "16"])
+    out, err = capsys.readouterr()
+    v = json.loads(out)["validation"]
+    assert code != 0 and not v["ok"] and "Traceback" not in err
+    assert v["non_finite"]["pytorch"] > 0 and v["non_finite"]["export"] > 0
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "**FAIL**" in card and "non-finite" in card
