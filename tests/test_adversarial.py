@@ -205,6 +205,22 @@ def test_sigterm_during_a_data_build_cleans_up_and_exits_143(tmp_path, monkeypat
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler does not outlive the command
 
 
+
+def test_sigterm_during_an_export_cleans_up_and_exits_143(sudoku4_run, tmp_path, monkeypatch, capsys):
+    import hrmkit.deploy.export as export
+
+    real = export.write_safetensors
+
+    def terminated_midway(*args, **kwargs):  # the weights are written, config.json is next
+        real(*args, **kwargs)
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "SIGTERM is not handled: the export dies mid-write"
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(export, "write_safetensors", terminated_midway)
+    assert hrm(["export", str(sudoku4_run), "--out", str(tmp_path / "exported")]) == 143
+    assert "Traceback" not in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
 def test_full_disk_names_the_file(tmp_path, monkeypatch, capsys):
     import errno
 
