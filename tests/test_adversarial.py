@@ -123,7 +123,7 @@ def test_existing_report_is_kept_unless_overwrite(fake_checkpoints, tmp_path, ca
 
 # --- 4: validation fails a model whose outputs are not finite ---------------------------------------------------
 
-@pytest.mark.parametrize("fmt", ["safetensors", "onnx"])
+@pytest.mark.parametrize("fmt", ["safetensors", pytest.param("onnx", marks=pytest.mark.slow)])
 def test_export_validate_fails_on_nan_weights(sudoku4_run, tmp_path, capsys, fmt):
     import torch
 
