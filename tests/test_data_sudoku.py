@@ -184,11 +184,11 @@ def test_demo_recipe_has_no_test_solution_in_train(tmp_path):
     """The `demo` preset's data recipe, at a reduced size, writes no test solution grid that occurs in train."""
     from hrmkit.config import resolve_config
 
-    from hrmkit.train.data import ensure_demo_data
+    from hrmkit.train.data import build_demo_data
 
     out = tmp_path / "demo"
-    cfg = resolve_config(preset="demo", overrides=[f"data_path={out}", "demo_data.train=100", "demo_data.test=30"])
-    ensure_demo_data(cfg)
+    cfg = resolve_config(preset="demo", overrides=["demo_data.train=100", "demo_data.test=30"])
+    build_demo_data(out, cfg.demo_data)
     train, test = _solution_rows(out, "train"), _solution_rows(out, "test")
     assert len(test) == 30 and len(train) > 100  # augmented versions are checked too
     assert not test & train

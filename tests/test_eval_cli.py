@@ -175,6 +175,9 @@ def test_bad_targets_are_clear_errors(tiny_run, tmp_path, capsys):
 @pytest.mark.slow
 def test_demo_trained_model_is_not_flagged(tmp_path, capsys):
     """The demo preset, trained briefly, reads its input and beats the baselines' token accuracy."""
+    from hrmkit.train.data import build_demo_data
+
+    build_demo_data(tmp_path / "data", resolve_config(preset="demo").demo_data)
     run = train(resolve_config(preset="demo", overrides=[
         f"data_path={tmp_path / 'data'}", f"out_dir={tmp_path / 'runs'}", "max_steps=200", "max_time_s=null"])).run_dir
     r = _json(capsys, run)

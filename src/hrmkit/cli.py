@@ -3,14 +3,18 @@
 Each subcommand family lives beside the code it drives and registers itself through a `register(subparsers)`
 function; this module only wires them together and turns errors into a message and an exit code: HrmkitError
 (bad input) and OSError (a read-only folder, a full disk: the message names the path) exit 2, RunCrashed
-(training diverged or ran out of memory) exits 3, an interrupt 130; a subcommand may return its own code
-(`hrm train`: 130/143 when stopped by SIGINT/SIGTERM).
+(training diverged or ran out of memory) exits 3, an interrupt 130 (SIGINT) or 143 (SIGTERM); a subcommand may
+return its own code (`hrm train`: 130/143 after checkpointing). SIGTERM raises `Terminated` in this process, so
+the `finally` blocks of every command run (an export or a data build removes its temporary folder) instead of
+the process dying mid-write.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 
 from hrmkit.errors import HrmkitError, RunCrashed
@@ -45,9 +49,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an exception so that cleanup runs; the exit status is 128 + 15 = 143."""
+
+    signum = signal.SIGTERM
+
+
+def _install_sigterm() -> object | None:
+    """Raise `Terminated` on SIGTERM in this process (module docstring); returns the handler to restore, or None
+    when this is not the main thread or someone else already handles SIGTERM. Forked children (data-build
+    workers) inherit the handler but die of SIGTERM as before."""
+    owner = os.getpid()
+
+    def on_sigterm(signum, frame):
+        if os.getpid() != owner:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated()
+
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return None
+        return signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = _install_sigterm()
+    try:
+        return _run(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         rc = args.func(args)
     except HrmkitError as e:
@@ -57,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hrm: crashed: {e}", file=sys.stderr, flush=True)
         return 3
     except OSError as e:  # a read-only folder, a full disk, ...: name the path, no traceback
-        where = e.filename if e.filename is not None else "?"
-        print(f"hrm: error: {where}: {e.strerror or e}", file=sys.stderr, flush=True)
+        if e.filename is not None:  # writers name their file (fsutil.named_oserror); this is the last resort
+            print(f"hrm: error: {e.filename}: {e.strerror or e}", file=sys.stderr, flush=True)
+        else:
+            print(f"hrm: error: {e.strerror or e} (the file was not reported)", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt as e:  # Ctrl-C, or a second signal during `hrm train` (train/run.py SecondSignal)
         print("hrm: interrupted", file=sys.stderr, flush=True)

@@ -1,6 +1,11 @@
 """Atomic file and folder writes: write under a temporary name in the same folder, fsync, rename.
 
 A reader never sees a partial file, and a crash leaves either the old content or the new one.
+
+Temporary names say whose they are: `.NAME.HOST-PID.RANDOM.tmp`. A writer killed mid-way (SIGKILL, or a
+SIGTERM with no handler) cannot clean up, so `atomic_directory` sweeps the leftovers of dead writers on this
+host from the folder it writes into (`sweep_leftovers`) before it starts. An OSError that names no file (a full
+disk during `write`: "No space left on device") is re-raised naming the file or folder being written.
 """
 
 from __future__ import annotations
@@ -8,10 +13,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from hrmkit.proc import pid_alive
+
+# .NAME.HOST-PID.RANDOM.tmp (HOST without dots; RANDOM from tempfile: letters, digits, underscore)
+_LEFTOVER = re.compile(r"^\..+\.(?P<host>[^./]+)-(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
 
 
 def _umask() -> int:
@@ -20,11 +33,48 @@ def _umask() -> int:
     return mask
 
 
+def _host() -> str:
+    return socket.gethostname().replace(".", "_").replace("/", "_") or "host"
+
+
+def temporary_prefix(name: str) -> str:
+    """`.NAME.HOST-PID.`: the start of this process's temporary names for `name` (module docstring)."""
+    return f".{name}.{_host()}-{os.getpid()}."
+
+
+def sweep_leftovers(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files and folders in `folder` left by writers that died on this host (their PID no
+    longer runs); returns what was removed. Names of live processes, other hosts or other programs are kept."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = _LEFTOVER.match(p.name)
+        if m is None or m["host"] != _host() or pid_alive(int(m["pid"])):
+            continue
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def named_oserror(e: OSError, path: str | os.PathLike) -> OSError:
+    """`e` itself when it names a file; else the same error naming `path` (a full disk raises ENOSPC from
+    `write` with no file name, and "?: No space left on device" helps nobody)."""
+    if e.filename is not None:
+        return e
+    named = OSError(e.errno, e.strerror or str(e), str(path))
+    named.__cause__ = e
+    return named
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` atomically (temporary file in the same folder, fsync, os.replace)."""
+    """Write `data` to `path` atomically (temporary file in the same folder, fsync, os.replace). Raises OSError
+    naming `path` (or the file at fault)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path.name), suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as f:
@@ -32,9 +82,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise named_oserror(e, path) from None
         raise
 
 
@@ -45,21 +97,37 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(final: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside `final`; on success rename it to `final`, on any error delete it.
+    """Yield a temporary folder beside `final`; on success rename it to `final`, on any error delete it. First
+    removes the leftovers of dead writers beside `final` (`sweep_leftovers`, each named on stderr).
 
-    Raises FileExistsError if `final` exists and `overwrite` is False.
+    Raises FileExistsError if `final` exists and `overwrite` is False; an OSError raised in the block that
+    names no file is re-raised naming `final`.
     """
     final = Path(final)
     if final.exists() and not overwrite:
         raise FileExistsError(f"{final} already exists")
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    for p in sweep_leftovers(final.parent):
+        print(f"removed {p}, left by an interrupted write", file=sys.stderr, flush=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=temporary_prefix(final.name), suffix=".tmp"))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
     try:
         yield tmp
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise _in_final(named_oserror(e, final), tmp, final) from None
         raise
+
+
+def _in_final(e: OSError, tmp: Path, final: Path) -> OSError:
+    """`e` naming the file by where it was going (`final/...`), not by the temporary folder that is gone."""
+    name = str(e.filename)
+    if name == str(tmp) or name.startswith(str(tmp) + os.sep):
+        moved = OSError(e.errno, e.strerror or str(e), str(final) + name[len(str(tmp)):])
+        moved.__cause__ = e
+        return moved
+    return e

@@ -19,7 +19,7 @@ def iter_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     """
     path = Path(path)
     try:
-        f = open(path, newline="", encoding="utf-8")
+        f = open(path, newline="", encoding="utf-8-sig")  # a BOM (Excel, Notepad) is not part of the header
     except OSError as e:
         raise HrmkitError(f"{path}: cannot open CSV ({e.strerror})") from None
     with f:

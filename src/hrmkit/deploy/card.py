@@ -218,6 +218,8 @@ def _validation(v: dict[str, Any]) -> list[str]:
             f"- largest absolute logit difference: {v['max_abs_logit_diff']:.3g} (bound {v['bound']['logits']:.3g}; "
             f"logits up to {v['max_abs_logit']:.3g}); "
             f"Q logits: {v['max_abs_q_diff']:.3g} (bound {v['bound']['q']:.3g})",
+            *([f"- non-finite (NaN or infinite) logits and Q logits: PyTorch {v['non_finite']['pytorch']:,}, export "
+               f"{v['non_finite']['export']:,}"] if any((v.get("non_finite") or {}).values()) else []),
             f"- PyTorch's own float32 rounding noise on this model (float32 vs float64, first batch): logits "
             f"{v['float32_noise']['logits']:.3g}, Q {v['float32_noise']['q']:.3g}; the bound is {v['bound_rule']}",
             f"- halting decisions ({v['halting_rule']}, every segment): "

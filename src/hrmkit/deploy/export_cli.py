@@ -38,6 +38,10 @@ def _print_validation(v: dict) -> None:
           f"{v['max_abs_logit']:.3g}); Q logits {v['max_abs_q_diff']:.3g} (bound {bound['q']:.3g})")
     print(f"  PyTorch float32 noise    logits {noise['logits']:.3g}, Q {noise['q']:.3g} (PyTorch float32 vs float64, "
           f"first batch); bound = {v['bound_rule']}")
+    bad = v.get("non_finite") or {}
+    if any(bad.values()):
+        print(f"  NON-FINITE outputs       PyTorch {bad.get('pytorch', 0):,}, export {bad.get('export', 0):,} NaN or "
+              "infinite logits and Q logits (differences above are over the finite ones): the model is broken")
     print(f"  halting decisions        {'identical' if v['halting_identical'] else 'DIFFERENT'} at every segment "
           f"({v['halting_rule']})")
     diff = ex["difference"]

@@ -102,17 +102,35 @@ def _solve(args: argparse.Namespace) -> int:
         result = solve_grid(model, content, args.segments, where)
         runs = [result.thinking]
         text, obj = _grid_report(model, result, args.steps)
+    gif_error = None
     if args.gif:
-        from hrmkit.data import render
-        from hrmkit.fsutil import atomic_write_bytes
-
         first = result if kind != "arc" else result.tests[0]
-        data = render.gif_bytes(_gif_tiles(kind, first.input_grid, runs[0]))
-        atomic_write_bytes(args.gif, data)
-        obj["gif"] = str(args.gif)
-        text += f"\nwrote {args.gif} ({runs[0].segments} segments)"
-    print(json.dumps(obj) if args.json else text)
+        gif_error = _write_gif(args.gif, kind, first.input_grid, runs[0])
+        obj["gif"] = None if gif_error else str(args.gif)
+        if gif_error:
+            obj["gif_error"] = gif_error
+        else:
+            text += f"\nwrote {args.gif} ({runs[0].segments} segments)"
+    print(json.dumps(obj) if args.json else text, flush=True)
+    if gif_error:  # the answer above stands; only the animation is missing
+        print(f"hrm: error: --gif not written: {gif_error}", file=sys.stderr, flush=True)
+        return 2
     return 0
+
+
+def _write_gif(path: str, kind: str, input_grid: Any, thinking: Any) -> str | None:
+    """Write the thinking animation to `path`; the reason it failed (naming the file), or None. A failed
+    animation must not cost the answer already computed."""
+    from hrmkit.data import render
+    from hrmkit.fsutil import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(path, render.gif_bytes(_gif_tiles(kind, input_grid, thinking)))
+    except HrmkitError as e:
+        return str(e)
+    except OSError as e:
+        return f"{e.filename or path}: {e.strerror or e}"
+    return None
 
 
 # ------------------------------------------------------------------------------------------------ text

@@ -7,7 +7,8 @@ difference), the Q logits of every segment, the halting decision of every row at
 (`onnx_runner.halting_decisions` on both sides) and the answers; both sets of answers are scored with
 `eval.metrics.compute_metrics`, next to the trivial baselines on the same rows.
 
-Acceptance: a safetensors round trip is identical (difference 0). ONNX (float32) logits and Q logits are
+Acceptance: no logit or Q logit is non-finite on either side (a model whose weights are NaN agrees with its
+NaN export "exactly", so differences alone would pass it), a safetensors round trip is identical (difference 0). ONNX (float32) logits and Q logits are
 within max(1e-4, NOISE_FACTOR x PyTorch's own float32 rounding noise) of PyTorch, and every halting decision
 is identical. The noise (largest |float32 - float64| of PyTorch itself on the first batch) is the policy of
 `hrm verify-reference`: a recurrent model amplifies rounding from segment to segment, and a trained one has
@@ -61,6 +62,18 @@ def _onnx_backend(folder: Path, threads: int | None) -> tuple[Backend, str]:
     return run, f"onnxruntime {onnxruntime.__version__} ({providers})"
 
 
+def _max_abs(x: np.ndarray) -> float:
+    """Largest |x| over the finite entries (0.0 when none): NaN never hides in a comparison (max(0, nan) is 0 in
+    Python); non-finite values are counted apart (`_non_finite`)."""
+    x = np.abs(np.asarray(x, dtype=np.float64))
+    x = x[np.isfinite(x)]
+    return float(x.max()) if x.size else 0.0
+
+
+def _non_finite(*arrays: np.ndarray) -> int:
+    return int(sum(np.size(a) - np.count_nonzero(np.isfinite(a)) for a in arrays))
+
+
 def float32_noise(model: TrainedModel, batch: dict[str, torch.Tensor],
                   float32: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, float]:
     """PyTorch's own float32 rounding noise on `batch`: the largest |float32 - float64| of the last segment's
@@ -72,8 +85,8 @@ def float32_noise(model: TrainedModel, batch: dict[str, torch.Tensor],
     head64 = build_model(arch, **model.model_shape).eval()
     head64.load_state_dict(model.head.state_dict())
     exact = _torch_backend(head64)(batch)
-    return {"logits": float(np.abs(exact[0] - float32[0]).max()),
-            "q": max(float(np.abs(exact[1] - float32[1]).max()), float(np.abs(exact[2] - float32[2]).max()))}
+    return {"logits": _max_abs(exact[0] - float32[0]),
+            "q": max(_max_abs(exact[1] - float32[1]), _max_abs(exact[2] - float32[2]))}
 
 
 def validate_export(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batch_size: int | None = None,
@@ -86,9 +99,11 @@ def validate_export(folder: Path, fmt: str, model: TrainedModel, split: SplitDat
     max_abs_logit (PyTorch's largest |logit|, the scale of the difference), max_abs_q_diff, halting_rule, halting_identical, differing_answers, exact_accuracy and token_accuracy
     ({pytorch, export, difference}), baselines ({name: compute_metrics "overall"}), seconds_per_puzzle
     ({pytorch, export}: wall time of all segments / examples, after one untimed warm-up batch), float32_noise
-    ({logits, q}: `float32_noise` on the first batch), bound ({logits, q}: the largest difference accepted, see
+    ({logits, q}: `float32_noise` on the first batch), non_finite ({pytorch, export}: NaN or infinite logits and
+    Q logits; differences are taken over the finite ones), bound ({logits, q}: the largest difference accepted, see
     the module docstring) and bound_rule (that rule in words), threads (PyTorch's; onnxruntime's when set), tolerance (the base bound: 1e-4 for
-    ONNX, 0 for safetensors) and ok (logits and Q within their bounds and halting identical)."""
+    ONNX, 0 for safetensors) and ok (every logit and Q logit finite on both sides, within their bounds, and
+    halting identical)."""
     saved_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
@@ -118,6 +133,7 @@ def _compare(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batc
     uses_q_continue = bool(model.head.model.q_continue)
     logit_diff = q_diff = logit_scale = 0.0
     halting_same, segments, seen = True, 0, 0
+    non_finite = {"pytorch": 0, "export": 0}
     seconds = {"pytorch": 0.0, "export": 0.0}
     inputs, labels, preds = [], [], {"pytorch": [], "export": []}
     for i, (batch, valid) in enumerate(test_batches(split, batch_size)):
@@ -135,14 +151,16 @@ def _compare(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batc
         if i == 0:
             noise = float32_noise(model, batch, outs["pytorch"])
         segments = ref_qh.shape[1]
-        logit_diff = max(logit_diff, float(np.abs(ref_logits[:n] - got_logits[:n]).max()))
-        logit_scale = max(logit_scale, float(np.abs(ref_logits[:n]).max()))
+        for name, (lg, qh, qc) in outs.items():
+            non_finite[name] += _non_finite(lg[:n], qh[:n], qc[:n] if uses_q_continue else qh[:0])
+        logit_diff = max(logit_diff, _max_abs(ref_logits[:n] - got_logits[:n]))
+        logit_scale = max(logit_scale, _max_abs(ref_logits[:n]))
         if got_qh.shape != ref_qh.shape:
             halting_same = False
             q_diff = float("inf")
         else:
-            q_diff = max(q_diff, float(np.abs(ref_qh[:n] - got_qh[:n]).max()),
-                         float(np.abs(ref_qc[:n] - got_qc[:n]).max()) if uses_q_continue else 0.0)
+            q_diff = max(q_diff, _max_abs(ref_qh[:n] - got_qh[:n]),
+                         _max_abs(ref_qc[:n] - got_qc[:n]) if uses_q_continue else 0.0)
             decide = lambda qh, qc: halting_decisions(qh[:n], qc[:n] if uses_q_continue else None)
             halting_same &= bool(np.array_equal(decide(ref_qh, ref_qc), decide(got_qh, got_qc)))
         inputs.append(batch["inputs"][:n].long().numpy())
@@ -166,6 +184,7 @@ def _compare(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batc
     return {
         "backend": backend, "split": split.path.name, "examples": seen, "segments": segments, "batch_size": batch_size,
         "max_abs_logit_diff": logit_diff, "max_abs_logit": logit_scale, "max_abs_q_diff": q_diff, "float32_noise": noise, "bound": bound,
+        "non_finite": non_finite,
         "bound_rule": rule,
         "halting_rule": "q_halt > q_continue" if uses_q_continue else "q_halt > 0", "halting_identical": halting_same,
         "differing_answers": int((np.concatenate(preds["pytorch"]) != np.concatenate(preds["export"])).any(-1).sum()),
@@ -175,5 +194,5 @@ def _compare(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batc
         "threads": {"pytorch": torch.get_num_threads(),
                     "export": threads or ("default" if fmt == "onnx" else torch.get_num_threads())},
         "tolerance": tolerance,
-        "ok": logit_diff <= bound["logits"] and q_diff <= bound["q"] and halting_same,
+        "ok": not any(non_finite.values()) and logit_diff <= bound["logits"] and q_diff <= bound["q"] and halting_same,
     }

@@ -4,7 +4,10 @@ checkpoint comparisons and an HTML report.
     hrm eval RUN_DIR                       newest checkpoint of a run
     hrm eval CKPT.pt [CKPT.pt ...]         one or several checkpoints (several: compared side by side)
     hrm eval RUN_DIR --all-checkpoints     every checkpoint of the run, compared
-    hrm eval ... --report DIR              also write DIR/report.html (ARC: DIR/submission.json too)
+    hrm eval ... --report DIR              also write DIR/report.html (ARC: DIR/submission.json too); an
+                                           existing report.html is kept unless --overwrite
+    hrm eval ... --max-examples N          a partial evaluation: ARC writes submission.partial.json, never
+                                           over a full submission.json
     hrm eval ... --json                    one JSON object on stdout
     hrm eval A.pt B.pt --aggregate-checkpoints   ARC: pool the votes of several checkpoints
 
@@ -64,6 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(off by default: each checkpoint is scored on its own)")
     p.add_argument("--report", metavar="DIR", help="write DIR/report.html (summary, baselines, input-sensitivity "
                    "verdict, learning curves, ARC task table, rendered examples, checkpoint comparison)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing DIR/report.html (without it, "
+                   "--report refuses a folder that holds one: exit 2, nothing evaluated)")
     p.add_argument("--examples", type=_positive, default=8, metavar="N",
                    help="failures and successes each rendered in the report (default 8)")
     p.add_argument("--data", metavar="DIR", help="dataset folder (default: the first checkpoint's data_path)")
@@ -72,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=_positive, default=None, metavar="N", help="evaluation batch size "
                    "(default: the run's eval_batch_size or global_batch_size)")
     p.add_argument("--max-examples", type=_positive, default=None, metavar="N",
-                   help="evaluate the first N examples only")
+                   help="evaluate the first N examples only (a partial evaluation: ARC's Kaggle submission goes to "
+                   "submission.partial.json, so a full submission.json is never replaced by a partial one)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                    help="where to run (default: auto: CUDA when available, else CPU; mps on Apple silicon)")
     p.add_argument("--raw-weights", action="store_true", help="use the raw weights even when the checkpoint "
@@ -311,22 +317,39 @@ def _json_object(results: list[CheckpointEval], pooled: dict | None, report: Pat
     return out
 
 
+def submission_name(max_examples: int | None) -> str:
+    """The file an evaluation's Kaggle submission goes to: `submission.partial.json` for a partial evaluation
+    (--max-examples), so it can never replace the full `submission.json` of an earlier evaluation."""
+    return "submission.json" if max_examples is None else "submission.partial.json"
+
+
+def check_report_dir(report_dir: Path, overwrite: bool) -> None:
+    """Refuse (HrmkitError, before any work) a --report folder that already holds report.html, unless
+    `overwrite`: a report is a result, not a cache."""
+    path = report_dir / "report.html"
+    if path.exists() and not overwrite:
+        raise HrmkitError(f"--report {report_dir}: {path} already exists; pass --overwrite to replace it, or choose "
+                          "another folder")
+
+
 def _eval(args: argparse.Namespace) -> int:
     from hrmkit.eval.baselines import format_summary
 
-    paths = [p for t in args.targets for p in resolve_checkpoints(t, args.all_checkpoints)]
     report_dir = Path(args.report) if args.report else None
+    if report_dir is not None:
+        check_report_dir(report_dir, args.overwrite)
+    paths = [p for t in args.targets for p in resolve_checkpoints(t, args.all_checkpoints)]
     primary_run = run_dir_of(paths[-1])
     sub_dir = report_dir or primary_run
-    results = evaluate_checkpoints(paths, args, sub_dir / "submission.json" if sub_dir else None)
+    sub_path = sub_dir / submission_name(args.max_examples) if sub_dir else None
+    results = evaluate_checkpoints(paths, args, sub_path)
     pooled = None
     if args.aggregate_checkpoints:
         from hrmkit.eval.arc_eval import score_prediction_sets
 
         sets = [c.result.arc_predictions for c in results if c.result.arc_predictions is not None]
         if sets:
-            pooled = score_prediction_sets(sets, results[-1].data,
-                                           submission_path=sub_dir / "submission.json" if sub_dir else None)
+            pooled = score_prediction_sets(sets, results[-1].data, submission_path=sub_path)
     report = _write_report(report_dir, results, pooled, args.examples) if report_dir else None
     if args.json:
         print(json.dumps(_json_object(results, pooled, report), default=_json_default))

@@ -134,7 +134,9 @@ def _status(args: argparse.Namespace) -> int:
         ("memory", f"peak RSS {mem.get('peak_cpu_rss_mb')} MiB" + (
             f"; GPU peak {gpu['peak_reserved_mb']} of {gpu['total_mb']} MiB (headroom {gpu['headroom_frac']:.0%})"
             if gpu else "")),
-        ("heartbeat", f"{status.get('updated_at')} ({_fmt_age(age)} ago, every {status.get('status_interval_s')}s)"),
+        ("heartbeat", f"{status.get('updated_at')} ("
+         + (f"{_fmt_age(age)} ago" if age is None or age >= 0 else f"{_fmt_age(-age)} in the future: clock skew?")
+         + f", every {status.get('status_interval_s')}s)"),
     ]
     if status.get("stop_reason"):
         rows.append(("stop reason", str(status["stop_reason"])))

@@ -9,10 +9,11 @@ evaluation would cost the whole training.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from hrmkit.config import TrainConfig
+from hrmkit.config import TRAIN_PRESETS, DemoDataConfig, TrainConfig
 from hrmkit.data.format import SplitData, load_split
 from hrmkit.data.sampler import TrainSampler
 from hrmkit.errors import HrmkitError
@@ -32,21 +33,40 @@ class RunData:
         return self.train.metadata.model_shape
 
 
+def demo_data_path(cfg: TrainConfig) -> Path | None:
+    """The one folder `ensure_demo_data` may build: the `data_path` of the config's own preset, when that preset
+    carries a `demo_data` recipe and the config still points there; None otherwise. A mistyped or moved
+    `data_path` (`data_path=/some/typo`, or an override on `--resume` or `hrm distill`) must fail, not quietly
+    train on demo Sudoku."""
+    own = TRAIN_PRESETS.get(cfg.preset or "") or {}
+    if cfg.demo_data is None or "demo_data" not in own or os.path.normpath(own["data_path"]) != os.path.normpath(
+            cfg.data_path):
+        return None
+    return Path(cfg.data_path)
+
+
 def ensure_demo_data(cfg: TrainConfig) -> None:
-    """Build `data_path` with the `demo_data` recipe when it holds no dataset yet. Raises HrmkitError when
-    there is no dataset and no recipe, or the folder holds something else."""
+    """Build the demo dataset (`build_demo_data`) when `data_path` holds no dataset yet and is the demo preset's
+    own path (`demo_data_path`). Raises HrmkitError (nothing written) when there is no dataset at any other
+    path, or the folder holds something else."""
     path = Path(cfg.data_path)
     if (path / "train").is_dir():
         return
-    if cfg.demo_data is None:
+    if demo_data_path(cfg) is None:
         raise HrmkitError(f"data_path={cfg.data_path!r}: no dataset there (expected {path}/train); "
                           "build one with `hrm data ...`")
+    build_demo_data(path, cfg.demo_data)
+
+
+def build_demo_data(path: Path, d: DemoDataConfig) -> None:
+    """Write the generated Sudoku dataset of recipe `d` to `path` (an absent or empty folder). Raises
+    HrmkitError when `path` holds something else."""
+    path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise HrmkitError(f"data_path={cfg.data_path!r}: exists but holds no dataset (no {path}/train); "
+        raise HrmkitError(f"data_path={str(path)!r}: exists but holds no dataset (no {path}/train); "
                           "remove it or point data_path elsewhere")
     from hrmkit.data.sudoku import build_generated
 
-    d = cfg.demo_data
     print(f"building the demo dataset in {path} ({d.size}x{d.size} Sudoku, {d.train} train / {d.test} test)",
           flush=True)
     built = build_generated(path, d.size, d.train, d.test, d.seed, d.num_aug, max_clues=d.max_clues,

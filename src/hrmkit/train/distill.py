@@ -108,8 +108,8 @@ def half_width(arch: ArchConfig) -> dict:
     """The default student of a teacher with architecture `arch` (an `arch` config dict): hidden_size halved,
     num_heads chosen so that the head size stays valid (halved heads keep the teacher's head size when they
     divide the new width; else the most heads <= the teacher's that divide it with an even head size under
-    rope), puzzle_emb_ndim halved when it equals the teacher's width (the references tie them), everything else
-    the teacher's. Raises HrmkitError when no head count fits (then set arch.hidden_size and arch.num_heads)."""
+    rope), puzzle_emb_ndim halved when it equals the teacher's width (the references tie them) or, for TRM, when
+    it no longer fits its puzzle_emb_len prefix tokens of the new width, everything else the teacher's. Raises HrmkitError when no head count fits (then set arch.hidden_size and arch.num_heads)."""
     width = arch.hidden_size // 2
     heads = ([arch.num_heads // 2] if arch.num_heads % 2 == 0 else []) + list(range(arch.num_heads, 0, -1))
     fits = [h for h in heads if width and width % h == 0 and (arch.pos_encodings != "rope" or (width // h) % 2 == 0)]
@@ -120,4 +120,7 @@ def half_width(arch: ArchConfig) -> dict:
     out.update(hidden_size=width, num_heads=fits[0])
     if arch.puzzle_emb_ndim == arch.hidden_size:
         out["puzzle_emb_ndim"] = width
+    elif arch.name == "trm" and arch.puzzle_emb_len and arch.puzzle_emb_ndim > arch.puzzle_emb_len * width:
+        # TRM holds the embedding in puzzle_emb_len prefix tokens of the (halved) width: halve it with them
+        out["puzzle_emb_ndim"] = min(-(-arch.puzzle_emb_ndim // 2), arch.puzzle_emb_len * width)
     return out

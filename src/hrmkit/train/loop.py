@@ -149,7 +149,9 @@ def _resume(state: TrainState, run: RunContext, data: RunData, budget: StepBudge
         run.say(f"[{run.run_id}] already finished at step {state.step} ({state.stop_reason}); nothing to do "
                 f"(raise max_steps to train further)")
         return False
-    state.finished = False
+    # the stop reason belongs to the session that stopped; kept, a resume at max_steps would "stop" again (exit 143
+    # with no signal) and a scheduler that requeues on 143 would loop forever
+    state.finished, state.stop_reason = False, None
     run.say(f"resuming {run.run_id} from {path} (global step {state.step})")
     return True
 

@@ -7,7 +7,8 @@ A lock held by another host cannot be checked from here and is never taken over 
 
 Observed states (`observe_state`): running, finished, interrupted, crashed, stale (and starting).
 `crashed`: the status says running but the writer process is dead on this host (or the loop recorded a
-crash); `stale`: the status says running but its heartbeat (`updated_at`) is older than 3 status intervals.
+crash); `stale`: the status says running but its heartbeat (`updated_at`) is older than 3 status intervals, or
+dated more than 3 intervals in the future.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import fcntl
 import json
 import os
 import socket
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hrmkit.errors import HrmkitError
+from hrmkit.proc import pid_alive  # noqa: F401 (re-exported: observe_state and the lock use it)
 
 LOCK_NAME = "run.lock"
 STALE_INTERVALS = 3
@@ -30,40 +33,6 @@ LIVE_STATES = ("starting", "running")
 
 def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _proc_start_time(pid: int) -> float | None:
-    """Start time of `pid` in seconds since the epoch (Linux /proc), None when unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()
-        if fields[0] == "Z":  # zombie: dead, not yet reaped
-            return -1.0
-        ticks = int(fields[19])
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-
-
-def pid_alive(pid: int | None, started_before: float | None = None) -> bool:
-    """Whether process `pid` runs on this host. With `started_before` (epoch seconds), a process that started
-    after it cannot be the one we look for (pid reuse) and counts as dead; zombies count as dead."""
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    start = _proc_start_time(pid)
-    if start is not None and start < 0:
-        return False
-    if start is not None and started_before is not None and start > started_before + 2.0:
-        return False
-    return True
 
 
 def _parse_time(text: str | None) -> float | None:
@@ -213,7 +182,8 @@ def observe_state(run_dir: Path, status: dict[str, Any] | None = None, now: floa
         return "crashed"
     age = heartbeat_age_s(status, now)
     interval = float(status.get("status_interval_s") or 60.0)
-    if age is not None and age > STALE_INTERVALS * interval:
+    # a heartbeat dated in the future (a skewed clock, a copied or edited file) proves nothing about the writer
+    if age is not None and abs(age) > STALE_INTERVALS * interval:
         return "stale"
     return state
 
@@ -291,15 +261,22 @@ def format_runs(rows: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
 
 
-def find_resumable(root: Path, preset: str | None = None) -> Path | None:
+def find_resumable(root: Path, preset: str | None = None,
+                   warn: Callable[[str], None] | None = None) -> Path | None:
     """The newest run under `root` that can be resumed (`--resume auto`): not finished and no live writer
     (interrupted, crashed or stale-with-dead-writer). With `preset`, only runs of that preset. None if none.
-    Raises HrmkitError when a run's status.json is unreadable or has fields of the wrong type."""
+    A run whose status.json is unreadable or has fields of the wrong type is skipped, as `hrm runs` lists it
+    `invalid`: `warn` (default: a line on stderr) gets the problem; one damaged sibling must not block the rest."""
     root = Path(root)
     if not root.is_dir():
         return None
+    warn = warn or (lambda text: print(text, file=sys.stderr, flush=True))
     for d in sorted((d for d in root.iterdir() if (d / "config.yaml").is_file()), key=lambda d: d.name, reverse=True):
-        state = observe_state(d)
+        try:
+            state = observe_state(d)
+        except HrmkitError as e:
+            warn(f"--resume auto: warning: skipping {d}: {e}")
+            continue
         if state in ("finished", "running", "starting", "stale"):
             continue  # stale with a live writer: hung, not ours to take
         if preset is not None and _config(d).get("preset") != preset:

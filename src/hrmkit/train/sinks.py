@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from hrmkit.config import LogConfig
 from hrmkit.errors import HrmkitError
-from hrmkit.fsutil import atomic_write_bytes
+from hrmkit.fsutil import atomic_write_bytes, named_oserror
 
 
 def use_bar(mode: str, stream: TextIO) -> bool:
@@ -66,11 +66,15 @@ class JsonlSink:
     """Appends one JSON object per line to metrics.jsonl, flushed at once."""
 
     def __init__(self, path: Path):
+        self.path = path
         self.file = open(path, "a", buffering=1)
 
     def write(self, record: dict[str, Any]) -> None:
-        self.file.write(json.dumps(record, default=str) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(record, default=str) + "\n")
+            self.file.flush()
+        except OSError as e:  # a full disk: name the file
+            raise named_oserror(e, self.path) from None
 
     def close(self) -> None:
         self.file.close()
