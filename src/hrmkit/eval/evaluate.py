@@ -6,9 +6,11 @@ predictions are the argmax of the last segment's logits.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -145,6 +147,10 @@ class EvalResult:
     collapse check (`diagnose_head`), None when not run. ARC datasets with test_tasks.json add (see
     `arc_eval.score_arc_split`): arc (the score, per-task rows included), arc_baselines, arc_predictions (for
     pooling votes over checkpoints), arc_ranked, arc_tasks.
+    segments_curve: [{"segments": n, "exact_accuracy", "token_accuracy"}] for n = 1..N segments (one rollout);
+    at_halt: accuracy and mean segments when each row stops where its halting rule says (`SegmentScores`);
+    seconds: wall time of the predictions; tta: the `tta.tta_block` with --tta / --ensemble; votes: the
+    `tta.Votes` (pooled over checkpoints by --ensemble).
     """
 
     task: str
@@ -159,48 +165,162 @@ class EvalResult:
     arc_predictions: list | None = None
     arc_ranked: Any = None
     arc_tasks: dict | None = None
+    segments_curve: list | None = None
+    at_halt: dict | None = None
+    seconds: float | None = None
+    tta: dict | None = None
+    votes: Any = None
+
+
+def check_segments(segments: int | None, where: str = "--segments") -> int | None:
+    """`segments` unchanged when None or 1..MAX_SEGMENTS; HrmkitError naming `where` and the value otherwise."""
+    from hrmkit.limits import MAX_SEGMENTS
+
+    if segments is None:
+        return None
+    if isinstance(segments, bool) or not isinstance(segments, (int, np.integer)) or not 1 <= segments <= MAX_SEGMENTS:
+        raise HrmkitError(f"{where}: expected a number of ACT segments in 1..{MAX_SEGMENTS}, got {segments!r}")
+    return int(segments)
+
+
+@contextlib.contextmanager
+def segment_count(head: torch.nn.Module, segments: int | None) -> Iterator[None]:
+    """Let an evaluation run `segments` ACT segments (None: the model's halt_max_steps). In eval mode a row
+    halts (and would be reset to a fresh carry on the next call) after halt_max_steps segments, so the limit is
+    raised for the duration: the carry then simply goes on, past what training ran."""
+    act = getattr(head, "model", None)
+    if segments is None or act is None or not hasattr(act, "halt_max_steps"):
+        yield
+        return
+    saved = act.halt_max_steps
+    act.halt_max_steps = int(segments)
+    try:
+        yield
+    finally:
+        act.halt_max_steps = saved
+
+
+def uses_q_continue(head: torch.nn.Module) -> bool:
+    """Whether the model's halting rule compares q_halt with q_continue (HRM, TRM without `no_ACT_continue`)
+    rather than with 0 (TRM `no_ACT_continue`, the baseline)."""
+    return bool(getattr(getattr(head, "model", None), "q_continue", True))
 
 
 @torch.inference_mode()
-def rollout(head: torch.nn.Module, batch: dict[str, torch.Tensor], keep_segments: bool = False) -> Rollout:
-    """Run ACT segments from a fresh carry until every row has halted (in eval mode: halt_max_steps of them).
+def rollout(head: torch.nn.Module, batch: dict[str, torch.Tensor], keep_segments: bool = False,
+            segments: int | None = None,
+            on_segment: Callable[[int, dict[str, torch.Tensor], torch.Tensor], None] | None = None) -> Rollout:
+    """Run ACT segments from a fresh carry until every row has halted (in eval mode: halt_max_steps of them,
+    or `segments` when given, which may exceed halt_max_steps).
 
     Runs in whatever train/eval mode the head is in, under `torch.inference_mode` (no gradients; the returned
     tensors are inference tensors). `batch` holds inputs, labels and puzzle_identifiers (int32 [B, S], [B, S],
     [B]). Returns a `Rollout`; with `keep_segments` it holds the prediction after every segment (the thinking
-    view). In eval mode the number of segments is known (halt_max_steps), so the host never waits on the
-    device between segments; in training mode it reads the halting flags after every segment.
+    view). `on_segment(k, outputs, wants_halt)` is called after segment k (1-based) with its outputs and the
+    halting rule's verdict bool [B] (q_halt > q_continue, or q_halt > 0 for models without Q-continue
+    learning), so that a caller can score every segment without keeping them. In eval mode the number of
+    segments is known, so the host never waits on the device between segments; in training mode it reads the
+    halting flags after every segment.
     """
-    carry = head.initial_carry(batch)
-    halts, conts, preds = [], [], []
-    # In eval mode an ACTLossHead runs exactly halt_max_steps segments; other heads report all_finished.
-    fixed = None if head.training else getattr(getattr(head, "model", None), "halt_max_steps", None)
-    while True:
-        carry, _, _, outputs, all_finished = head(carry, batch)
-        halts.append(outputs["q_halt_logits"].float())
-        if outputs.get("q_continue_logits") is not None:
-            conts.append(outputs["q_continue_logits"].float())
-        if keep_segments:
-            preds.append(outputs["preds"])
-        if (len(halts) >= fixed) if fixed is not None else bool(all_finished):
-            break
+    with_cont = uses_q_continue(head)
+    with segment_count(head, segments):
+        carry = head.initial_carry(batch)
+        halts, conts, preds = [], [], []
+        # In eval mode an ACTLossHead runs exactly halt_max_steps segments; other heads report all_finished.
+        fixed = None if head.training else getattr(getattr(head, "model", None), "halt_max_steps", None)
+        while True:
+            carry, _, _, outputs, all_finished = head(carry, batch)
+            q_halt = outputs["q_halt_logits"].float()
+            q_cont = outputs.get("q_continue_logits") if with_cont else None
+            halts.append(q_halt)
+            if q_cont is not None:
+                conts.append(q_cont.float())
+            if keep_segments:
+                preds.append(outputs["preds"])
+            if on_segment is not None:
+                on_segment(len(halts), outputs, q_halt > (conts[-1] if q_cont is not None else 0.0))
+            if (len(halts) >= fixed) if fixed is not None else bool(all_finished):
+                break
     q_halt = torch.stack(halts, dim=1)
     q_cont = torch.stack(conts, dim=1) if conts else None
-    segments = q_halt.shape[1]
+    n = q_halt.shape[1]
     wants_halt = q_halt > (q_cont if q_cont is not None else 0.0)  # [B, K]
-    first = torch.where(wants_halt.any(dim=1), wants_halt.float().argmax(dim=1) + 1, segments).long()
-    return Rollout(outputs, segments, first, q_halt, q_cont, torch.stack(preds, dim=1) if keep_segments else None)
+    first = torch.where(wants_halt.any(dim=1), wants_halt.float().argmax(dim=1) + 1, n).long()
+    return Rollout(outputs, n, first, q_halt, q_cont, torch.stack(preds, dim=1) if keep_segments else None)
+
+
+class SegmentScores:
+    """The prediction after every ACT segment and where each row's halting rule stops, collected batch by batch
+    during a rollout (`on_segment`), so that one rollout of N segments gives the whole accuracy curve.
+
+    Per batch: `start(n_valid)`, the rollout calls the object after each segment, `finish()`. Then `curve` and
+    `at_halt` score what was collected with `metrics.accuracy_pair` (the rules of the headline numbers).
+    """
+
+    def __init__(self) -> None:
+        self.preds: list[list[np.ndarray]] = []  # [segment][batch] int16 [n, S]
+        self.stop_preds: list[np.ndarray] = []
+        self.stop: list[np.ndarray] = []
+        self._n = 0
+
+    def start(self, n_valid: int) -> None:
+        self._n, self._stop, self._stop_preds, self._last = n_valid, None, None, None
+
+    def __call__(self, k: int, outputs: dict[str, torch.Tensor], wants_halt: torch.Tensor) -> None:
+        preds = outputs["preds"][:self._n].to(torch.int16)
+        if len(self.preds) < k:
+            self.preds.append([])
+        self.preds[k - 1].append(preds.cpu().numpy())
+        halt = wants_halt[:self._n]
+        if self._stop is None:
+            self._stop = torch.where(halt, k, 0).long()
+            self._stop_preds = preds.clone()
+        else:
+            now = (self._stop == 0) & halt
+            self._stop = torch.where(now, k, self._stop)
+            self._stop_preds = torch.where(now[:, None], preds, self._stop_preds)
+        self._last = (k, preds)
+
+    def finish(self) -> None:
+        """End the batch: rows whose halting rule never said stop stop at the last segment."""
+        k, preds = self._last
+        never = self._stop == 0
+        self.stop.append(torch.where(never, k, self._stop).cpu().numpy())
+        self.stop_preds.append(torch.where(never[:, None], preds, self._stop_preds).cpu().numpy())
+
+    def curve(self, inputs: np.ndarray, labels: np.ndarray, task: str) -> list[dict]:
+        """[{"segments": n, "exact_accuracy", "token_accuracy"}] for n = 1..N."""
+        from hrmkit.eval.metrics import accuracy_pair
+
+        out = []
+        for k, parts in enumerate(self.preds):
+            exact, token = accuracy_pair(inputs, labels, np.concatenate(parts).astype(np.int64), task=task)
+            out.append({"segments": k + 1, "exact_accuracy": exact, "token_accuracy": token})
+        return out
+
+    def at_halt(self, inputs: np.ndarray, labels: np.ndarray, task: str) -> dict:
+        """Accuracy when each row stops where its halting rule says, and the segments that costs: exact_accuracy,
+        token_accuracy, mean_segments, max_segments (N, what the curve's last point paid per row)."""
+        from hrmkit.eval.metrics import accuracy_pair
+
+        if not self.stop:
+            return {"exact_accuracy": None, "token_accuracy": None, "mean_segments": None, "max_segments": 0}
+        exact, token = accuracy_pair(inputs, labels, np.concatenate(self.stop_preds).astype(np.int64), task=task)
+        return {"exact_accuracy": exact, "token_accuracy": token,
+                "mean_segments": float(np.concatenate(self.stop).mean()), "max_segments": len(self.preds)}
 
 
 @torch.inference_mode()
 def predict_split(head: torch.nn.Module, split: SplitData, batch_size: int, device: torch.device | str = "cpu",
-                  max_examples: int | None = None, progress: Callable[[int, int], None] | None = None) -> Predictions:
+                  max_examples: int | None = None, progress: Callable[[int, int], None] | None = None, *,
+                  segments: int | None = None, scores: SegmentScores | None = None) -> Predictions:
     """Predict every example of `split` (the first `max_examples` when given) in evaluation mode, `batch_size`
     examples per forward pass under `torch.inference_mode`, in the model's computation dtype (see
     `models.forward_dtype` to evaluate a float32 model in bfloat16).
 
     The model is put in eval mode and left there; the caller switches back to training. `progress(done, total)`
-    is called after each batch (examples predicted so far, examples to predict).
+    is called after each batch (examples predicted so far, examples to predict). `segments`: ACT segments per
+    row (default halt_max_steps). `scores`: a `SegmentScores` that collects the prediction after every segment.
     """
     head.eval()
     device = torch.device(device)
@@ -212,7 +332,11 @@ def predict_split(head: torch.nn.Module, split: SplitData, batch_size: int, devi
             break
         n = n_valid if max_examples is None else min(n_valid, max_examples - seen)
         batch = {k: v.to(device) for k, v in batch.items()}
-        r = rollout(head, batch)
+        if scores is not None:
+            scores.start(n)
+        r = rollout(head, batch, segments=segments, on_segment=scores)
+        if scores is not None:
+            scores.finish()
         outputs, segments, halt_step = r.outputs, r.segments, r.halt_step
         q_halt = outputs["q_halt_logits"].float()
         out["inputs"].append(batch["inputs"][:n].long().cpu().numpy())
@@ -324,7 +448,9 @@ def diagnose_head(head: torch.nn.Module, split: SplitData, device: torch.device 
 def evaluate_split(head: torch.nn.Module, split: SplitData, batch_size: int, device: torch.device | str = "cpu",
                    max_examples: int | None = None, *, diagnose: bool = True,
                    submission_path: str | Path | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> EvalResult:
+                   progress: Callable[[int, int], None] | None = None, segments: int | None = None,
+                   tta: int | None = None, verify: bool = False, tta_seed: int = 0,
+                   checkpoint_name: str = "") -> EvalResult:
     """Predict `split` and score it next to the trivial baselines on the same examples; check that the
     model's output depends on its input; for ARC datasets, vote over augmentations and score pass@k.
 
@@ -333,12 +459,25 @@ def evaluate_split(head: torch.nn.Module, split: SplitData, batch_size: int, dev
     `diagnose`: run the input-sensitivity check (`diagnose_head` on <= 64 labelled rows spread over the split).
     `submission_path`: where ARC writes the Kaggle `submission.json` (not written when None).
     `progress(done, total)`: called after each predicted batch (examples).
+    `segments`: ACT segments per row (default halt_max_steps; more lets the model think longer); the result
+    holds the accuracy after every segment up to it (`segments_curve`) and where the halting rule stops
+    (`at_halt`). `tta`: also vote over that many augmented versions of every puzzle (`eval.tta`, seeded by
+    `tta_seed`); `verify`: add the verified figure to that block. HrmkitError for segments or tta out of range.
     """
     from hrmkit.eval.baselines import compute_baselines
     from hrmkit.eval.metrics import compute_metrics
 
     task = split.metadata.task or "generic"
-    p = predict_split(head, split, batch_size, device, max_examples, progress)
+    segments = check_segments(segments)
+    aug = None
+    if tta is not None:
+        from hrmkit.eval.tta import task_augmentation
+
+        aug = task_augmentation(task, split.metadata.seq_len, tta, tta_seed)
+    scores = SegmentScores()
+    start = time.perf_counter()
+    p = predict_split(head, split, batch_size, device, max_examples, progress, segments=segments, scores=scores)
+    seconds = time.perf_counter() - start
     metrics = compute_metrics(p.inputs, p.labels, p.preds, q_halt=p.q_halt, steps=p.steps, task=task)
     summary = EvalSummary.from_metrics(metrics["overall"])
     summary.mean_halt_step = float(p.halt_step.mean()) if len(p.halt_step) else None
@@ -352,7 +491,15 @@ def evaluate_split(head: torch.nn.Module, split: SplitData, batch_size: int, dev
     diagnosis = diagnose_head(head, split, device) if diagnose else None
     if diagnosis:
         summary.input_sensitivity = (diagnosis.get("sensitivity") or {}).get("changed_examples_share")
-    result = EvalResult(task, summary, baselines, metrics, baseline_metrics, p, diagnosis)
+    result = EvalResult(task, summary, baselines, metrics, baseline_metrics, p, diagnosis,
+                        segments_curve=scores.curve(p.inputs, p.labels, task), at_halt=scores.at_halt(p.inputs, p.labels, task),
+                        seconds=seconds)
+    if aug is not None:
+        from hrmkit.eval.tta import predict_versions, tta_block
+
+        result.votes = predict_versions(head, split, aug, batch_size, device, max_examples, segments=segments,
+                                        name=checkpoint_name)
+        result.tta = tta_block([result.votes], task, verify)
     if task == "arc":
         from hrmkit.eval.arc_eval import score_arc_split
 

@@ -103,6 +103,18 @@ def exact_correct(labels: Any, preds: Any, *, pad_id: int | None = PAD_ID,
     return ((preds == labels) | ~mask).all(axis=1) & mask.any(axis=1)
 
 
+def accuracy_pair(inputs: Any, labels: Any, preds: Any, *, task: str = "generic") -> tuple[float | None, float | None]:
+    """(exact accuracy, token accuracy) as `compute_metrics` counts them overall: exact over the examples with
+    answer cells, token over the `scored_mask` cells (Sudoku: the blank ones). None when nothing is counted.
+    inputs, labels, preds: int [N, S]."""
+    labels, preds = _as_2d("labels", labels), _as_2d("preds", preds)
+    rows = answer_mask(labels).any(axis=1)
+    exact = exact_correct(labels, preds)
+    scored = scored_mask(inputs, labels, task=task)
+    right = ((preds == labels) & scored).sum()
+    return _ratio(exact[rows].sum(), rows.sum()), _ratio(right, scored.sum())
+
+
 def _ratio(num: float, den: float) -> float | None:
     return float(num) / float(den) if den else None
 
