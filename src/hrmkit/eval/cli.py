@@ -219,7 +219,8 @@ def _notes(result: EvalResult, pooled: dict | None) -> list[str]:
     if s.halt_step_histogram and s.mean_steps is not None:
         hist = ", ".join(f"{k}: {v}" for k, v in s.halt_step_histogram.items())
         n = round(s.mean_steps)
-        notes.append(f"ACT: every example ran {n} segment{'s' * (n != 1)} (evaluation runs halt_max_steps); the "
+        notes.append(f"ACT: every example ran {n} segment{'s' * (n != 1)} (evaluation runs halt_max_steps, or "
+                     f"--segments); the "
                      f"halting rule said stop at step (examples) {hist}, mean {s.mean_halt_step:.2f}.")
     if s.reference_token_accuracy is not None:
         notes.append(f"Token accuracy as the references count it (each example's share of correct answer cells, "
@@ -328,7 +329,9 @@ def _write_report(out_dir: Path, results: list[CheckpointEval], pooled: dict | N
     arc = pooled["arc"] if pooled else r.arc
     return write_report(out_dir, _primary_table(c, pooled), _baseline_table(r), r.diagnosis, metrics_log,
                         _examples(r, max_examples), arc["task_table"] if arc else None, comparison,
-                        title=_title(c), max_examples=max_examples, notes=_notes(r, pooled), **(c.views or {}))
+                        title=_title(c), max_examples=max_examples, notes=_notes(r, pooled) + _scaling_lines(r),
+                        scaling={"segments_curve": r.segments_curve, "at_halt": r.at_halt, "seconds": r.seconds,
+                                 "tta": r.tta}, **(c.views or {}))
 
 
 def _json_default(x: Any) -> Any:
@@ -364,12 +367,10 @@ def _json_object(results: list[CheckpointEval], pooled: dict | None, report: Pat
     return out
 
 
-def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:.1f}%"
-
-
 def _scaling_lines(r: EvalResult, ensemble: bool = False) -> list[str]:
     """The test-time scaling figures as text: accuracy per segment, at halting, and the vote."""
+    from hrmkit.eval.baselines import _pct
+
     lines = []
     if r.segments_curve:
         n = len(r.segments_curve)
