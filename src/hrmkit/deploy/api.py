@@ -9,7 +9,8 @@
 `load` reads whatever `hrmkit.loading.load_model` reads and does not care which kind it got. Prediction
 uses the evaluation semantics (`eval.evaluate.rollout`: every row runs `halt_max_steps` segments from a fresh
 carry and the answer is the argmax after the last one), so `predict(...).tokens` equals what `hrm eval`
-scores on the same rows.
+scores on the same rows. `predict(..., segments=N)` thinks longer (or shorter); `predict_tta(x, K)` votes over K
+augmented versions of every row (`eval.tta`, what `hrm eval --tta` scores).
 """
 
 from __future__ import annotations

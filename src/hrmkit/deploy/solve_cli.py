@@ -77,11 +77,11 @@ def _read_input(arg: str, kind: str) -> tuple[str | Path, str]:
 
 def _validate_options(args: argparse.Namespace) -> None:
     from hrmkit.eval.evaluate import check_segments
-    from hrmkit.eval.tta import MAX_TTA_VERSIONS
+    from hrmkit.eval.tta import check_versions
 
     check_segments(args.segments, "--segments")
-    if args.tta is not None and not 1 <= args.tta <= MAX_TTA_VERSIONS:
-        raise HrmkitError(f"--tta: expected a number of versions in 1..{MAX_TTA_VERSIONS}, got {args.tta}")
+    if args.tta is not None:
+        check_versions(args.tta)
     if args.batch_size < 1:
         raise HrmkitError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.gif:

@@ -172,11 +172,11 @@ def _versions(args: argparse.Namespace) -> int | None:
 def _check_options(args: argparse.Namespace, paths: list[Path]) -> None:
     """Refuse option values before any model is loaded (exit 2)."""
     from hrmkit.eval.evaluate import check_segments
-    from hrmkit.eval.tta import MAX_TTA_VERSIONS
+    from hrmkit.eval.tta import check_versions
 
     check_segments(args.segments, "--segments")
-    if args.tta is not None and not 1 <= args.tta <= MAX_TTA_VERSIONS:
-        raise HrmkitError(f"--tta: expected a number of versions in 1..{MAX_TTA_VERSIONS}, got {args.tta}")
+    if args.tta is not None:
+        check_versions(args.tta)
     if args.ensemble and len(paths) < 2:
         raise HrmkitError(f"--ensemble pools the votes of several checkpoints, got {len(paths)}: give two or more "
                           "TARGETs (or a run with --all-checkpoints)")

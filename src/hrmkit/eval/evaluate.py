@@ -1,7 +1,11 @@
 """Run a model over a dataset split and collect its per-example predictions (reference evaluation semantics).
 
-Evaluation mode runs every row for exactly `halt_max_steps` ACT segments (sapientinc/HRM `evaluate`); the
-predictions are the argmax of the last segment's logits.
+Evaluation mode runs every row for exactly `halt_max_steps` ACT segments (sapientinc/HRM `evaluate`), or
+`segments` of them when asked (more than training ran: the carry simply goes on); the predictions are the
+argmax of the last segment's logits. The same rollout scores every segment on the way (`SegmentScores`:
+`segments_curve`) and the answer each row has where its halting rule first says stop (`at_halt`: the compute
+the halting rule would save). Halting rule: q_halt > q_continue (HRM, TRM with Q-continue learning), q_halt > 0
+(TRM `no_ACT_continue`, the baseline), as `models.act.ACTModel` halts in training.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ Public API
 - `scored_mask(inputs, labels, *, task="generic", mask_fn=None, pad_id=0, ignore_label_id=-100,
   blank_id=1) -> bool [N, S]`
 - `exact_correct(labels, preds, *, pad_id=0, ignore_label_id=-100) -> bool [N]`
+- `accuracy_pair(inputs, labels, preds, *, task) -> (exact, token)`: the two headline figures alone
 - constants `IGNORE_LABEL_ID` (from data/format.py), `PAD_ID`, `SUDOKU_BLANK_ID`, `TASKS`.
 """
 

@@ -15,6 +15,7 @@ separate figure, because the verifier knows the rules the model was supposed to 
 
 Public API
 ----------
+- `check_versions(k, where="--tta")`: 1..MAX_TTA_VERSIONS or HrmkitError.
 - `Augmentation` (task, versions, `forward(tokens [B, S]) -> [K, B, S]`, `inverse(tokens [K, B, S])`);
   `task_augmentation(task, seq_len, versions, seed=0)`.
 - `predict_versions(head, split, aug, batch_size, device, ...) -> Votes` (answers of every version, in the
@@ -89,14 +90,19 @@ def _maze_augmentation(seq_len: int, versions: int) -> Augmentation:
     return Augmentation("maze", versions, forward, inverse)
 
 
+def check_versions(versions: int, where: str = "--tta") -> int:
+    """`versions` when it is a whole number in 1..MAX_TTA_VERSIONS; HrmkitError naming `where` otherwise."""
+    if isinstance(versions, bool) or not isinstance(versions, (int, np.integer)) or not 1 <= versions <= MAX_TTA_VERSIONS:
+        raise HrmkitError(f"{where}: expected a number of versions in 1..{MAX_TTA_VERSIONS}, got {versions!r}")
+    return int(versions)
+
+
 def task_augmentation(task: str | None, seq_len: int, versions: int, seed: int = 0) -> Augmentation:
     """The `versions` test-time versions of `task`'s puzzles (module docstring); the same seed gives the same
     versions, so checkpoints of an ensemble vote on the same puzzles. HrmkitError for versions outside
     1..MAX_TTA_VERSIONS, more than 8 for mazes, ARC (voted over its dataset's versions) and tasks without
     augmentations (only versions=1 then)."""
-    if isinstance(versions, bool) or not isinstance(versions, (int, np.integer)) or not 1 <= versions <= MAX_TTA_VERSIONS:
-        raise HrmkitError(f"--tta: expected a number of versions in 1..{MAX_TTA_VERSIONS}, got {versions!r}")
-    versions = int(versions)
+    versions = check_versions(versions)
     task = task or "generic"
     if task == "sudoku":
         return _sudoku_augmentation(seq_len, versions, np.random.default_rng(seed))
