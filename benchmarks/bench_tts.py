@@ -90,7 +90,7 @@ def main() -> None:
             base_seconds = sec
         rows.append([f"segments {n}", n, 1, exact, token, verified(p.inputs, p.preds), sec, n / hms])
         if n == longest:
-            h = scores.at_halt(p.inputs, p.labels, task)
+            h = scores.at_halt()
             rows.append([f"at halting (rollout of {n})", round(h["mean_segments"], 2), 1, h["exact_accuracy"],
                          h["token_accuracy"], None, sec / n * h["mean_segments"], h["mean_segments"] / hms])
     combos = [(k, None) for k in _ints(args.tta)] + ([(k, longest) for k in _ints(args.tta)] if args.combine else [])
