@@ -78,7 +78,7 @@ def test_task_augmentations_round_trip_and_refuse_what_they_cannot():
     mz = task_augmentation("maze", 36, 8)
     versions = mz.forward(x)
     assert len({v.tobytes() for v in versions}) == 8 and np.array_equal(mz.inverse(versions), np.broadcast_to(x, (8, 5, 36)))
-    for task, k, needle in (("maze", 9, "8 dihedral"), ("arc", 2, "ARC"), ("generic", 2, "no augmentations"),
+    for task, k, needle in (("maze", 9, "8 dihedral"), ("arc", 2, "aggregate-checkpoints"), ("generic", 2, "no augmentations"),
                             ("sudoku", 0, "1..")):
         with pytest.raises(HrmkitError, match=needle):
             task_augmentation(task, 36, k)

@@ -500,6 +500,11 @@ def evaluate_split(head: torch.nn.Module, split: SplitData, batch_size: int, dev
         from hrmkit.eval.tta import task_augmentation
 
         aug = task_augmentation(task, split.metadata.seq_len, tta, tta_seed)
+    if verify:
+        from hrmkit.verify import verifier_for
+
+        if verifier_for(task) is None:
+            raise HrmkitError(f"--verify: task {task!r} of {split.path} has no verifier (Sudoku and mazes have one)")
     scores = SegmentScores()
     start = time.perf_counter()
     p = predict_split(head, split, batch_size, device, max_examples, progress, segments=segments, scores=scores)

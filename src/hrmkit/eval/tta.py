@@ -109,8 +109,9 @@ def task_augmentation(task: str | None, seq_len: int, versions: int, seed: int =
     if task == "maze":
         return _maze_augmentation(seq_len, versions)
     if task == "arc":
-        raise HrmkitError("--tta: ARC is already voted over the augmented versions its dataset holds (pass@k in the "
-                          "summary; `hrm data arc --num-aug K` sets how many); --tta is for Sudoku and mazes")
+        raise HrmkitError("--tta/--ensemble: ARC is already voted over the augmented versions its dataset holds "
+                          "(pass@k in the summary; `hrm data arc --num-aug K` sets how many) and ARC checkpoints pool "
+                          "their votes with --aggregate-checkpoints; --tta and --ensemble are for Sudoku and mazes")
     if versions == 1:
         return Augmentation(task, 1, lambda x: x[None], lambda y: y)
     raise HrmkitError(f"--tta {versions}: task {task!r} declares no augmentations (Sudoku and mazes do)")
