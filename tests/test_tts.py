@@ -13,7 +13,7 @@ from hrmkit.cli import main as hrm
 from hrmkit.data import maze, sudoku
 from hrmkit.data.augment import apply_sudoku_symmetry, invert_sudoku_symmetry, sudoku_symmetries
 from hrmkit.errors import HrmkitError
-from hrmkit.eval.tta import Votes, predict_versions, task_augmentation, vote
+from hrmkit.eval.tta import Votes, predict_versions, task_augmentation, tta_block, vote
 from hrmkit.verify import maze_solved, sudoku_solved
 
 # A tiny TRM (`no_ACT_continue`: halting on q_halt > 0) with 2 ACT segments in evaluation, checkpoints at steps
@@ -101,6 +101,41 @@ def test_verifiers():
     assert maze_solved(x, y).tolist() == [True]
     assert maze_solved(x, maze.to_tokens(extra).reshape(1, -1)).tolist() == [False]
     assert maze_solved(x, x).tolist() == [False]
+
+
+class SolverHead(torch.nn.Module):
+    """A stand-in model that solves every Sudoku it is shown with `data.sudoku.solve` (one segment)."""
+
+    def __init__(self, box):
+        super().__init__()
+        self.box = box
+        self.model = torch.nn.Module()
+        self.model.halt_max_steps, self.model.q_continue = 1, False
+
+    def initial_carry(self, batch):
+        return None
+
+    def forward(self, carry, batch):
+        rows = []
+        for x in batch["inputs"].long().numpy():
+            found, _ = sudoku.solve((x - 1).clip(0).tolist(), self.box, limit=1)
+            rows.append(np.asarray(found[0]) + 1 if found and (x > 0).all() else x)
+        out = {"preds": torch.as_tensor(np.stack(rows)), "q_halt_logits": torch.ones(len(rows))}
+        return carry, None, {}, out, True
+
+
+def test_votes_of_a_perfect_solver_agree_and_are_right_in_the_puzzles_frame(sudoku4):
+    """Each version is solved in its own frame; only correct inverses bring all the answers back together."""
+    from hrmkit.data.format import load_split
+
+    split = load_split(sudoku4, "test")
+    aug = task_augmentation("sudoku", 16, 6, seed=1)
+    votes = predict_versions(SolverHead((2, 2)), split, aug, 60)
+    assert not np.array_equal(aug.forward(votes.inputs)[1], votes.inputs)  # the versions differ ...
+    assert (votes.answers == votes.answers[0]).all()  # ... their answers, mapped back, do not
+    block = tta_block([votes], "sudoku", verify=True)
+    assert block["exact_accuracy"] == 1.0 and block["unanimous_share"] == 1.0
+    assert block["verified"]["passed_share"] == 1.0
 
 
 def test_vote_ranks_by_votes_then_mean_q_and_verifier_picks_a_passing_one():
