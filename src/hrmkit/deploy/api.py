@@ -36,8 +36,8 @@ class Prediction:
 
     tokens: int64 [B, S], the answer (argmax after the last segment);
     halt_step: int64 [B], the first segment after which the halting rule said stop (q_halt > q_continue, or
-    q_halt > 0 without a q_continue head), K when it never did;
-    q_halt, q_continue: float32 [B, K] logits per segment (q_continue None when the model has no such head);
+    q_halt > 0 for models without Q-continue learning: TRM `no_ACT_continue`), K when it never did;
+    q_halt, q_continue: float32 [B, K] logits per segment (q_continue None when halting ignores it);
     segments: K; segment_tokens: int64 [B, K, S], the argmax after every segment (None unless asked for).
     """
 

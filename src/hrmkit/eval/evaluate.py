@@ -31,7 +31,8 @@ class Predictions:
     inputs, labels, preds: int64 [N, S] (labels use -100 for ignored cells); puzzle_identifiers: int64 [N];
     q_halt: float32 [N] (last segment's q_halt logit); steps: int64 [N] (segments run);
     halt_step: int64 [N] (first segment whose halting rule said stop: q_halt > q_continue, or q_halt > 0
-    without a q_continue head; halt_max_steps when it never did) — the adaptive compute the model asks for.
+    for models without Q-continue learning; the segments run when it never did) — the adaptive compute the
+    model asks for.
     """
 
     inputs: np.ndarray
@@ -49,8 +50,8 @@ class Rollout:
 
     outputs: the last segment's outputs (`logits` [B, S, V], `preds` int64 [B, S], `q_halt_logits` [B], ...);
     segments: K; halt_step: int64 [B], the first segment whose halting rule said stop (q_halt > q_continue,
-    or q_halt > 0 without a q_continue head), K when it never did; q_halt, q_continue: float32 [B, K] logits
-    per segment (q_continue None without a q_continue head); segment_preds: int64 [B, K, S], the argmax after
+    or q_halt > 0 for models without Q-continue learning: TRM `no_ACT_continue`, the baseline), K when it never
+    did; q_halt, q_continue: float32 [B, K] logits per segment (q_continue None when halting ignores it); segment_preds: int64 [B, K, S], the argmax after
     every segment, or None unless asked for (`keep_segments`).
     """
 
