@@ -367,7 +367,7 @@ def _json_object(results: list[CheckpointEval], pooled: dict | None, report: Pat
     return out
 
 
-def _scaling_lines(r: EvalResult, ensemble: bool = False) -> list[str]:
+def _scaling_lines(r: EvalResult) -> list[str]:
     """The test-time scaling figures as text: accuracy per segment, at halting, and the vote."""
     from hrmkit.eval.baselines import _pct
 
@@ -383,7 +383,7 @@ def _scaling_lines(r: EvalResult, ensemble: bool = False) -> list[str]:
                      f"segments on average (of {h['max_segments']}).")
     t = r.tta
     if t:
-        who = f"{t['checkpoints']} checkpoints x " if ensemble or t["checkpoints"] > 1 else ""
+        who = f"{t['checkpoints']} checkpoints x " if t["checkpoints"] > 1 else ""
         lines.append(f"Voting over {who}{t['versions']} version{'s' * (t['versions'] != 1)}: {_pct(t['exact_accuracy'])} "
                      f"exact, {_pct(t['token_accuracy'])} token; all votes agree on {_pct(t['unanimous_share'])} of the "
                      f"puzzles ({t['seconds']:.1f} s).")
@@ -391,8 +391,6 @@ def _scaling_lines(r: EvalResult, ensemble: bool = False) -> list[str]:
         if v:
             lines.append(f"Verified (best-ranked answer passing the task's verifier, not the model's own score): "
                          f"{_pct(v['exact_accuracy'])} exact; a candidate passed for {_pct(v['passed_share'])}.")
-        elif "verified" in t:
-            lines.append(f"--verify: task {r.task!r} has no verifier.")
     return lines
 
 
@@ -432,7 +430,7 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"WARNING: {r.diagnosis['warning']}")
     for note in _notes(r, pooled):
         print(note)
-    for line in _scaling_lines(r, args.ensemble):
+    for line in _scaling_lines(r):
         print(line)
     if len(results) > 1:
         print()

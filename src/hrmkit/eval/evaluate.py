@@ -51,8 +51,8 @@ class Rollout:
     outputs: the last segment's outputs (`logits` [B, S, V], `preds` int64 [B, S], `q_halt_logits` [B], ...);
     segments: K; halt_step: int64 [B], the first segment whose halting rule said stop (q_halt > q_continue,
     or q_halt > 0 for models without Q-continue learning: TRM `no_ACT_continue`, the baseline), K when it never
-    did; q_halt, q_continue: float32 [B, K] logits per segment (q_continue None when halting ignores it); segment_preds: int64 [B, K, S], the argmax after
-    every segment, or None unless asked for (`keep_segments`).
+    did; q_halt, q_continue: float32 [B, K] logits per segment (q_continue None when halting ignores it);
+    segment_preds: int64 [B, K, S], the argmax after every segment, or None unless asked for (`keep_segments`).
     """
 
     outputs: dict[str, torch.Tensor]

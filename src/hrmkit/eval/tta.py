@@ -266,10 +266,9 @@ def tta_block(votes: Sequence[Votes], task: str, verify: bool = False) -> dict:
            "token_accuracy": token, "unanimous_share": float((tally.candidates == 1).mean()),
            "mean_candidates": float(tally.candidates.mean()), "n_examples": int(len(inputs)), "seconds": seconds,
            "curve": curve}
-    if verify:
-        if checker is None:
-            out["verified"] = None
-        else:
+    if verify:  # None for a task without a verifier
+        out["verified"] = None
+        if checker is not None:
             e, t = accuracy_pair(inputs, labels, tally.verified, task=task)
             out["verified"] = {"exact_accuracy": e, "token_accuracy": t, "passed_share": float(tally.passed.mean())}
     return out
