@@ -104,11 +104,11 @@ def test_verifiers():
 
 
 class SolverHead(torch.nn.Module):
-    """A stand-in model that solves every Sudoku it is shown with `data.sudoku.solve` (one segment)."""
+    """A stand-in model that solves every puzzle it is shown with `solve_row(tokens) -> tokens` (one segment)."""
 
-    def __init__(self, box):
+    def __init__(self, solve_row):
         super().__init__()
-        self.box = box
+        self.solve_row = solve_row
         self.model = torch.nn.Module()
         self.model.halt_max_steps, self.model.q_continue = 1, False
 
@@ -116,24 +116,41 @@ class SolverHead(torch.nn.Module):
         return None
 
     def forward(self, carry, batch):
-        rows = []
-        for x in batch["inputs"].long().numpy():
-            found, _ = sudoku.solve((x - 1).clip(0).tolist(), self.box, limit=1)
-            rows.append(np.asarray(found[0]) + 1 if found and (x > 0).all() else x)
-        out = {"preds": torch.as_tensor(np.stack(rows)), "q_halt_logits": torch.ones(len(rows))}
-        return carry, None, {}, out, True
+        rows = np.stack([self.solve_row(x) for x in batch["inputs"].long().numpy()])
+        return carry, None, {}, {"preds": torch.as_tensor(rows), "q_halt_logits": torch.ones(len(rows))}, True
 
 
-def test_votes_of_a_perfect_solver_agree_and_are_right_in_the_puzzles_frame(sudoku4):
+def _solve_sudoku4(x):
+    found, _ = sudoku.solve((x - 1).clip(0).tolist(), (2, 2), limit=1)
+    return np.asarray(found[0]) + 1 if found and (x > 0).all() else x
+
+
+def _solve_maze(x):
+    side = int(len(x) ** 0.5)
+    grid = maze.from_tokens(x.astype(np.uint8)).reshape(side, side)
+    solved = maze.solve(grid) if (x > 0).all() else None
+    return x if solved is None else maze.to_tokens(solved[0]).reshape(-1).astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def mazes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "maze9"
+    assert hrm(["data", "maze", "--out", str(out), "--size", "9", "--train", "8", "--test", "12"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("task", ["sudoku", "maze"])
+def test_votes_of_a_perfect_solver_agree_and_are_right_in_the_puzzles_frame(task, sudoku4, mazes):
     """Each version is solved in its own frame; only correct inverses bring all the answers back together."""
     from hrmkit.data.format import load_split
 
-    split = load_split(sudoku4, "test")
-    aug = task_augmentation("sudoku", 16, 6, seed=1)
-    votes = predict_versions(SolverHead((2, 2)), split, aug, 60)
+    data, solve_row, k = (sudoku4, _solve_sudoku4, 6) if task == "sudoku" else (mazes, _solve_maze, 8)
+    split = load_split(data, "test")
+    aug = task_augmentation(task, split.metadata.seq_len, k, seed=1)
+    votes = predict_versions(SolverHead(solve_row), split, aug, 64)
     assert not np.array_equal(aug.forward(votes.inputs)[1], votes.inputs)  # the versions differ ...
     assert (votes.answers == votes.answers[0]).all()  # ... their answers, mapped back, do not
-    block = tta_block([votes], "sudoku", verify=True)
+    block = tta_block([votes], task, verify=True)
     assert block["exact_accuracy"] == 1.0 and block["unanimous_share"] == 1.0
     assert block["verified"]["passed_share"] == 1.0
 
