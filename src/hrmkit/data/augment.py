@@ -18,11 +18,16 @@ Public API
   transpose with probability 1/2 (only for square boxes: transposing a 2x3-box grid gives a 3x2-box grid),
   permute the bands (groups of box_rows rows) and the rows inside each band, permute the stacks (groups of
   box_cols columns) and the columns inside each stack. Valid puzzles stay valid, solutions stay solutions.
+- `sudoku_symmetries(box, k, rng, identity_first=False) -> SudokuSymmetries` (the same draws, kept),
+  `apply_sudoku_symmetry(grids [k, ..., n, n], sym)` and its inverse `invert_sudoku_symmetry`: test-time
+  voting maps predictions back to the puzzle's frame with them.
 - `maze_dihedral_versions(inputs, labels)` -> list of the 8 (input, label) dihedral versions, tid order
   (reference `build_maze_dataset.py --aug`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -68,6 +73,84 @@ def _random_perms(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarra
     return np.argsort(rng.random(shape), axis=-1)
 
 
+@dataclass
+class SudokuSymmetries:
+    """k Sudoku symmetries of an n x n grid (n = box rows * box cols), one per version.
+
+    digit_map: int64 [k, n + 1] (0 -> 0, digits 1..n permuted); transpose: bool [k] (square boxes only);
+    row_perm, col_perm: int64 [k, n], band/stack shuffles composed with row/column shuffles inside them.
+    Version v maps cell (i, j) of the new grid from old cell (row_perm[i], col_perm[j]) (read in the transposed
+    grid when transpose[v]) and relabels its digit. Valid puzzles stay valid, solutions stay solutions.
+    """
+
+    digit_map: np.ndarray
+    transpose: np.ndarray
+    row_perm: np.ndarray
+    col_perm: np.ndarray
+
+    @property
+    def versions(self) -> int:
+        return int(self.digit_map.shape[0])
+
+    def cell_sources(self) -> np.ndarray:
+        """int64 [k, n*n]: the flat old cell each new cell is read from."""
+        k, n = self.row_perm.shape
+        src_r = np.broadcast_to(self.row_perm[:, :, None], (k, n, n))
+        src_c = np.broadcast_to(self.col_perm[:, None, :], (k, n, n))
+        return np.where(self.transpose[:, None, None], src_c * n + src_r, src_r * n + src_c).reshape(k, n * n)
+
+    def value_maps(self, offset: int = 0, size: int | None = None) -> np.ndarray:
+        """int64 [k, size]: the digit relabelling on values shifted by `offset` (offset 1: the dataset tokens,
+        1 = blank, digit + 1); values outside offset..offset+n (PAD, stray tokens) map to themselves."""
+        k, n1 = self.digit_map.shape
+        size = max(size or 0, offset + n1)
+        maps = np.broadcast_to(np.arange(size, dtype=np.int64), (k, size)).copy()
+        maps[:, offset:offset + n1] = self.digit_map + offset
+        return maps
+
+
+def sudoku_symmetries(box: tuple[int, int], k: int, rng: np.random.Generator,
+                      identity_first: bool = False) -> SudokuSymmetries:
+    """`k` independent uniformly drawn Sudoku symmetries for boxes of box[0] rows by box[1] columns (module
+    docstring); with `identity_first` version 0 is the identity (test-time voting keeps the plain puzzle)."""
+    br, bc = int(box[0]), int(box[1])
+    n = br * bc
+    nb, ns = n // br, n // bc  # bands (of br rows), stacks (of bc columns)
+    digit_map = np.concatenate([np.zeros((k, 1), np.int64), 1 + _random_perms(rng, (k, n))], axis=1)
+    transpose = rng.random(k) < 0.5 if br == bc else np.zeros(k, dtype=bool)
+    row_perm = (_random_perms(rng, (k, nb))[:, :, None] * br + _random_perms(rng, (k, nb, br))).reshape(k, n)
+    col_perm = (_random_perms(rng, (k, ns))[:, :, None] * bc + _random_perms(rng, (k, ns, bc))).reshape(k, n)
+    if identity_first and k:
+        digit_map[0], transpose[0], row_perm[0], col_perm[0] = np.arange(n + 1), False, np.arange(n), np.arange(n)
+    return SudokuSymmetries(digit_map, transpose, row_perm, col_perm)
+
+
+def apply_sudoku_symmetry(grids: np.ndarray, sym: SudokuSymmetries, offset: int = 0) -> np.ndarray:
+    """Version v of `sym` applied to grids[v]: grids [k, ..., n, n] (or [k, ..., n*n]) of values (digits, or
+    tokens with `offset` 1). Returns the same shape and dtype."""
+    g = np.asarray(grids)
+    k, n2 = sym.versions, sym.row_perm.shape[1] ** 2
+    flat = g.reshape(k, -1, n2).astype(np.int64)
+    maps = sym.value_maps(offset, int(flat.max(initial=0)) + 1)
+    moved = np.take_along_axis(flat, np.broadcast_to(sym.cell_sources()[:, None, :], flat.shape), axis=2)
+    return maps[np.arange(k)[:, None, None], moved].reshape(g.shape).astype(g.dtype)
+
+
+def invert_sudoku_symmetry(grids: np.ndarray, sym: SudokuSymmetries, offset: int = 0) -> np.ndarray:
+    """Undo `apply_sudoku_symmetry`: grids [k, ..., n, n] (or [k, ..., n*n]) seen in version v's frame, back
+    in the original frame. Same shape and dtype."""
+    g = np.asarray(grids)
+    k, n2 = sym.versions, sym.row_perm.shape[1] ** 2
+    flat = g.reshape(k, -1, n2).astype(np.int64)
+    maps = sym.value_maps(offset, int(flat.max(initial=0)) + 1)
+    inverse = np.empty_like(maps)
+    np.put_along_axis(inverse, maps, np.broadcast_to(np.arange(maps.shape[1]), maps.shape), axis=1)
+    out = np.empty_like(flat)
+    relabelled = inverse[np.arange(k)[:, None, None], flat]
+    np.put_along_axis(out, np.broadcast_to(sym.cell_sources()[:, None, :], flat.shape), relabelled, axis=2)
+    return out.reshape(g.shape).astype(g.dtype)
+
+
 def sudoku_augment_many(
     puzzle: np.ndarray, solution: np.ndarray, box: tuple[int, int], k: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -76,31 +159,14 @@ def sudoku_augment_many(
     puzzle, solution: [n, n] integer digits (0 = blank in the puzzle), n = box[0] * box[1].
     Returns (puzzles [k, n, n], solutions [k, n, n]) with the input dtype. See module docstring.
     """
-    br, bc = int(box[0]), int(box[1])
-    n = br * bc
+    n = int(box[0]) * int(box[1])
     p = np.asarray(puzzle)
     s = np.asarray(solution)
     if p.shape != (n, n) or s.shape != (n, n):
-        raise ValueError(f"sudoku grids must be [{n}, {n}] for box {br}x{bc}, got {p.shape} and {s.shape}")
-    nb, ns = n // br, n // bc  # bands (of br rows), stacks (of bc columns)
-    # Digit maps: 0 -> 0, 1..n -> a permutation of 1..n.
-    digit_map = np.concatenate([np.zeros((k, 1), np.int64), 1 + _random_perms(rng, (k, n))], axis=1)
-    transpose = rng.random(k) < 0.5 if br == bc else np.zeros(k, dtype=bool)
-    row_perm = (_random_perms(rng, (k, nb))[:, :, None] * br + _random_perms(rng, (k, nb, br))).reshape(k, n)
-    col_perm = (_random_perms(rng, (k, ns))[:, :, None] * bc + _random_perms(rng, (k, ns, bc))).reshape(k, n)
-
-    # One flat gather index per version: cell (i, j) of the new grid comes from old cell
-    # (row_perm[i], col_perm[j]), read from the transposed grid when `transpose`.
-    src_r = np.broadcast_to(row_perm[:, :, None], (k, n, n))
-    src_c = np.broadcast_to(col_perm[:, None, :], (k, n, n))
-    flat = np.where(transpose[:, None, None], src_c * n + src_r, src_r * n + src_c).reshape(k, n * n)
-    versions = np.arange(k)[:, None]
-
-    def apply(grid: np.ndarray) -> np.ndarray:
-        moved = grid.reshape(-1)[flat]  # [k, n*n]
-        return digit_map[versions, moved].reshape(k, n, n).astype(grid.dtype)
-
-    return apply(p), apply(s)
+        raise ValueError(f"sudoku grids must be [{n}, {n}] for box {box[0]}x{box[1]}, got {p.shape} and {s.shape}")
+    sym = sudoku_symmetries(box, k, rng)
+    return (apply_sudoku_symmetry(np.broadcast_to(p, (k, n, n)), sym),
+            apply_sudoku_symmetry(np.broadcast_to(s, (k, n, n)), sym))
 
 
 def sudoku_augment(

@@ -9,16 +9,16 @@
 `load` reads whatever `hrmkit.loading.load_model` reads and does not care which kind it got. Prediction
 uses the evaluation semantics (`eval.evaluate.rollout`: every row runs `halt_max_steps` segments from a fresh
 carry and the answer is the argmax after the last one), so `predict(...).tokens` equals what `hrm eval`
-scores on the same rows.
+scores on the same rows. `predict(..., segments=N)` thinks longer (or shorter); `predict_tta(x, K)` votes over K
+augmented versions of every row (`eval.tta`, what `hrm eval --tta` scores).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,8 +36,8 @@ class Prediction:
 
     tokens: int64 [B, S], the answer (argmax after the last segment);
     halt_step: int64 [B], the first segment after which the halting rule said stop (q_halt > q_continue, or
-    q_halt > 0 without a q_continue head), K when it never did;
-    q_halt, q_continue: float32 [B, K] logits per segment (q_continue None when the model has no such head);
+    q_halt > 0 for models without Q-continue learning: TRM `no_ACT_continue`), K when it never did;
+    q_halt, q_continue: float32 [B, K] logits per segment (q_continue None when halting ignores it);
     segments: K; segment_tokens: int64 [B, K, S], the argmax after every segment (None unless asked for).
     """
 
@@ -49,20 +49,17 @@ class Prediction:
     segment_tokens: torch.Tensor | None = None
 
 
-@contextlib.contextmanager
-def _segment_count(head: torch.nn.Module, steps: int | None) -> Iterator[None]:
-    """Run `steps` ACT segments (None: leave the model as it is): in eval mode a row halts after
-    `halt_max_steps` of them, so set that for the duration."""
-    if steps is None:
-        yield
-        return
-    act = head.model
-    saved = act.halt_max_steps
-    act.halt_max_steps = int(steps)
-    try:
-        yield
-    finally:
-        act.halt_max_steps = saved
+@dataclass
+class VotedPrediction:
+    """What `Model.predict_tta` returns for B rows (S = seq_len): tokens int64 [B, S], the top-voted answer;
+    versions: K; segments: ACT segments each version ran; ranked: per row [(answer int64 [S], votes, mean
+    sigmoid(q_halt))], best first; version_tokens: int64 [K, B, S], every version's answer in the row's frame."""
+
+    tokens: torch.Tensor
+    versions: int
+    segments: int
+    ranked: list
+    version_tokens: torch.Tensor
 
 
 def _rows(x: Any, name: str, ndim: int) -> np.ndarray:
@@ -115,18 +112,22 @@ class Model:
 
     @torch.no_grad()
     def predict(self, inputs: Any, puzzle_identifiers: Any = None, steps: int | None = None, *,
-                keep_segments: bool = False, batch_size: int = 256) -> Prediction:
+                segments: int | None = None, keep_segments: bool = False, batch_size: int = 256) -> Prediction:
         """Run the model on token rows; no labels needed.
 
         inputs: int [B, seq_len] tokens (numpy, torch or lists; one row [seq_len] is taken as B = 1).
         puzzle_identifiers: int [B] (default: 0, the blank identifier, as Sudoku and maze datasets use).
-        steps: ACT segments to run (default `halt_max_steps`, the evaluation setting; more or fewer lets the
-        model think longer or shorter). keep_segments: also return the prediction after every segment.
-        batch_size: rows per forward pass. Returns a `Prediction`. Raises HrmkitError for a wrong shape or a
-        token or identifier out of range.
+        segments (or its older name `steps`): ACT segments to run, 1..`limits.MAX_SEGMENTS` (default
+        `halt_max_steps`, the evaluation setting; more lets the model think longer, the carry simply goes on).
+        keep_segments: also return the prediction after every segment. batch_size: rows per forward pass.
+        Returns a `Prediction`. Raises HrmkitError for a wrong shape, a token or identifier out of range, or a
+        segment count out of range.
         """
-        from hrmkit.eval.evaluate import rollout
+        from hrmkit.eval.evaluate import check_segments, rollout
 
+        if steps is not None and segments is not None and steps != segments:
+            raise HrmkitError(f"predict: steps={steps!r} and segments={segments!r} disagree (steps is the old name)")
+        segments = check_segments(segments, "segments") if segments is not None else check_segments(steps, "steps")
         x = _rows(inputs, "inputs", 2)
         if x.shape[1] != self.seq_len:
             raise HrmkitError(f"inputs: rows of {x.shape[1]} tokens, but the model reads seq_len {self.seq_len}")
@@ -140,8 +141,6 @@ class Model:
         bad_ids = ids[(ids < 0) | (ids >= self.num_puzzle_identifiers)]
         if bad_ids.size:
             raise HrmkitError(f"puzzle_identifiers: {int(bad_ids[0])} outside 0..{self.num_puzzle_identifiers - 1}")
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-            raise HrmkitError(f"steps: expected a positive number of ACT segments, got {steps!r}")
         if batch_size < 1 or not len(x):
             raise HrmkitError(f"predict needs at least one row and batch_size >= 1, got {len(x)} rows, batch_size {batch_size}")
         parts: dict[str, list[torch.Tensor]] = {"tokens": [], "halt_step": [], "q_halt": [], "q_continue": [],
@@ -151,8 +150,7 @@ class Model:
             xb = torch.from_numpy(x[lo:lo + batch_size]).to(self.device, torch.int32)
             batch = {"inputs": xb, "labels": torch.full_like(xb, IGNORE_LABEL_ID),
                      "puzzle_identifiers": torch.from_numpy(ids[lo:lo + batch_size]).to(self.device, torch.int32)}
-            with _segment_count(self.head, steps):
-                r = rollout(self.head, batch, keep_segments=keep_segments)
+            r = rollout(self.head, batch, keep_segments=keep_segments, segments=segments)
             segments = r.segments
             parts["tokens"].append(r.outputs["preds"].long().cpu())
             parts["halt_step"].append(r.halt_step.cpu())
@@ -164,6 +162,28 @@ class Model:
         cat = lambda k: torch.cat(parts[k]) if parts[k] else None
         return Prediction(cat("tokens"), cat("halt_step"), cat("q_halt"), cat("q_continue"), segments,
                           cat("segment_tokens"))
+
+    def predict_tta(self, inputs: Any, versions: int, puzzle_identifiers: Any = None, *,
+                    segments: int | None = None, seed: int = 0, batch_size: int = 256) -> "VotedPrediction":
+        """Vote over `versions` augmented versions of every row (Sudoku: digit relabelling, transpose, band and
+        stack shuffles; mazes: dihedral, at most 8), each answer mapped back to the row's frame; answers
+        ranked by votes, then mean sigmoid(q_halt) (`eval.tta`, what `hrm eval --tta` scores). Version 0 is the
+        row itself. inputs, puzzle_identifiers, segments, batch_size: as `predict`. Returns a `VotedPrediction`.
+        HrmkitError for a model of unknown kind, ARC (use `deploy.solve.solve_arc`) or versions out of range."""
+        from hrmkit.eval.tta import rank_answers, task_augmentation
+
+        aug = task_augmentation(self.require_kind(), self.seq_len, versions, seed)
+        x = _rows(inputs, "inputs", 2)
+        if x.shape[1] != self.seq_len:
+            raise HrmkitError(f"inputs: rows of {x.shape[1]} tokens, but the model reads seq_len {self.seq_len}")
+        B, K = len(x), aug.versions
+        ids = None if puzzle_identifiers is None else np.tile(_rows(puzzle_identifiers, "puzzle_identifiers", 1), K)
+        pred = self.predict(aug.forward(x).reshape(K * B, -1), ids, segments=segments, batch_size=batch_size)
+        answers = aug.inverse(pred.tokens.numpy().reshape(K, B, -1))
+        q = torch.sigmoid(pred.q_halt[:, -1]).numpy().reshape(K, B)
+        ranked = [rank_answers(answers[:, i], q[:, i]) for i in range(B)]
+        return VotedPrediction(torch.from_numpy(np.stack([r[0][0] for r in ranked])), K, pred.segments, ranked,
+                               torch.from_numpy(answers))
 
     # -------------------------------------------------------------------------------------- natural forms
 

@@ -1,7 +1,8 @@
 """Solving one puzzle with a trained model: what `hrm solve` prints, as data.
 
-- `solve_grid(model, text, steps)`: a Sudoku string or maze text -> `GridSolution` (answer, ACT segments,
-  the halting step, the per-segment thinking view, and the Sudoku/maze check of the answer).
+- `solve_grid(model, text, steps, tta=None)`: a Sudoku string or maze text -> `GridSolution` (answer, ACT
+  segments, the halting step, the per-segment thinking view, the Sudoku/maze check of the answer and, with
+  `tta` K, the vote table over K augmented versions).
 - `solve_arc(model, task, steps)`: an ARC task -> `ArcSolution`: every augmented version of each test input
   that the model has a puzzle embedding for (`TASK|tTID|pPERM` in the training dataset's identifiers.json) is
   run, and the answers are un-augmented and voted by `eval.arc_scoring.rank_candidates`, exactly as
@@ -56,18 +57,41 @@ class GridSolution:
     answer: str
     thinking: Thinking
     check: Any
+    votes: list["GridVote"] | None = None
 
 
-def solve_grid(model: Model, text: str, steps: int | None = None, where: str = "INPUT") -> GridSolution:
-    """Solve one Sudoku or maze given in its natural form. HrmkitError for malformed input or a size the model
-    was not trained on (`Model.encode`)."""
+@dataclass
+class GridVote:
+    """One distinct answer of a vote over augmented versions (`solve_grid(..., tta=K)`): its natural form,
+    votes, mean sigmoid(q_halt) of its votes, and whether it passes the task's verifier (`hrmkit.verify`)."""
+
+    answer: str
+    votes: int
+    mean_q: float
+    verified: bool
+
+
+def solve_grid(model: Model, text: str, steps: int | None = None, where: str = "INPUT",
+               tta: int | None = None) -> GridSolution:
+    """Solve one Sudoku or maze given in its natural form, running `steps` ACT segments (default
+    halt_max_steps). With `tta` K the answer is the top vote over K augmented versions (`Model.predict_tta`)
+    and `votes` holds every distinct answer, best first; the thinking view shows the puzzle itself (version 0).
+    HrmkitError for malformed input or a size the model was not trained on (`Model.encode`)."""
     from hrmkit.data import maze
+    from hrmkit.verify import verifier_for
 
     if model.require_kind() not in ("sudoku", "maze"):
         raise HrmkitError(f"{model.path}: solve_grid solves Sudoku and mazes; this model solves {model.kind} (solve_arc)")
     tokens = model.encode(text, where)
-    pred = model.predict(tokens[None], steps=steps, keep_segments=True)
+    pred = model.predict(tokens[None], segments=steps, keep_segments=True)
     answer_tokens = pred.tokens[0].numpy()
+    votes = None
+    if tta is not None:
+        voted = model.predict_tta(tokens[None], tta, segments=steps)
+        answer_tokens = voted.tokens[0].numpy()
+        cands = np.stack([a for a, _, _ in voted.ranked[0]])
+        ok = verifier_for(model.kind)(np.broadcast_to(tokens, cands.shape), cands)
+        votes = [GridVote(model.decode(a), n, q, bool(v)) for (a, n, q), v in zip(voted.ranked[0], ok)]
     grid = render.tokens_to_grid(model.kind, answer_tokens)
     if model.kind == "sudoku":
         puzzle = codecs.parse_sudoku(text, where)
@@ -76,7 +100,7 @@ def solve_grid(model: Model, text: str, steps: int | None = None, where: str = "
         puzzle = codecs.parse_maze(text, where)
         check = codecs.check_maze(puzzle, maze.from_tokens(answer_tokens.reshape(puzzle.shape)))
     return GridSolution(model.kind, puzzle, render.tokens_to_grid(model.kind, tokens), grid,
-                        model.decode(answer_tokens), thinking(model.kind, tokens, pred), check)
+                        model.decode(answer_tokens), thinking(model.kind, tokens, pred), check, votes)
 
 
 @dataclass
@@ -137,7 +161,7 @@ def solve_arc(model: Model, task: codecs.ArcTaskInput, steps: int | None = None,
     out = ArcSolution(task.task_id, len(versions))
     for ti, grid in enumerate(task.test_inputs):
         rows = np.stack([arc.encode_grid(arc.augment_grid(grid, tid, perm)) for _, tid, perm in versions])
-        pred = model.predict(rows, ids, steps=steps, batch_size=batch_size)
+        pred = model.predict(rows, ids, segments=steps, batch_size=batch_size)
         votes = [ArcPrediction(task.task_id, ti, tokens=pred.tokens[k].numpy(), dihedral_id=tid, colour_perm=perm,
                                q_halt=float(pred.q_halt[k, -1])) for k, (_, tid, perm) in enumerate(versions)]
         ranked = rank_candidates(votes)
@@ -147,7 +171,7 @@ def solve_arc(model: Model, task: codecs.ArcTaskInput, steps: int | None = None,
                              None if expected is None else bool(c.grid.shape == expected.shape
                                                                 and np.array_equal(c.grid, expected)))
                    for c in ranked.candidates.get(key, [])]
-        first = model.predict(rows[:1], ids[:1], steps=steps, keep_segments=True)
+        first = model.predict(rows[:1], ids[:1], segments=steps, keep_segments=True)
         out.tests.append(ArcTestResult(grid, answers, ranked.n_predictions.get(key, 0), ranked.n_invalid.get(key, 0),
                                        thinking("arc", rows[0], first), expected))
     return out

@@ -5,6 +5,7 @@
     hrm solve --checkpoint RUN task.json                 an ARC task: every augmented version voted, top 2 shown
     hrm solve ... --steps                                the grid after every ACT segment, changed cells marked
     hrm solve ... --gif OUT.gif                          the same as an animation
+    hrm solve ... --segments 16 --tta 8                  think 16 segments, vote over 8 augmented versions
 
 Which of the three INPUT is, the checkpoint decides (the task it was trained on). Malformed input is refused
 with `hrm: error: ...` and exit code 2 before the model runs; nothing is written then.
@@ -39,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "GIF (ARC: the first test input's identity version)")
     p.add_argument("--segments", type=int, default=None, metavar="N",
                    help="ACT segments to run (default: the model's halt_max_steps, as in evaluation)")
+    p.add_argument("--tta", type=int, default=None, metavar="K",
+                   help="Sudoku and mazes: vote over K augmented versions of the puzzle (Sudoku: digit relabelling, "
+                        "transpose, band and stack shuffles; mazes: dihedral, K <= 8) and print the vote table")
     p.add_argument("--data", metavar="DIR", help="the dataset the model was trained on, when its data_path does not "
                    "lead there (ARC reads its identifiers.json)")
     p.add_argument("--task-id", default=None, help="ARC: the task id (default: the file name without .json)")
@@ -72,8 +76,12 @@ def _read_input(arg: str, kind: str) -> tuple[str | Path, str]:
 
 
 def _validate_options(args: argparse.Namespace) -> None:
-    if args.segments is not None and args.segments < 1:
-        raise HrmkitError(f"--segments must be >= 1, got {args.segments}")
+    from hrmkit.eval.evaluate import check_segments
+    from hrmkit.eval.tta import check_versions
+
+    check_segments(args.segments, "--segments")
+    if args.tta is not None:
+        check_versions(args.tta)
     if args.batch_size < 1:
         raise HrmkitError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.gif:
@@ -94,12 +102,15 @@ def _solve(args: argparse.Namespace) -> int:
     kind = model.require_kind()
     content, where = _read_input(args.input, kind)
     if kind == "arc":
+        if args.tta is not None:
+            raise HrmkitError("--tta: an ARC task is always voted over every augmented version the model has a puzzle "
+                              "embedding for; drop --tta")
         task = codecs.read_arc_task(content, args.task_id)
         result = solve_arc(model, task, args.segments, args.batch_size)
         runs = [t.thinking for t in result.tests]
         text, obj = _arc_report(model, result, args.steps)
     else:
-        result = solve_grid(model, content, args.segments, where)
+        result = solve_grid(model, content, args.segments, where, tta=args.tta)
         runs = [result.thinking]
         text, obj = _grid_report(model, result, args.steps)
     gif_error = None
@@ -215,6 +226,16 @@ def _grid_report(model: Any, r: Any, steps: bool) -> tuple[str, dict]:
         lines.append(f"Answer: {verdict}.")
         obj.update(connected=c.connected, shortest=c.shortest, only_path_added=c.only_path_added,
                    path_cells=c.path_cells, shortest_cells=c.shortest_cells)
+    if r.votes is not None:
+        total = sum(v.votes for v in r.votes)
+        lines += ["", f"Vote over {total} augmented versions (answers mapped back; ranked by votes, then mean "
+                      f"sigmoid(q_halt)); the answer above is the top one:",
+                  f"{'rank':>4}  {'votes':>5}  {'mean q':>6}  {'verifier':>8}  answer"]
+        for i, v in enumerate(r.votes):
+            lines.append(f"{i + 1:>4}  {v.votes:>5}  {v.mean_q:>6.3f}  {'passes' if v.verified else 'fails':>8}  "
+                         + v.answer.replace("\n", " / "))
+        obj["votes"] = [{"answer": v.answer, "votes": v.votes, "mean_q": v.mean_q, "verified": v.verified}
+                        for v in r.votes]
     if steps:
         lines += ["", *_steps_text(r.kind, r.thinking)]
     return "\n".join(lines), obj

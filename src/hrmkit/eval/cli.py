@@ -10,6 +10,9 @@ checkpoint comparisons and an HTML report.
                                            over a full submission.json
     hrm eval ... --json                    one JSON object on stdout
     hrm eval A.pt B.pt --aggregate-checkpoints   ARC: pool the votes of several checkpoints
+    hrm eval RUN --segments 16             think longer: accuracy after every segment up to 16, and at halting
+    hrm eval RUN --tta 8 [--verify]        vote over 8 augmented versions of every puzzle (Sudoku, mazes)
+    hrm eval A.pt B.pt --ensemble [--tta K]      pool the votes of several checkpoints of one task
 
 The last checkpoint given (for a run folder, the newest) is the primary one: its summary, diagnosis and
 examples are reported; the others appear in the comparison.
@@ -83,7 +86,27 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where to run (default: auto: CUDA when available, else CPU; mps on Apple silicon)")
     p.add_argument("--raw-weights", action="store_true", help="use the raw weights even when the checkpoint "
                    "holds an EMA copy (default: EMA when present, as the TRM reference evaluates)")
+    p.add_argument("--segments", type=int, default=None, metavar="N",
+                   help="ACT segments per puzzle (default: the model's halt_max_steps; up to "
+                        f"{_max_segments()}, more than training ran lets the model think longer); the JSON holds the "
+                        "accuracy after every segment (segments_curve) and where the halting rule stops (at_halt)")
+    p.add_argument("--tta", type=int, default=None, metavar="K",
+                   help="also vote over K versions of every puzzle through the task's augmentations and their "
+                        "inverses (Sudoku: digit relabelling, transpose, band and stack shuffles; mazes: dihedral, "
+                        "K <= 8); answers ranked by votes, then mean sigmoid(q_halt); reported in a tta block")
+    p.add_argument("--ensemble", action="store_true",
+                   help="pool the votes of all the checkpoints given (one task; combinable with --tta)")
+    p.add_argument("--verify", action="store_true",
+                   help="Sudoku and mazes: also report the best-ranked voted answer that passes the task's verifier "
+                        "(a separate 'verified' figure: the verifier knows rules the model was to learn)")
+    p.add_argument("--tta-seed", type=int, default=0, metavar="S", help="seed of the augmented versions (default 0)")
     p.set_defaults(func=_eval)
+
+
+def _max_segments() -> int:
+    from hrmkit.limits import MAX_SEGMENTS
+
+    return MAX_SEGMENTS
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -126,7 +149,9 @@ def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace,
         check_dataset(model, split.metadata, data)
         batch_size = args.batch_size or cfg.eval_batch_size or cfg.global_batch_size
         result = evaluate_split(model.head, split, batch_size=batch_size, device=device, max_examples=args.max_examples,
-                                submission_path=submission_path if primary and not args.aggregate_checkpoints else None)
+                                submission_path=submission_path if primary and not args.aggregate_checkpoints else None,
+                                segments=args.segments, tta=_versions(args), verify=args.verify,
+                                tta_seed=args.tta_seed, checkpoint_name=str(path))
         views = None
         if primary and args.report:
             from hrmkit.eval.views import report_views
@@ -134,11 +159,36 @@ def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace,
             views = report_views(model.head, cfg, result, split, args.examples, device)
         if not primary:
             result.predictions = result.arc_ranked = None
+            if not args.ensemble:
+                result.votes = None
             if not args.aggregate_checkpoints:
                 result.arc_predictions = None
         results.append(CheckpointEval(path, model.step, data, args.split, run_dir_of(path), result, views))
         del model
     return results
+
+
+def _versions(args: argparse.Namespace) -> int | None:
+    """Versions each checkpoint votes with: --tta K, or 1 when only --ensemble or --verify asks for votes."""
+    if args.tta is not None:
+        return args.tta
+    return 1 if args.ensemble or args.verify else None
+
+
+def _check_options(args: argparse.Namespace, paths: list[Path]) -> None:
+    """Refuse option values before any model is loaded (exit 2)."""
+    from hrmkit.eval.evaluate import check_segments
+    from hrmkit.eval.tta import check_versions
+
+    check_segments(args.segments, "--segments")
+    if args.tta is not None:
+        check_versions(args.tta)
+    if args.ensemble and len(paths) < 2:
+        raise HrmkitError(f"--ensemble pools the votes of several checkpoints, got {len(paths)}: give two or more "
+                          "TARGETs (or a run with --all-checkpoints)")
+    if args.ensemble and args.aggregate_checkpoints:
+        raise HrmkitError("--ensemble and --aggregate-checkpoints both pool checkpoints: use --aggregate-checkpoints "
+                          "for ARC, --ensemble for Sudoku and mazes")
 
 
 def _pass_keys(d: dict) -> dict:
@@ -175,7 +225,8 @@ def _notes(result: EvalResult, pooled: dict | None) -> list[str]:
     if s.halt_step_histogram and s.mean_steps is not None:
         hist = ", ".join(f"{k}: {v}" for k, v in s.halt_step_histogram.items())
         n = round(s.mean_steps)
-        notes.append(f"ACT: every example ran {n} segment{'s' * (n != 1)} (evaluation runs halt_max_steps); the "
+        notes.append(f"ACT: every example ran {n} segment{'s' * (n != 1)} (evaluation runs halt_max_steps, or "
+                     f"--segments); the "
                      f"halting rule said stop at step (examples) {hist}, mean {s.mean_halt_step:.2f}.")
     if s.reference_token_accuracy is not None:
         notes.append(f"Token accuracy as the references count it (each example's share of correct answer cells, "
@@ -284,7 +335,9 @@ def _write_report(out_dir: Path, results: list[CheckpointEval], pooled: dict | N
     arc = pooled["arc"] if pooled else r.arc
     return write_report(out_dir, _primary_table(c, pooled), _baseline_table(r), r.diagnosis, metrics_log,
                         _examples(r, max_examples), arc["task_table"] if arc else None, comparison,
-                        title=_title(c), max_examples=max_examples, notes=_notes(r, pooled), **(c.views or {}))
+                        title=_title(c), max_examples=max_examples, notes=_notes(r, pooled) + _scaling_lines(r),
+                        scaling={"segments_curve": r.segments_curve, "at_halt": r.at_halt, "seconds": r.seconds,
+                                 "tta": r.tta}, **(c.views or {}))
 
 
 def _json_default(x: Any) -> Any:
@@ -314,6 +367,9 @@ def _json_object(results: list[CheckpointEval], pooled: dict | None, report: Pat
     if len(results) > 1:
         out["comparison"] = _comparison_json(results)
     out["report"] = str(report) if report else None
+    out["segments_curve"], out["at_halt"], out["eval_seconds"] = r.segments_curve, r.at_halt, r.seconds
+    if r.tta is not None:
+        out["tta"] = r.tta
     return out
 
 
@@ -332,9 +388,38 @@ def check_report_dir(report_dir: Path, overwrite: bool) -> None:
                           "another folder")
 
 
+def _scaling_lines(r: EvalResult) -> list[str]:
+    """The test-time scaling figures as text: accuracy per segment, at halting, and the vote."""
+    from hrmkit.eval.baselines import _pct
+
+    lines = []
+    if r.segments_curve:
+        n = len(r.segments_curve)
+        pts = ", ".join(f"{p['segments']}: {_pct(p['exact_accuracy'])}" for p in r.segments_curve
+                        if p["segments"] in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, n))
+        lines.append(f"Exact accuracy after N segments (one rollout of {n}, {r.seconds:.1f} s): {pts}.")
+    h = r.at_halt
+    if h and h.get("mean_segments") is not None:
+        lines.append(f"Stopping where q_halt says: {_pct(h['exact_accuracy'])} exact with {h['mean_segments']:.2f} "
+                     f"segments on average (of {h['max_segments']}).")
+    t = r.tta
+    if t:
+        who = f"{t['checkpoints']} checkpoints x " if t["checkpoints"] > 1 else ""
+        lines.append(f"Voting over {who}{t['versions']} version{'s' * (t['versions'] != 1)}: {_pct(t['exact_accuracy'])} "
+                     f"exact, {_pct(t['token_accuracy'])} token; all votes agree on {_pct(t['unanimous_share'])} of the "
+                     f"puzzles ({t['seconds']:.1f} s).")
+        v = t.get("verified")
+        if v:
+            lines.append(f"Verified (best-ranked answer passing the task's verifier, not the model's own score): "
+                         f"{_pct(v['exact_accuracy'])} exact; a candidate passed for {_pct(v['passed_share'])}.")
+    return lines
+
+
 def _eval(args: argparse.Namespace) -> int:
     from hrmkit.eval.baselines import format_summary
 
+    paths = [p for t in args.targets for p in resolve_checkpoints(t, args.all_checkpoints)]
+    _check_options(args, paths)
     report_dir = Path(args.report) if args.report else None
     if report_dir is not None:
         check_report_dir(report_dir, args.overwrite)
@@ -350,9 +435,18 @@ def _eval(args: argparse.Namespace) -> int:
         sets = [c.result.arc_predictions for c in results if c.result.arc_predictions is not None]
         if sets:
             pooled = score_prediction_sets(sets, results[-1].data, submission_path=sub_path)
+            pooled = score_prediction_sets(sets, results[-1].data,
+                                           submission_path=sub_dir / "submission.json" if sub_dir else None)
+    if args.ensemble:
+        from hrmkit.eval.tta import tta_block
+
+        results[-1].result.tta = tta_block([c.result.votes for c in results], results[-1].result.task, args.verify)
     report = _write_report(report_dir, results, pooled, args.examples) if report_dir else None
     if args.json:
-        print(json.dumps(_json_object(results, pooled, report), default=_json_default))
+        obj = _json_object(results, pooled, report)
+        if args.ensemble:
+            obj["ensemble"] = [str(c.checkpoint) for c in results]
+        print(json.dumps(obj, default=_json_default))
         return 0
     c = results[-1]
     r = c.result
@@ -362,6 +456,8 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"WARNING: {r.diagnosis['warning']}")
     for note in _notes(r, pooled):
         print(note)
+    for line in _scaling_lines(r):
+        print(line)
     if len(results) > 1:
         print()
         print(_comparison_text(_comparison_json(results)))

@@ -1,14 +1,20 @@
 """Run a model over a dataset split and collect its per-example predictions (reference evaluation semantics).
 
-Evaluation mode runs every row for exactly `halt_max_steps` ACT segments (sapientinc/HRM `evaluate`); the
-predictions are the argmax of the last segment's logits.
+Evaluation mode runs every row for exactly `halt_max_steps` ACT segments (sapientinc/HRM `evaluate`), or
+`segments` of them when asked (more than training ran: the carry simply goes on); the predictions are the
+argmax of the last segment's logits. The same rollout scores every segment on the way (`SegmentScores`:
+`segments_curve`) and the answer each row has where its halting rule first says stop (`at_halt`: the compute
+the halting rule would save). Halting rule: q_halt > q_continue (HRM, TRM with Q-continue learning), q_halt > 0
+(TRM `no_ACT_continue`, the baseline), as `models.act.ACTModel` halts in training.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -25,7 +31,8 @@ class Predictions:
     inputs, labels, preds: int64 [N, S] (labels use -100 for ignored cells); puzzle_identifiers: int64 [N];
     q_halt: float32 [N] (last segment's q_halt logit); steps: int64 [N] (segments run);
     halt_step: int64 [N] (first segment whose halting rule said stop: q_halt > q_continue, or q_halt > 0
-    without a q_continue head; halt_max_steps when it never did) — the adaptive compute the model asks for.
+    for models without Q-continue learning; the segments run when it never did) — the adaptive compute the
+    model asks for.
     """
 
     inputs: np.ndarray
@@ -43,9 +50,9 @@ class Rollout:
 
     outputs: the last segment's outputs (`logits` [B, S, V], `preds` int64 [B, S], `q_halt_logits` [B], ...);
     segments: K; halt_step: int64 [B], the first segment whose halting rule said stop (q_halt > q_continue,
-    or q_halt > 0 without a q_continue head), K when it never did; q_halt, q_continue: float32 [B, K] logits
-    per segment (q_continue None without a q_continue head); segment_preds: int64 [B, K, S], the argmax after
-    every segment, or None unless asked for (`keep_segments`).
+    or q_halt > 0 for models without Q-continue learning: TRM `no_ACT_continue`, the baseline), K when it never
+    did; q_halt, q_continue: float32 [B, K] logits per segment (q_continue None when halting ignores it);
+    segment_preds: int64 [B, K, S], the argmax after every segment, or None unless asked for (`keep_segments`).
     """
 
     outputs: dict[str, torch.Tensor]
@@ -145,6 +152,10 @@ class EvalResult:
     collapse check (`diagnose_head`), None when not run. ARC datasets with test_tasks.json add (see
     `arc_eval.score_arc_split`): arc (the score, per-task rows included), arc_baselines, arc_predictions (for
     pooling votes over checkpoints), arc_ranked, arc_tasks.
+    segments_curve: [{"segments": n, "exact_accuracy", "token_accuracy"}] for n = 1..N segments (one rollout);
+    at_halt: accuracy and mean segments when each row stops where its halting rule says (`SegmentScores`);
+    seconds: wall time of the predictions; tta: the `tta.tta_block` with --tta / --ensemble; votes: the
+    `tta.Votes` (pooled over checkpoints by --ensemble).
     """
 
     task: str
@@ -159,48 +170,184 @@ class EvalResult:
     arc_predictions: list | None = None
     arc_ranked: Any = None
     arc_tasks: dict | None = None
+    segments_curve: list | None = None
+    at_halt: dict | None = None
+    seconds: float | None = None
+    tta: dict | None = None
+    votes: Any = None
+
+
+def check_segments(segments: int | None, where: str = "--segments") -> int | None:
+    """`segments` unchanged when None or 1..MAX_SEGMENTS; HrmkitError naming `where` and the value otherwise."""
+    from hrmkit.limits import MAX_SEGMENTS
+
+    if segments is None:
+        return None
+    if isinstance(segments, bool) or not isinstance(segments, (int, np.integer)) or not 1 <= segments <= MAX_SEGMENTS:
+        raise HrmkitError(f"{where}: expected a number of ACT segments in 1..{MAX_SEGMENTS}, got {segments!r}")
+    return int(segments)
+
+
+@contextlib.contextmanager
+def segment_count(head: torch.nn.Module, segments: int | None) -> Iterator[None]:
+    """Let an evaluation run `segments` ACT segments (None: the model's halt_max_steps). In eval mode a row
+    halts (and would be reset to a fresh carry on the next call) after halt_max_steps segments, so the limit is
+    raised for the duration: the carry then simply goes on, past what training ran."""
+    act = getattr(head, "model", None)
+    if segments is None or act is None or not hasattr(act, "halt_max_steps"):
+        yield
+        return
+    saved = act.halt_max_steps
+    act.halt_max_steps = int(segments)
+    try:
+        yield
+    finally:
+        act.halt_max_steps = saved
+
+
+def uses_q_continue(head: torch.nn.Module) -> bool:
+    """Whether the model's halting rule compares q_halt with q_continue (HRM, TRM without `no_ACT_continue`)
+    rather than with 0 (TRM `no_ACT_continue`, the baseline)."""
+    return bool(getattr(getattr(head, "model", None), "q_continue", True))
 
 
 @torch.inference_mode()
-def rollout(head: torch.nn.Module, batch: dict[str, torch.Tensor], keep_segments: bool = False) -> Rollout:
-    """Run ACT segments from a fresh carry until every row has halted (in eval mode: halt_max_steps of them).
+def rollout(head: torch.nn.Module, batch: dict[str, torch.Tensor], keep_segments: bool = False,
+            segments: int | None = None,
+            on_segment: Callable[[int, dict[str, torch.Tensor], torch.Tensor], None] | None = None) -> Rollout:
+    """Run ACT segments from a fresh carry until every row has halted (in eval mode: halt_max_steps of them,
+    or `segments` when given, which may exceed halt_max_steps).
 
     Runs in whatever train/eval mode the head is in, under `torch.inference_mode` (no gradients; the returned
     tensors are inference tensors). `batch` holds inputs, labels and puzzle_identifiers (int32 [B, S], [B, S],
     [B]). Returns a `Rollout`; with `keep_segments` it holds the prediction after every segment (the thinking
-    view). In eval mode the number of segments is known (halt_max_steps), so the host never waits on the
-    device between segments; in training mode it reads the halting flags after every segment.
+    view). `on_segment(k, outputs, wants_halt)` is called after segment k (1-based) with its outputs and the
+    halting rule's verdict bool [B] (q_halt > q_continue, or q_halt > 0 for models without Q-continue
+    learning), so that a caller can score every segment without keeping them. In eval mode the number of
+    segments is known, so the host never waits on the device between segments; in training mode it reads the
+    halting flags after every segment.
     """
-    carry = head.initial_carry(batch)
-    halts, conts, preds = [], [], []
-    # In eval mode an ACTLossHead runs exactly halt_max_steps segments; other heads report all_finished.
-    fixed = None if head.training else getattr(getattr(head, "model", None), "halt_max_steps", None)
-    while True:
-        carry, _, _, outputs, all_finished = head(carry, batch)
-        halts.append(outputs["q_halt_logits"].float())
-        if outputs.get("q_continue_logits") is not None:
-            conts.append(outputs["q_continue_logits"].float())
-        if keep_segments:
-            preds.append(outputs["preds"])
-        if (len(halts) >= fixed) if fixed is not None else bool(all_finished):
-            break
+    with_cont = uses_q_continue(head)
+    with segment_count(head, segments):
+        carry = head.initial_carry(batch)
+        halts, conts, preds = [], [], []
+        # In eval mode an ACTLossHead runs exactly halt_max_steps segments; other heads report all_finished.
+        fixed = None if head.training else getattr(getattr(head, "model", None), "halt_max_steps", None)
+        while True:
+            carry, _, _, outputs, all_finished = head(carry, batch)
+            q_halt = outputs["q_halt_logits"].float()
+            q_cont = outputs.get("q_continue_logits") if with_cont else None
+            halts.append(q_halt)
+            if q_cont is not None:
+                conts.append(q_cont.float())
+            if keep_segments:
+                preds.append(outputs["preds"])
+            if on_segment is not None:
+                on_segment(len(halts), outputs, q_halt > (conts[-1] if q_cont is not None else 0.0))
+            if (len(halts) >= fixed) if fixed is not None else bool(all_finished):
+                break
     q_halt = torch.stack(halts, dim=1)
     q_cont = torch.stack(conts, dim=1) if conts else None
-    segments = q_halt.shape[1]
+    n = q_halt.shape[1]
     wants_halt = q_halt > (q_cont if q_cont is not None else 0.0)  # [B, K]
-    first = torch.where(wants_halt.any(dim=1), wants_halt.float().argmax(dim=1) + 1, segments).long()
-    return Rollout(outputs, segments, first, q_halt, q_cont, torch.stack(preds, dim=1) if keep_segments else None)
+    first = torch.where(wants_halt.any(dim=1), wants_halt.float().argmax(dim=1) + 1, n).long()
+    return Rollout(outputs, n, first, q_halt, q_cont, torch.stack(preds, dim=1) if keep_segments else None)
+
+
+class SegmentScores:
+    """Exact and token accuracy after every ACT segment, and of the answer each row has where its halting rule
+    first says stop, counted on the device batch by batch during a rollout (`on_segment`): one rollout of N
+    segments gives the whole curve, and nothing per segment is kept (an ARC split has ~10^5 rows).
+
+    Counting follows `metrics.accuracy_pair` (the headline numbers): exact over the rows with answer cells,
+    token over the `scored_mask` cells (Sudoku: the blank ones). Per batch: `start(batch, n_valid, task)`, the
+    rollout calls the object after each segment, `finish()`; then `curve()` and `at_halt()`.
+    """
+
+    def __init__(self) -> None:
+        self.exact: list[torch.Tensor] = []  # per segment, summed over batches (device tensors: no sync)
+        self.right: list[torch.Tensor] = []
+        self.rows = self.cells = None
+        self.halt_exact = self.halt_right = self.halt_segments = None
+
+    @staticmethod
+    def _add(total, value):
+        return value if total is None else total + value
+
+    def start(self, batch: dict[str, torch.Tensor], n_valid: int, task: str) -> None:
+        from hrmkit.eval.metrics import PAD_ID, SUDOKU_BLANK_ID
+
+        labels = batch["labels"][:n_valid].long()
+        self._labels = labels
+        self._answer = (labels != -100) & (labels != PAD_ID)
+        self._has = self._answer.any(dim=1)
+        self._scored = self._answer & (batch["inputs"][:n_valid] == SUDOKU_BLANK_ID) if task == "sudoku" else self._answer
+        self._n, self._stop, self._stop_preds, self._last = n_valid, None, None, None
+        self.rows = self._add(self.rows, self._has.sum())
+        self.cells = self._add(self.cells, self._scored.sum())
+
+    def _counts(self, preds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        same = preds == self._labels
+        exact = ((same | ~self._answer).all(dim=1) & self._has).sum()
+        return exact, (same & self._scored).sum()
+
+    def __call__(self, k: int, outputs: dict[str, torch.Tensor], wants_halt: torch.Tensor) -> None:
+        preds = outputs["preds"][:self._n].long()
+        exact, right = self._counts(preds)
+        if len(self.exact) < k:
+            self.exact.append(exact)
+            self.right.append(right)
+        else:
+            self.exact[k - 1] = self.exact[k - 1] + exact
+            self.right[k - 1] = self.right[k - 1] + right
+        halt = wants_halt[:self._n]
+        if self._stop is None:
+            self._stop, self._stop_preds = torch.where(halt, k, 0).long(), preds.clone()
+        else:
+            now = (self._stop == 0) & halt
+            self._stop = torch.where(now, k, self._stop)
+            self._stop_preds = torch.where(now[:, None], preds, self._stop_preds)
+        self._last = (k, preds)
+
+    def finish(self) -> None:
+        """End the batch: rows whose halting rule never said stop stop at the last segment."""
+        k, preds = self._last
+        never = self._stop == 0
+        exact, right = self._counts(torch.where(never[:, None], preds, self._stop_preds))
+        self.halt_exact, self.halt_right = self._add(self.halt_exact, exact), self._add(self.halt_right, right)
+        self.halt_segments = self._add(self.halt_segments, torch.where(never, k, self._stop)[self._has].sum())
+
+    @staticmethod
+    def _ratio(num, den) -> float | None:
+        den = 0 if den is None else int(den)
+        return int(num) / den if den else None
+
+    def curve(self) -> list[dict]:
+        """[{"segments": n, "exact_accuracy", "token_accuracy"}] for n = 1..N."""
+        return [{"segments": k + 1, "exact_accuracy": self._ratio(e, self.rows), "token_accuracy": self._ratio(r, self.cells)}
+                for k, (e, r) in enumerate(zip(self.exact, self.right))]
+
+    def at_halt(self) -> dict:
+        """Accuracy when each row stops where its halting rule says, and the segments that costs:
+        exact_accuracy, token_accuracy, mean_segments (over the rows with answer cells), max_segments (N)."""
+        if self.halt_exact is None:
+            return {"exact_accuracy": None, "token_accuracy": None, "mean_segments": None, "max_segments": 0}
+        return {"exact_accuracy": self._ratio(self.halt_exact, self.rows),
+                "token_accuracy": self._ratio(self.halt_right, self.cells),
+                "mean_segments": self._ratio(self.halt_segments, self.rows), "max_segments": len(self.exact)}
 
 
 @torch.inference_mode()
 def predict_split(head: torch.nn.Module, split: SplitData, batch_size: int, device: torch.device | str = "cpu",
-                  max_examples: int | None = None, progress: Callable[[int, int], None] | None = None) -> Predictions:
+                  max_examples: int | None = None, progress: Callable[[int, int], None] | None = None, *,
+                  segments: int | None = None, scores: SegmentScores | None = None) -> Predictions:
     """Predict every example of `split` (the first `max_examples` when given) in evaluation mode, `batch_size`
     examples per forward pass under `torch.inference_mode`, in the model's computation dtype (see
     `models.forward_dtype` to evaluate a float32 model in bfloat16).
 
     The model is put in eval mode and left there; the caller switches back to training. `progress(done, total)`
-    is called after each batch (examples predicted so far, examples to predict).
+    is called after each batch (examples predicted so far, examples to predict). `segments`: ACT segments per
+    row (default halt_max_steps). `scores`: a `SegmentScores` that collects the prediction after every segment.
     """
     head.eval()
     device = torch.device(device)
@@ -212,7 +359,11 @@ def predict_split(head: torch.nn.Module, split: SplitData, batch_size: int, devi
             break
         n = n_valid if max_examples is None else min(n_valid, max_examples - seen)
         batch = {k: v.to(device) for k, v in batch.items()}
-        r = rollout(head, batch)
+        if scores is not None:
+            scores.start(batch, n, split.metadata.task or "generic")
+        r = rollout(head, batch, segments=segments, on_segment=scores)
+        if scores is not None:
+            scores.finish()
         outputs, segments, halt_step = r.outputs, r.segments, r.halt_step
         q_halt = outputs["q_halt_logits"].float()
         out["inputs"].append(batch["inputs"][:n].long().cpu().numpy())
@@ -324,7 +475,9 @@ def diagnose_head(head: torch.nn.Module, split: SplitData, device: torch.device 
 def evaluate_split(head: torch.nn.Module, split: SplitData, batch_size: int, device: torch.device | str = "cpu",
                    max_examples: int | None = None, *, diagnose: bool = True,
                    submission_path: str | Path | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> EvalResult:
+                   progress: Callable[[int, int], None] | None = None, segments: int | None = None,
+                   tta: int | None = None, verify: bool = False, tta_seed: int = 0,
+                   checkpoint_name: str = "") -> EvalResult:
     """Predict `split` and score it next to the trivial baselines on the same examples; check that the
     model's output depends on its input; for ARC datasets, vote over augmentations and score pass@k.
 
@@ -333,12 +486,30 @@ def evaluate_split(head: torch.nn.Module, split: SplitData, batch_size: int, dev
     `diagnose`: run the input-sensitivity check (`diagnose_head` on <= 64 labelled rows spread over the split).
     `submission_path`: where ARC writes the Kaggle `submission.json` (not written when None).
     `progress(done, total)`: called after each predicted batch (examples).
+    `segments`: ACT segments per row (default halt_max_steps; more lets the model think longer); the result
+    holds the accuracy after every segment up to it (`segments_curve`) and where the halting rule stops
+    (`at_halt`). `tta`: also vote over that many augmented versions of every puzzle (`eval.tta`, seeded by
+    `tta_seed`); `verify`: add the verified figure to that block. HrmkitError for segments or tta out of range.
     """
     from hrmkit.eval.baselines import compute_baselines
     from hrmkit.eval.metrics import compute_metrics
 
     task = split.metadata.task or "generic"
-    p = predict_split(head, split, batch_size, device, max_examples, progress)
+    segments = check_segments(segments)
+    aug = None
+    if tta is not None:
+        from hrmkit.eval.tta import task_augmentation
+
+        aug = task_augmentation(task, split.metadata.seq_len, tta, tta_seed)
+    if verify:
+        from hrmkit.verify import verifier_for
+
+        if verifier_for(task) is None:
+            raise HrmkitError(f"--verify: task {task!r} of {split.path} has no verifier (Sudoku and mazes have one)")
+    scores = SegmentScores()
+    start = time.perf_counter()
+    p = predict_split(head, split, batch_size, device, max_examples, progress, segments=segments, scores=scores)
+    seconds = time.perf_counter() - start
     metrics = compute_metrics(p.inputs, p.labels, p.preds, q_halt=p.q_halt, steps=p.steps, task=task)
     summary = EvalSummary.from_metrics(metrics["overall"])
     summary.mean_halt_step = float(p.halt_step.mean()) if len(p.halt_step) else None
@@ -352,7 +523,15 @@ def evaluate_split(head: torch.nn.Module, split: SplitData, batch_size: int, dev
     diagnosis = diagnose_head(head, split, device) if diagnose else None
     if diagnosis:
         summary.input_sensitivity = (diagnosis.get("sensitivity") or {}).get("changed_examples_share")
-    result = EvalResult(task, summary, baselines, metrics, baseline_metrics, p, diagnosis)
+    result = EvalResult(task, summary, baselines, metrics, baseline_metrics, p, diagnosis,
+                        segments_curve=scores.curve(), at_halt=scores.at_halt(),
+                        seconds=seconds)
+    if aug is not None:
+        from hrmkit.eval.tta import predict_versions, tta_block
+
+        result.votes = predict_versions(head, split, aug, batch_size, device, max_examples, segments=segments,
+                                        name=checkpoint_name)
+        result.tta = tta_block([result.votes], task, verify)
     if task == "arc":
         from hrmkit.eval.arc_eval import score_arc_split
 

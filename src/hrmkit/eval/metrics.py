@@ -21,6 +21,7 @@ Public API
 - `scored_mask(inputs, labels, *, task="generic", mask_fn=None, pad_id=0, ignore_label_id=-100,
   blank_id=1) -> bool [N, S]`
 - `exact_correct(labels, preds, *, pad_id=0, ignore_label_id=-100) -> bool [N]`
+- `accuracy_pair(inputs, labels, preds, *, task) -> (exact, token)`: the two headline figures alone
 - constants `IGNORE_LABEL_ID` (from data/format.py), `PAD_ID`, `SUDOKU_BLANK_ID`, `TASKS`.
 """
 
@@ -101,6 +102,18 @@ def exact_correct(labels: Any, preds: Any, *, pad_id: int | None = PAD_ID,
     preds = _as_2d("preds", preds)
     mask = answer_mask(labels, pad_id=pad_id, ignore_label_id=ignore_label_id)
     return ((preds == labels) | ~mask).all(axis=1) & mask.any(axis=1)
+
+
+def accuracy_pair(inputs: Any, labels: Any, preds: Any, *, task: str = "generic") -> tuple[float | None, float | None]:
+    """(exact accuracy, token accuracy) as `compute_metrics` counts them overall: exact over the examples with
+    answer cells, token over the `scored_mask` cells (Sudoku: the blank ones). None when nothing is counted.
+    inputs, labels, preds: int [N, S]."""
+    labels, preds = _as_2d("labels", labels), _as_2d("preds", preds)
+    rows = answer_mask(labels).any(axis=1)
+    exact = exact_correct(labels, preds)
+    scored = scored_mask(inputs, labels, task=task)
+    right = ((preds == labels) & scored).sum()
+    return _ratio(exact[rows].sum(), rows.sum()), _ratio(right, scored.sum())
 
 
 def _ratio(num: float, den: float) -> float | None:

@@ -123,7 +123,8 @@ def _ticks(lo: float, hi: float, target: int = 5) -> list[float]:
 
 
 def _line_chart(series: Mapping[str, list[tuple[float, float]]], title: str, *, y_range: tuple | None = None,
-                width: int = 640, height: int = 280, log_y: bool = False, dashed: Sequence[str] = ()) -> str:
+                width: int = 640, height: int = 280, log_y: bool = False, dashed: Sequence[str] = (),
+                x_label: str = "global step") -> str:
     """Inline SVG line chart of named (x, y) series; `log_y` plots log10(y) (used when all y > 0); the series
     named in `dashed` are drawn dashed (reference levels)."""
     pts = [p for s in series.values() for p in s]
@@ -154,7 +155,7 @@ def _line_chart(series: Mapping[str, list[tuple[float, float]]], title: str, *, 
     for xv in _ticks(x0, x1):
         out.append(f'<text x="{sx(xv):.1f}" y="{top + ph + 14}" font-size="10" text-anchor="middle">'
                    f'{_nice(xv)}</text>')
-    out.append(f'<text x="{left + pw / 2}" y="{height - 4}" font-size="11" text-anchor="middle">global step</text>')
+    out.append(f'<text x="{left + pw / 2}" y="{height - 4}" font-size="11" text-anchor="middle">{_esc(x_label)}</text>')
     for i, (name, s) in enumerate(series.items()):
         colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
         coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s)
@@ -475,6 +476,55 @@ def _confusion_section(confusion: Mapping | None) -> str:
             "token, columns: the predicted one.</p>" + _table(columns, rows, table_id="confusion-table"))
 
 
+def _scaling_section(scaling: Mapping | None) -> str:
+    """Test-time scaling: accuracy against ACT segments (one rollout; the halting rule's choice as a level)
+    and against votes (augmented versions x checkpoints), each with the evaluation time it took."""
+    if not scaling:
+        return ""
+    parts = ['<h2 id="scaling">Test-time scaling</h2>']
+    curve, halt = scaling.get("segments_curve") or [], scaling.get("at_halt") or {}
+    seconds = scaling.get("seconds")
+    if curve:
+        pct = lambda p, k: None if p.get(k) is None else 100 * p[k]
+        series = {name: [(p["segments"], pct(p, key)) for p in curve if p.get(key) is not None]
+                  for name, key in (("exact %", "exact_accuracy"), ("token %", "token_accuracy"))}
+        if halt.get("exact_accuracy") is not None:
+            series["exact % at halting"] = [(1, 100 * halt["exact_accuracy"]), (len(curve), 100 * halt["exact_accuracy"])]
+        parts.append(_line_chart(series, "Accuracy after N ACT segments", y_range=(0, 100),
+                                 dashed=("exact % at halting",), x_label="ACT segments"))
+        per = seconds / len(curve) if seconds else None
+        rows = [[p["segments"], _pct(p.get("exact_accuracy")), _pct(p.get("token_accuracy")),
+                 "—" if per is None else f"{per * p['segments']:.2f}"] for p in curve]
+        if halt.get("mean_segments") is not None:
+            rows.append([f"at halting (mean {halt['mean_segments']:.2f})", _pct(halt.get("exact_accuracy")),
+                         _pct(halt.get("token_accuracy")),
+                         "—" if per is None else f"{per * halt['mean_segments']:.2f}"])
+        parts.append(_table(["segments", "exact", "token", "seconds (est.: share of the one rollout)"], rows,
+                            table_id="segments-table"))
+    tta = scaling.get("tta")
+    if tta:
+        series = {"exact %": [(p["votes"], 100 * p["exact_accuracy"]) for p in tta["curve"]
+                              if p.get("exact_accuracy") is not None],
+                  "token %": [(p["votes"], 100 * p["token_accuracy"]) for p in tta["curve"]
+                              if p.get("token_accuracy") is not None]}
+        verified = tta.get("verified")
+        if verified and verified.get("exact_accuracy") is not None:
+            series["verified exact % (verifier)"] = [(tta["votes"], 100 * verified["exact_accuracy"])]
+        parts.append(_line_chart(series, "Accuracy of the top-voted answer", y_range=(0, 100),
+                                 x_label="votes per puzzle (augmented versions x checkpoints)"))
+        rows = [[p["versions"], p["votes"], _pct(p.get("exact_accuracy")), _pct(p.get("token_accuracy")),
+                 f"{p['est_seconds']:.2f}"] for p in tta["curve"]]
+        parts.append(_table(["versions", "votes", "exact", "token", "seconds (est.: share of the measured run)"],
+                            rows, table_id="votes-table"))
+        note = (f"{tta['checkpoints']} checkpoint(s), {tta['versions']} versions each; all votes agree on "
+                f"{_pct(tta.get('unanimous_share'))} of the puzzles; measured {tta['seconds']:.2f} s.")
+        if verified:
+            note += (f" Verified figure (best-ranked answer passing the task's verifier; knowledge the model does not "
+                     f"have, so never the model's score): {_pct(verified.get('exact_accuracy'))} exact.")
+        parts.append(f'<p class="note">{_esc(note)}</p>')
+    return "".join(parts)
+
+
 def _model_section(model_info: Mapping | None) -> str:
     """model_info: {"num_parameters": int, "config": dict (the run's TrainConfig), optional "checkpoint"}."""
     if not model_info:
@@ -497,7 +547,8 @@ def render_report(summary: Mapping, baselines: Mapping[str, Mapping], diagnosis:
                   arc_table: Sequence[Mapping] | None = None, comparison: Sequence[Mapping] | None = None, *,
                   title: str = "hrmkit evaluation report", max_examples: int = 8, notes: Sequence[str] = (),
                   thinking: Sequence[Mapping] = (), breakdown: Sequence[Mapping] = (), confusion: Mapping | None = None,
-                  halting: Mapping | None = None, model_info: Mapping | None = None) -> str:
+                  halting: Mapping | None = None, model_info: Mapping | None = None,
+                  scaling: Mapping | None = None) -> str:
     """The report as an HTML string; arguments as `write_report`."""
     curves = ""
     if metrics_jsonl_path is not None:
@@ -506,7 +557,7 @@ def render_report(summary: Mapping, baselines: Mapping[str, Mapping], diagnosis:
                                                f'<p class="note">No records in {_esc(metrics_jsonl_path)}.</p>')
     body = [f"<h1>{_esc(title)}</h1>", _verdict_section(summary, baselines, diagnosis, notes),
             _summary_section(summary, baselines), _breakdown_section(breakdown), _diagnosis_section(diagnosis),
-            _halting_section(halting), _confusion_section(confusion), curves,
+            _halting_section(halting), _scaling_section(scaling), _confusion_section(confusion), curves,
             _arc_section(arc_table), _examples_section(examples, max_examples), _thinking_section(thinking),
             _comparison_section(comparison), _model_section(model_info)]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
@@ -518,7 +569,8 @@ def write_report(out_dir: str | Path, summary: Mapping, baselines: Mapping[str, 
                  arc_table: Sequence[Mapping] | None = None, comparison: Sequence[Mapping] | None = None, *,
                  title: str = "hrmkit evaluation report", max_examples: int = 8, notes: Sequence[str] = (),
                  thinking: Sequence[Mapping] = (), breakdown: Sequence[Mapping] = (), confusion: Mapping | None = None,
-                 halting: Mapping | None = None, model_info: Mapping | None = None) -> Path:
+                 halting: Mapping | None = None, model_info: Mapping | None = None,
+                 scaling: Mapping | None = None) -> Path:
     """Write `out_dir/report.html` atomically and return its path.
 
     summary: `metrics.compute_metrics` result (or a flat metric dict, may carry ARC "pass@k" keys).
@@ -530,12 +582,13 @@ def write_report(out_dir: str | Path, summary: Mapping, baselines: Mapping[str, 
     "baselines", optional "diagnosis"}] one per checkpoint. notes: extra sentences listed under the verdict.
     thinking: `views.segment_strips` dicts (the grid after every ACT segment). breakdown:
     `breakdown.breakdown_tables` (accuracy by difficulty). confusion: `breakdown.confusion_table`. halting: {"histogram": {"step": count}, "segments": K, "mean"}. model_info:
-    {"num_parameters", "config"}.
+    {"num_parameters", "config"}. scaling: {"segments_curve", "at_halt", "seconds", "tta"} as `hrm eval --json`
+    gives them (test-time scaling charts with the time of each setting).
     Raises ValueError on an unknown example kind.
     """
     text = render_report(summary, baselines, diagnosis, metrics_jsonl_path, examples, arc_table, comparison,
                          title=title, max_examples=max_examples, notes=notes, thinking=thinking, breakdown=breakdown,
-                         confusion=confusion, halting=halting, model_info=model_info)
+                         confusion=confusion, halting=halting, model_info=model_info, scaling=scaling)
     path = Path(out_dir) / "report.html"
     atomic_write_bytes(path, text.encode("utf-8"))
     return path
