@@ -176,13 +176,34 @@ class MicroBatcher:
             if stop:
                 return
 
-    async def stop(self) -> None:
-        """Refuse new jobs, run every job already queued, then end the worker thread."""
+    @property
+    def busy(self) -> bool:
+        """A batch is still running on the model thread (after `stop` timed out)."""
+        return self._task is not None and not self._task.done()
+
+    async def stop(self, timeout_s: float | None = None) -> bool:
+        """Refuse new jobs, run every job already queued, then end the worker thread. With `timeout_s`, give up
+        waiting after that long: jobs not yet answered get Overloaded, and the batch on the model thread is
+        left to finish (`busy`). Returns True when everything queued was answered."""
         self._closing = True
-        if self._task is not None and self._queue is not None and not self._task.done():
-            await self._queue.put(_STOP)
-            await self._task
+        if self._task is None or self._queue is None or self._task.done():
+            self._executor.shutdown(wait=False)
+            return True
+        try:
+            self._queue.put_nowait(_STOP)
+        except asyncio.QueueFull:  # the worker frees a slot as soon as it takes the next batch
+            asyncio.get_running_loop().create_task(self._queue.put(_STOP))
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        except asyncio.TimeoutError:
+            while not self._queue.empty():
+                job = self._queue.get_nowait()
+                if job is not _STOP and not job.future.done():
+                    job.future.set_exception(Overloaded("the server stopped before this puzzle ran", 5))
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            return False
         self._executor.shutdown(wait=True)
+        return True
 
 
 _STOP: Any = Job(np.zeros(0, np.int64), 0, 0)

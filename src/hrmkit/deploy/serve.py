@@ -6,7 +6,8 @@
                      or an exported folder's README.md)
     GET  /healthz    {"status": "ok"} (never needs the token: load balancers probe it)
     GET  /metrics    Prometheus text: hrmkit_requests_total{route,status}, hrmkit_request_latency_seconds{route},
-                     hrmkit_batch_size, hrmkit_batch_seconds, hrmkit_queue_depth
+                     hrmkit_batch_size, hrmkit_batch_seconds, hrmkit_queue_depth,
+                     hrmkit_requests_in_flight{route}
     GET  /           the playground page (static/playground.html)
     GET  /docs       OpenAPI documentation (FastAPI's)
 
@@ -20,8 +21,8 @@ Grid puzzles (Sudoku, mazes, a lone ARC grid) go through the `batching.MicroBatc
 demonstrations select the puzzle embeddings) is solved as `hrm solve` does (`solve.solve_arc`: every augmented
 version voted), on the same model thread, one task at a time.
 """
-
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads the annotations of the route functions, which are
+# defined inside `create_app`, at run time.
 
 import asyncio
 import hmac
@@ -49,7 +50,7 @@ class ServeSettings:
     """Server limits. max_batch: puzzles per forward pass (1 = no batching); max_wait_ms: how long a batch's
     first puzzle waits for others; max_queue: puzzles allowed to wait before 503; max_body_bytes: request body
     limit (413 past it); max_segments: the most ACT segments one request may ask for; token: the bearer token
-    (None: no authentication)."""
+    (None: no authentication); drain_s: on shutdown, how long queued puzzles may take to finish."""
 
     max_batch: int = 32
     max_wait_ms: float = 5.0
@@ -57,6 +58,7 @@ class ServeSettings:
     max_body_bytes: int = 1 << 20
     max_segments: int = 64
     token: str | None = None
+    drain_s: float = 1.0
 
 
 def _error(status: int, message: str, field: str | None, headers: dict[str, str] | None = None) -> Any:
@@ -236,6 +238,8 @@ class Metrics:
                                        buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10),
                                        registry=self.registry)
         self.queue_depth = Gauge("hrmkit_queue_depth", "Puzzles waiting for a forward pass", registry=self.registry)
+        self.in_flight = Gauge("hrmkit_requests_in_flight", "Requests being answered, by route", ["route"],
+                               registry=self.registry)
 
     def on_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
@@ -319,7 +323,9 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> Any:
         try:
             yield
         finally:
-            await batcher.stop()
+            if not await batcher.stop(settings.drain_s):
+                log.warning("stopped with a batch still running after %.0f s; its requests get no answer",
+                            settings.drain_s)
 
     app = FastAPI(title="hrmkit", description="A trained HRM/TRM model: solve Sudoku, mazes and ARC grids.",
                   lifespan=lifespan)
@@ -342,7 +348,12 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> Any:
                                   "authorization", {"WWW-Authenticate": "Bearer"})
                 metrics.requests.labels(route, "401").inc()
                 return response
-        response = await call_next(request)
+        gauge = metrics.in_flight.labels(route)
+        gauge.inc()
+        try:
+            response = await call_next(request)
+        finally:
+            gauge.dec()
         if set_cookie is not None:
             response.set_cookie(TOKEN_COOKIE, set_cookie, httponly=True, samesite="strict")
         metrics.requests.labels(route, str(response.status_code)).inc()
@@ -423,6 +434,7 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> Any:
             if req.trace:
                 out["trace"] = [{"segment": i + 1, "answer": model.decode(t), "q_halt": row.q_halt[i],
                                  "q_continue": None if row.q_continue is None else row.q_continue[i],
+                                 "halt": row.q_halt[i] > (0.0 if row.q_continue is None else row.q_continue[i]),
                                  "valid": verdict(model.kind, enc.puzzle, t)}
                                 for i, t in enumerate(row.segment_tokens)]
         out["latency_ms"] = round((time.perf_counter() - t0) * 1000, 3)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import signal
 import sys
 from pathlib import Path
@@ -108,7 +109,8 @@ def _serve(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     model = load(args.checkpoint, args.device, data=args.data)
     settings = ServeSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-                             max_body_bytes=args.max_body_kb * 1024, max_segments=args.max_segments, token=token)
+                             max_body_bytes=args.max_body_kb * 1024, max_segments=args.max_segments, token=token,
+                             drain_s=1.0)  # requests in flight already had --grace-s; what is left is abandoned
     app = create_app(model, settings)
     # uvicorn answers 503 past this many connections and tasks at once: the queue bounds puzzles, this bounds
     # sockets, so neither grows without limit under a flood.
@@ -123,4 +125,9 @@ def _serve(args: argparse.Namespace) -> int:
     # clean drain is a normal exit here (status 0), so it lands on a handler that does nothing.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     server.run()
+    if app.state.batcher.busy:
+        # A batch outlived the grace period; the interpreter would wait for its thread at exit. The shutdown is
+        # bounded, so leave now (nothing is written to disk that could be left half done).
+        sys.stderr.flush()
+        os._exit(0)
     return 0 if server.started else 2
