@@ -31,7 +31,7 @@ from hrmkit.data.format import load_split  # noqa: E402
 from hrmkit.deploy import batching, serve  # noqa: E402
 from hrmkit.deploy.batching import Job, MicroBatcher, Overloaded, run_model  # noqa: E402
 
-from test_deploy import _untrained_checkpoint  # noqa: E402
+from test_deploy import TASK, _untrained_checkpoint, arc_setup  # noqa: E402,F401 (arc_setup: a fixture)
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and os.path.exists(p)), None)
@@ -297,6 +297,34 @@ def test_tta_refused_until_the_model_offers_it(model, puzzles):
         r = c.post("/v1/solve", json={"input": puzzles[0], "tta": 8})
         assert r.status_code == 422 and r.json()["field"] == "tta"
         assert c.post("/v1/solve", json={"input": puzzles[0], "tta": 1}).status_code == 200
+
+
+def test_arc_task_is_voted_as_hrm_solve_does_and_a_lone_grid_has_no_verifier(arc_setup):
+    from fastapi.testclient import TestClient
+
+    from hrmkit.deploy import codecs
+    from hrmkit.deploy.solve import solve_arc
+
+    _, ckpt = arc_setup
+    model = hrmkit.load(ckpt)
+    with TestClient(serve.create_app(model)) as c:
+        r = c.post("/v1/solve", json={"input": TASK, "task_id": "aa01"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        want = solve_arc(model, codecs.parse_arc_task(TASK, "aa01"), model.halt_max_steps)
+        top = want.tests[0].answers[0]
+        assert body["versions"] == 6 and body["answer"] == [top.grid.tolist()] and body["valid"] == top.correct
+        grid = c.post("/v1/solve", json={"input": TASK["test"][0]["input"], "trace": True}).json()
+        assert grid["valid"] is None and len(grid["trace"]) == model.halt_max_steps
+        for body, field, needle in [
+            ({"input": TASK}, "task_id", "needs its id"),
+            ({"input": TASK, "task_id": "zz99"}, "input", "not one of the tasks"),
+            ({"input": {**TASK, "test": [{"input": [[1, 2], [3]]}]}, "task_id": "aa01"}, "input", "ragged"),
+            ({"input": [[1, 2], [3]]}, "input", "a grid is a rectangle"),
+            ({"input": [[1, 12]]}, "input", "colour 12"),
+        ]:
+            r = c.post("/v1/solve", json=body)
+            assert r.status_code == 422 and r.json()["field"] == field and needle in r.json()["error"], r.text
 
 
 @pytest.mark.parametrize("args, needle", [
