@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import datetime as dt
 import os
 import signal
@@ -60,7 +61,7 @@ async def load(url: str, puzzles: list, clients: int, requests: int, time_limit_
     import httpx
 
     latencies: list[float] = []
-    errors = 0
+    errors: collections.Counter = collections.Counter()
     sent = 0
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=time_limit_s, limits=limits) as client:
@@ -74,19 +75,20 @@ async def load(url: str, puzzles: list, clients: int, requests: int, time_limit_
                 t0 = time.perf_counter()
                 try:
                     r = await client.post("/v1/solve", json={"input": puzzles[i % len(puzzles)]})
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
+                    why = None if r.status_code == 200 else f"HTTP {r.status_code}"
+                except httpx.HTTPError as e:
+                    why = type(e).__name__
+                if why is None:
                     latencies.append(time.perf_counter() - t0)
                 else:
-                    errors += 1
+                    errors[why] += 1
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         wall = time.perf_counter() - t0
     lat = np.array(latencies) * 1000
-    return {"clients": clients, "answered": len(latencies), "errors": errors, "not_sent": requests - sent,
+    return {"clients": clients, "answered": len(latencies), "errors": sum(errors.values()),
+            "error_kinds": dict(errors), "not_sent": requests - sent,
             "wall_s": wall, "rps": len(latencies) / wall if wall else 0.0,
             "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
             "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan")}
@@ -108,6 +110,7 @@ def main() -> None:
     ap.add_argument("--clients", default="1,8,32,128")
     ap.add_argument("--time-limit-s", type=float, default=60.0, help="per client count (default 60)")
     ap.add_argument("--threads", type=int, default=1, help="the server's torch threads (default 1)")
+    ap.add_argument("--batching", default="on,off", help="which settings to run (default on,off)")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = ap.parse_args()
 
@@ -124,7 +127,10 @@ def main() -> None:
     print(f"# {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {model!r}; server threads {args.threads}; "
           f"load average {os.getloadavg()[0]:.1f}; {os.cpu_count()} CPUs", flush=True)
     results = []
+    wanted = args.batching.split(",")
     for name, extra in settings.items():
+        if name.split()[0] not in wanted:
+            continue
         proc, url = start_server(args.checkpoint, extra, args.threads)
         try:
             asyncio.run(load(url, puzzles, 4, 20, 30))  # warm-up, not reported
@@ -135,7 +141,7 @@ def main() -> None:
                 r["mean_batch"] = (after[1] - before[1]) / max(1.0, after[0] - before[0])
                 r["batching"] = name
                 results.append(r)
-                print(f"batching {name:34s} clients {c:4d}: {r['answered']:5d} answered, {r['errors']} errors, "
+                print(f"batching {name:34s} clients {c:4d}: {r['answered']:5d} answered, {r['errors']} errors {r['error_kinds'] or ''}, "
                       f"{r['not_sent']} not sent, {r['rps']:7.1f} req/s, p50 {r['p50_ms']:8.1f} ms, p99 "
                       f"{r['p99_ms']:8.1f} ms, mean batch {r['mean_batch']:.1f}", flush=True)
         finally:
