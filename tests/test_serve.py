@@ -210,6 +210,7 @@ def test_solve_answers_200_with_the_models_answer(server, model, puzzles):
     ({"segments": 2}, 422, "input", "Field required"),
     ("not json at all {", 400, "body", "not valid JSON"),
     ([1, 2, 3], 422, "body", ""),
+    ("[" * 5000 + "]" * 5000, 400, "body", "error parsing the body"),
 ])
 def test_malformed_bodies_get_4xx_naming_the_field_and_the_server_keeps_serving(server, puzzles, body, status,
                                                                                 field, needle):
@@ -219,6 +220,13 @@ def test_malformed_bodies_get_4xx_naming_the_field_and_the_server_keeps_serving(
     err = r.json()
     assert err["field"] == field and needle in err["error"] and "Traceback" not in r.text
     assert post(server, "/v1/solve", json={"input": puzzles[2]}).status_code == 200
+
+
+def test_a_body_without_a_json_content_type_gets_415_and_unknown_routes_404_in_json(server, puzzles):
+    r = post(server, "/v1/solve", content=json.dumps({"input": puzzles[0]}), headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415 and r.json()["field"] == "body" and "application/json" in r.json()["error"]
+    r = get(server, "/v2/nothing")
+    assert r.status_code == 404 and r.json()["error"] == "Not Found"
 
 
 def test_burst_of_300_requests_20_at_a_time_all_answer_200_in_shared_batches(server, puzzles):

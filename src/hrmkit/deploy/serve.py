@@ -11,7 +11,7 @@
     GET  /           the playground page (static/playground.html)
     GET  /docs       OpenAPI documentation (FastAPI's)
 
-Bad input never reaches the model: a body that is not JSON is a 400, a wrong field, a wrong length, a character
+Bad input never reaches the model: a body that is not JSON is a 400 (415 without a JSON Content-Type), a wrong field, a wrong length, a character
 outside the alphabet or a ragged grid a 422, each `{"error": "...", "field": "<name>"}`; a body over
 `max_body_bytes` a 413; a full queue a 503 with Retry-After. With a token every route but /healthz needs
 `Authorization: Bearer <token>` (compared with hmac.compare_digest); a browser may instead open any page once with
@@ -308,6 +308,7 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> Any:
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, Response
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     settings = settings or ServeSettings()
     model.require_kind()
@@ -370,11 +371,21 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> Any:
             return _error(400, f"body: not valid JSON ({first.get('msg')})", "body")
         if first.get("type") == "missing" and not loc:
             return _error(400, "body: expected a JSON object with an 'input' field", "body")
+        content_type = request.headers.get("content-type", "")
+        if not loc and "json" not in content_type:
+            # FastAPI reads a body as JSON only when it says so (a guard against cross-site form posts)
+            return _error(415, f"body: send a JSON object with 'Content-Type: application/json' (got "
+                          f"{content_type or 'no Content-Type'})", "body")
         if loc and loc[0] == "input" and len(loc) > 1 and not loc[1].isdigit():  # no member of the union fitted
             got = type(first.get("input")).__name__
             return _error(422, f"input: expected a puzzle string, a grid (a list of rows) or an ARC task object, "
                           f"got {got}", "input")
         return _error(422, f"{field}: {first.get('msg')}", loc[0] if loc else "body")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        field = "body" if exc.status_code == 400 else None
+        return _error(exc.status_code, f"body: {exc.detail}" if field else str(exc.detail), field, exc.headers)
 
     @app.exception_handler(RequestError)
     async def refused(request: Request, exc: RequestError) -> Any:
