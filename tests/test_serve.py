@@ -31,7 +31,7 @@ from hrmkit.data.format import load_split  # noqa: E402
 from hrmkit.deploy import batching, serve  # noqa: E402
 from hrmkit.deploy.batching import Job, MicroBatcher, Overloaded, run_model  # noqa: E402
 
-from test_deploy import TASK, _untrained_checkpoint, arc_setup  # noqa: E402,F401 (arc_setup: a fixture)
+from test_deploy import MAZE, TASK, _untrained_checkpoint, arc_setup, maze_checkpoint  # noqa: E402,F401 (fixtures)
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and os.path.exists(p)), None)
@@ -305,6 +305,47 @@ def test_tta_refused_until_the_model_offers_it(model, puzzles):
         r = c.post("/v1/solve", json={"input": puzzles[0], "tta": 8})
         assert r.status_code == 422 and r.json()["field"] == "tta"
         assert c.post("/v1/solve", json={"input": puzzles[0], "tta": 1}).status_code == 200
+
+
+def test_verdict_accepts_solutions_and_refuses_near_misses(sudoku4):
+    from hrmkit.data import maze
+    from hrmkit.deploy import codecs
+
+    split = load_split(sudoku4, "test").sets["all"]
+    for x, y in zip(np.asarray(split.inputs[:20]), np.asarray(split.labels[:20])):
+        puzzle = (x.astype(np.int64) - 1).reshape(4, 4)
+        assert serve.verdict("sudoku", puzzle, y) is True
+        wrong = y.copy()
+        k = int(np.argmax(x != 1))  # a clue: changing it breaks the solution and the clue
+        wrong[k] = 2 + (int(wrong[k]) - 1) % 4
+        assert serve.verdict("sudoku", puzzle, wrong) is False
+        assert serve.verdict("sudoku", puzzle, x) is False  # the puzzle itself is incomplete
+    grid = codecs.parse_maze(MAZE)
+    path = grid.copy()
+    for r, c in [(1, 2), (1, 3), (1, 4), (1, 5), (2, 5), (3, 5), (3, 4), (3, 3), (3, 2), (3, 1), (4, 1), (5, 1),
+                 (5, 2), (5, 3), (5, 4)]:
+        path[r, c] = maze.PATH
+    assert serve.verdict("maze", grid, maze.to_tokens(path).reshape(-1)) is True
+    assert serve.verdict("maze", grid, maze.to_tokens(grid).reshape(-1)) is False
+    path[3, 3] = maze.OPEN  # a gap in the path
+    assert serve.verdict("maze", grid, maze.to_tokens(path).reshape(-1)) is False
+
+
+def test_maze_as_text_or_lines_with_its_verdict(maze_checkpoint):
+    from fastapi.testclient import TestClient
+
+    from hrmkit.deploy import codecs
+
+    model = hrmkit.load(maze_checkpoint)
+    with TestClient(serve.create_app(model)) as c:
+        a = c.post("/v1/solve", json={"input": MAZE, "trace": True}).json()
+        b = c.post("/v1/solve", json={"input": MAZE.strip("\n").split("\n")}).json()
+        assert a["answer"] == b["answer"] and len(a["trace"]) == 3
+        answer = np.frombuffer(a["answer"].replace("\n", "").encode(), np.uint8).reshape(7, 7)
+        check = codecs.check_maze(codecs.parse_maze(MAZE), answer)
+        assert a["valid"] == (check.connected and check.only_path_added)
+        r = c.post("/v1/solve", json={"input": MAZE.replace("#S    #", "#S  x #")})
+        assert r.status_code == 422 and "character 'x'" in r.json()["error"]
 
 
 def test_arc_task_is_voted_as_hrm_solve_does_and_a_lone_grid_has_no_verifier(arc_setup):
