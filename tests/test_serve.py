@@ -298,6 +298,17 @@ def test_body_limit_413_and_full_queue_503_with_retry_after(model, puzzles, monk
     assert r503.headers["Retry-After"] == "1" and "queue is full" in r503.json()["error"]
 
 
+def test_model_route_carries_an_exported_folders_model_card(checkpoint, tmp_path):
+    from fastapi.testclient import TestClient
+
+    out = tmp_path / "exported"
+    assert hrm(["export", str(checkpoint), "--out", str(out)]) == 0
+    with TestClient(serve.create_app(hrmkit.load(out))) as c:
+        info = c.get("/v1/model").json()
+    assert info["task"] == "sudoku" and info["card"]["readme"] == (out / "README.md").read_text()
+    assert info["parameters"] > 0 and info["path"].startswith(str(out))
+
+
 def test_tta_refused_until_the_model_offers_it(model, puzzles):
     from fastapi.testclient import TestClient
 
@@ -381,11 +392,15 @@ def test_arc_task_is_voted_as_hrm_solve_does_and_a_lone_grid_has_no_verifier(arc
     (["--token-file", "{empty}"], "the file is empty"),
     (["--token-file", "{missing}"], "cannot read it"),
     (["--max-batch", "0"], "--max-batch must be >= 1"),
+    (["--port", "{busy}"], "cannot listen there"),
 ])
 def test_serve_refuses_bad_options_with_exit_2(args, needle, tmp_path, capsys):
     (tmp_path / "empty").write_text("  \n")
-    args = [a.format(empty=tmp_path / "empty", missing=tmp_path / "nope") for a in args]
-    assert hrm(["serve", "--checkpoint", str(tmp_path / "no-model"), *args]) == 2
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        args = [a.format(empty=tmp_path / "empty", missing=tmp_path / "nope", busy=busy.getsockname()[1]) for a in args]
+        assert hrm(["serve", "--checkpoint", str(tmp_path / "no-model"), *args]) == 2
     assert needle in capsys.readouterr().err
 
 

@@ -15,6 +15,7 @@ import argparse
 import ipaddress
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -92,8 +93,25 @@ def _check_options(args: argparse.Namespace) -> None:
                           "could use the model. Give --token-file F, or --insecure to serve without a token")
 
 
+def check_bind(host: str, port: int) -> None:
+    """HrmkitError naming --host/--port when the address cannot be bound (in use, not this machine's), before
+    minutes go into loading a model."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise HrmkitError(f"--host {host}: cannot resolve it ({e.strerror})") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind(addr)
+        except OSError as e:
+            raise HrmkitError(f"--host {host} --port {port}: cannot listen there ({e.strerror})") from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     _check_options(args)
+    check_bind(args.host, args.port)
     token = read_token(args.token_file) if args.token_file else None
     try:
         import uvicorn
@@ -124,7 +142,11 @@ def _serve(args: argparse.Namespace) -> int:
     # uvicorn re-raises the signal it shut down for once its own handlers are gone; a SIGTERM that ended in a
     # clean drain is a normal exit here (status 0), so it lands on a handler that does nothing.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    server.run()
+    try:
+        server.run()
+    except SystemExit as e:  # uvicorn exits this way when it cannot start (the reason is in its log above)
+        raise HrmkitError(f"--host {args.host} --port {args.port}: the server could not start (uvicorn exit "
+                          f"status {e.code})") from None
     if app.state.batcher.busy:
         # A batch outlived the grace period; the interpreter would wait for its thread at exit. The shutdown is
         # bounded, so leave now (nothing is written to disk that could be left half done).
