@@ -141,7 +141,8 @@ def main() -> None:
                 r["mean_batch"] = (after[1] - before[1]) / max(1.0, after[0] - before[0])
                 r["batching"] = name
                 results.append(r)
-                print(f"batching {name:34s} clients {c:4d}: {r['answered']:5d} answered, {r['errors']} errors {r['error_kinds'] or ''}, "
+                print(f"batching {name:34s} clients {c:4d}: {r['answered']:5d} answered, {r['errors']} errors "
+                      f"{r['error_kinds'] or ''}, "
                       f"{r['not_sent']} not sent, {r['rps']:7.1f} req/s, p50 {r['p50_ms']:8.1f} ms, p99 "
                       f"{r['p99_ms']:8.1f} ms, mean batch {r['mean_batch']:.1f}", flush=True)
         finally:

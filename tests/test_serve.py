@@ -235,7 +235,8 @@ def test_burst_of_300_requests_20_at_a_time_all_answer_200_in_shared_batches(ser
         return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
     batches_before = metric("hrmkit_batch_size_count")
-    with httpx.Client(base_url=server.url, headers=AUTH, timeout=60, limits=httpx.Limits(max_connections=20)) as client, \
+    limits = httpx.Limits(max_connections=20)
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=60, limits=limits) as client, \
             ThreadPoolExecutor(20) as pool:
         codes = list(pool.map(lambda i: client.post("/v1/solve", json={"input": puzzles[i % len(puzzles)]}).status_code,
                               range(300)))

@@ -11,9 +11,9 @@
     GET  /           the playground page (static/playground.html)
     GET  /docs       OpenAPI documentation (FastAPI's)
 
-Bad input never reaches the model: a body that is not JSON is a 400 (415 without a JSON Content-Type), a wrong field, a wrong length, a character
-outside the alphabet or a ragged grid a 422, each `{"error": "...", "field": "<name>"}`; a body over
-`max_body_bytes` a 413; a full queue a 503 with Retry-After. With a token every route but /healthz needs
+Bad input never reaches the model: a body that is not JSON is a 400 (415 without a JSON Content-Type), a wrong
+field, a wrong length, a character outside the alphabet or a ragged grid a 422, each
+`{"error": "...", "field": "<name>"}`; a body over `max_body_bytes` a 413; a full queue a 503 with Retry-After. With a token every route but /healthz needs
 `Authorization: Bearer <token>` (compared with hmac.compare_digest); a browser may instead open any page once with
 `?token=...`, which sets a SameSite=Strict, HttpOnly cookie holding it.
 
@@ -268,8 +268,9 @@ def model_info(model: Any) -> dict[str, Any]:
             card["evaluation"] = recorded_evaluation(model.trained, run_dir_of(model.path))
         except (OSError, ValueError, HrmkitError):
             pass
-    return {"task": model.kind, "example": example_input(model), "arch": model.config.arch.name, "parameters": model.num_parameters,
-            "step": model.step, "seq_len": model.seq_len, "vocab_size": model.vocab_size,
+    return {"task": model.kind, "example": example_input(model), "arch": model.config.arch.name,
+            "parameters": model.num_parameters, "step": model.step, "seq_len": model.seq_len,
+            "vocab_size": model.vocab_size,
             "side": int(round(model.seq_len ** 0.5)), "halt_max_steps": model.halt_max_steps,
             "path": str(model.path), "config": json.loads(json.dumps(model.config.model_dump(), default=str)),
             "card": card}
@@ -301,8 +302,8 @@ def _token_ok(expected: str, given: str | None) -> bool:
 
 def create_app(model: Any, settings: ServeSettings | None = None) -> Any:
     """The FastAPI app serving `model` (an `hrmkit.deploy.api.Model` whose `kind` is known). The batcher starts
-    with the app's lifespan and, on shutdown, runs every queued puzzle before the app ends. Raises HrmkitError
-    when the model's task is unknown."""
+    with the app's lifespan and, on shutdown, runs the puzzles still queued (for at most `settings.drain_s`)
+    before the app ends. Raises HrmkitError when the model's task is unknown."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request

@@ -133,7 +133,8 @@ def _serve(args: argparse.Namespace) -> int:
     # uvicorn answers 503 past this many connections and tasks at once: the queue bounds puzzles, this bounds
     # sockets, so neither grows without limit under a flood.
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
-                            timeout_graceful_shutdown=args.grace_s, limit_concurrency=args.max_queue + args.max_batch + 64,
+                            timeout_graceful_shutdown=args.grace_s,
+                            limit_concurrency=args.max_queue + args.max_batch + 64,
                             proxy_headers=False, server_header=False)
     server = uvicorn.Server(config)
     print(f"hrm serve: {model!r}\nhrm serve: http://{args.host}:{args.port}/ (playground), /docs (API), "
