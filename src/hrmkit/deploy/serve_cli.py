@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "lead there")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="where to run (default: cpu)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="torch intra-op threads (default: torch's)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn's log level (default info: one line per request)")
     p.set_defaults(func=_serve)
 
 
