@@ -287,14 +287,15 @@ def test_body_limit_413_and_full_queue_503_with_retry_after(model, puzzles, monk
         futures = [pool.submit(c.post, "/v1/solve", json={"input": puzzles[0]}) for _ in range(8)]
         deadline = time.monotonic() + 10
         while sum(f.done() for f in futures) < 5 and time.monotonic() < deadline:
-            time.sleep(0.02)  # 1 running + 2 queued; the other 5 are refused without waiting for the model
+            time.sleep(0.02)  # at most 1 running + 2 queued; the others are refused without waiting for the model
+        time.sleep(0.3)
         done = [f for f in futures if f.done()]
         refused = [f.result() for f in done]
         release.set()
         rest = [f.result() for f in futures if f not in done]
-    assert [r.status_code for r in refused] == [503] * 5
-    codes = sorted(r.status_code for r in refused + rest)
-    assert codes == [200] * 3 + [503] * 5, codes
+    assert len(refused) >= 5 and {r.status_code for r in refused} == {503}
+    # the 2 queued when the flood came, and 1 more if the model thread took one off the queue before it was full
+    assert len(rest) in (2, 3) and {r.status_code for r in rest} == {200}
     r503 = next(r for r in refused if r.status_code == 503)
     assert r503.headers["Retry-After"] == "1" and "queue is full" in r503.json()["error"]
 
