@@ -1,4 +1,4 @@
-"""The `hrm` command: `hrm data|train|eval|solve|model|verify-reference|bench|export|distill ...`.
+"""The `hrm` command: `hrm data|train|eval|solve|model|verify-reference|bench|export|distill|serve ...`.
 
 Each subcommand family lives beside the code it drives and registers itself through a `register(subparsers)`
 function; this module only wires them together and turns errors into a message and an exit code: HrmkitError
@@ -29,6 +29,7 @@ _COMMAND_MODULES = [
     "hrmkit.bench.cli",
     "hrmkit.deploy.export_cli",
     "hrmkit.deploy.distill",
+    "hrmkit.deploy.serve_cli",
 ]
 
 

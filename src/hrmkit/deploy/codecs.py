@@ -207,9 +207,11 @@ def read_arc_task(path: str | Path, task_id: str | None = None) -> ArcTaskInput:
     """Read one task file (module docstring); its task id is `task_id` or the file stem. HrmkitError naming
     the file, task and field for anything malformed; test outputs are optional (all or none)."""
     path = Path(path)
-    obj = arc.read_json(path)
-    task_id = task_id or path.stem
-    src = str(path)
+    return parse_arc_task(arc.read_json(path), task_id or path.stem, str(path))
+
+
+def parse_arc_task(obj: Any, task_id: str, src: str = "INPUT") -> ArcTaskInput:
+    """One ARC task already read from JSON (`read_arc_task`'s checks; `src` names it in errors)."""
     if not isinstance(obj, dict) or "test" not in obj:
         raise HrmkitError(f"{src}: expected one ARC task, an object with 'train' and 'test' lists")
     tests = obj["test"]
