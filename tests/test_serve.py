@@ -131,7 +131,7 @@ def test_run_model_mixes_segment_counts_in_one_pass_and_equals_predict(model, pu
     real = model.predict
 
     def counting(*a, **k):
-        calls.append(k.get("steps"))
+        calls.append(k.get("segments"))
         return real(*a, **k)
 
     model.predict = counting
@@ -191,7 +191,8 @@ def test_solve_answers_200_with_the_models_answer(server, model, puzzles):
     assert isinstance(body["valid"], bool) and body["latency_ms"] > 0
     assert [t["segment"] for t in body["trace"]] == [1, 2, 3] and body["trace"][-1]["answer"] == body["answer"]
     said = [t["halt"] for t in body["trace"]]
-    assert said == (pred.q_halt[0] > pred.q_continue[0]).tolist()
+    qc = None if pred.q_continue is None else pred.q_continue[0]  # None: TRM halts on q_halt > 0
+    assert said == (pred.q_halt[0] > (0.0 if qc is None else qc)).tolist()
     assert body["halted_at"] == (said.index(True) + 1 if True in said else 3)
     # a grid of digits and fewer segments
     grid = [[int(c) if c != "." else 0 for c in puzzles[1][r * 4:r * 4 + 4]] for r in range(4)]
@@ -311,11 +312,19 @@ def test_model_route_carries_an_exported_folders_model_card(checkpoint, tmp_path
     assert info["parameters"] > 0 and info["path"].startswith(str(out))
 
 
-def test_tta_refused_until_the_model_offers_it(model, puzzles):
+def test_tta_votes_as_predict_tta_and_refuses_too_many_versions(model, puzzles):
     from fastapi.testclient import TestClient
 
+    from hrmkit.eval.tta import MAX_TTA_VERSIONS
+
     with TestClient(serve.create_app(model)) as c:
-        r = c.post("/v1/solve", json={"input": puzzles[0], "tta": 8})
+        r = c.post("/v1/solve", json={"input": puzzles[0], "tta": 4, "segments": 2})
+        assert r.status_code == 200, r.text
+        voted = model.predict_tta(model.encode(puzzles[0])[None], 4, segments=2)
+        body = r.json()
+        assert body["answer"] == model.decode(voted.tokens[0].numpy()) and body["versions"] == 4
+        assert sum(v["votes"] for v in body["votes"]) == 4 and body["segments_run"] == 2
+        r = c.post("/v1/solve", json={"input": puzzles[0], "tta": MAX_TTA_VERSIONS + 1})
         assert r.status_code == 422 and r.json()["field"] == "tta"
         assert c.post("/v1/solve", json={"input": puzzles[0], "tta": 1}).status_code == 200
 

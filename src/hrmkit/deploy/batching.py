@@ -7,8 +7,9 @@ model runs, and the model never runs two batches at once (PyTorch already spread
 cores). Past `max_queue` waiting jobs, `submit` raises `Overloaded` at once: the server answers 503 with
 Retry-After instead of buffering without bound. `max_batch=1` turns batching off (every request its own pass).
 
-`run_model` is the one place that calls the model for a batch: how `segments` (and, once the model offers
-it, test-time augmentation) reach `Model.predict` is decided there and nowhere else.
+`run_model` is the one place that calls the model for a batch: how `segments` reach `Model.predict` is
+decided there and nowhere else. A request with test-time augmentation (`tta` > 1) is already a batch of its
+own (its versions) and runs alone through `Model.predict_tta` (`run_exclusive`).
 """
 
 from __future__ import annotations
@@ -62,23 +63,23 @@ def run_model(model: Any, jobs: Sequence[Job]) -> list[RowResult]:
 
     Jobs may ask for different segment counts: the batch runs the largest count with every segment kept, and
     each job reads the prediction after its own count. In evaluation mode the carry after segment n does not
-    depend on how many segments follow, so this equals `predict(steps=n)` row by row (tests/test_serve.py
+    depend on how many segments follow, so this equals `predict(segments=n)` row by row (tests/test_serve.py
     checks it). Raises whatever `Model.predict` raises (HrmkitError for a bad row, which the server has
     already ruled out by encoding the input)."""
+    from hrmkit.deploy.onnx_runner import first_halt_step, halting_decisions
+
     x = np.stack([j.tokens for j in jobs]).astype(np.int64)
     ids = np.array([j.puzzle_id for j in jobs], np.int64)
-    steps = max(j.segments for j in jobs)
-    pred = model.predict(x, ids, steps=steps, keep_segments=True, batch_size=len(jobs))
-    q_cont = pred.q_continue
+    pred = model.predict(x, ids, segments=max(j.segments for j in jobs), keep_segments=True, batch_size=len(jobs))
+    q_halt = pred.q_halt.numpy()
+    q_cont = None if pred.q_continue is None else pred.q_continue.numpy()
     out = []
     for r, job in enumerate(jobs):
         n = job.segments
-        q_halt = pred.q_halt[r, :n]
         qc = None if q_cont is None else q_cont[r, :n]
-        wants = (q_halt > (qc if qc is not None else 0.0)).numpy()
-        halted_at = int(np.argmax(wants)) + 1 if wants.any() else n
+        halted_at = int(first_halt_step(halting_decisions(q_halt[r:r + 1, :n], None if qc is None else qc[None]))[0])
         seg = pred.segment_tokens[r, :n].numpy()
-        out.append(RowResult(seg[-1], seg, q_halt.tolist(), None if qc is None else qc.tolist(), halted_at))
+        out.append(RowResult(seg[-1], seg, q_halt[r, :n].tolist(), None if qc is None else qc.tolist(), halted_at))
     return out
 
 

@@ -37,6 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from hrmkit.deploy.batching import Job, MicroBatcher, Overloaded, RowResult, run_model
+from hrmkit.deploy.onnx_runner import halting_decisions
 from hrmkit.errors import HrmkitError
 
 log = logging.getLogger("hrmkit.serve")
@@ -428,9 +429,6 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> Any:
         if segments > settings.max_segments:
             raise RequestError(422, "segments", f"segments: {segments} is more than this server's limit of "
                                f"{settings.max_segments}")
-        if req.tta is not None and req.tta > 1:
-            raise RequestError(422, "tta", f"tta: {req.tta} augmented versions asked for, but this model offers no "
-                               "test-time augmentation for single puzzles yet (use 1 or leave it out)")
         if model.kind == "arc" and isinstance(req.input, dict):
             out = await _solve_arc_task(req, segments)
         else:
@@ -440,17 +438,32 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> Any:
             if req.task_id is not None:
                 raise RequestError(422, "task_id", "task_id: only for an ARC task given as an object")
             enc = encode_grid_input(model, req.input)
+            if req.tta is not None and req.tta > 1:
+                return {**await _solve_voted(enc, req.tta, segments), "latency_ms": round((time.perf_counter() - t0) * 1000, 3)}
             row: RowResult = await batcher.submit(Job(enc.tokens, 0, segments))
             out = {"answer": model.decode(row.tokens), "segments_run": segments, "halted_at": row.halted_at,
                    "valid": verdict(model.kind, enc.puzzle, row.tokens)}
             if req.trace:
                 out["trace"] = [{"segment": i + 1, "answer": model.decode(t), "q_halt": row.q_halt[i],
                                  "q_continue": None if row.q_continue is None else row.q_continue[i],
-                                 "halt": row.q_halt[i] > (0.0 if row.q_continue is None else row.q_continue[i]),
+                                 "halt": bool(halting_decisions(row.q_halt[i], None if row.q_continue is None else row.q_continue[i])),
                                  "valid": verdict(model.kind, enc.puzzle, t)}
                                 for i, t in enumerate(row.segment_tokens)]
         out["latency_ms"] = round((time.perf_counter() - t0) * 1000, 3)
         return out
+
+    async def _solve_voted(enc: Any, tta: int, segments: int) -> dict[str, Any]:
+        """A Sudoku or maze voted over `tta` augmented versions (`Model.predict_tta`): the top answer, the vote
+        table, and `halted_at` null (each version halts on its own; the vote is over answers after `segments`)."""
+        try:
+            voted = await batcher.run_exclusive(lambda: model.predict_tta(enc.tokens[None], tta, segments=segments))
+        except HrmkitError as e:
+            raise RequestError(422, "tta", f"tta: {e}") from None
+        top = voted.tokens[0].numpy()
+        return {"answer": model.decode(top), "segments_run": voted.segments, "halted_at": None,
+                "valid": verdict(model.kind, enc.puzzle, top), "versions": voted.versions,
+                "votes": [{"answer": model.decode(a), "votes": int(v), "mean_q_halt": float(q)}
+                          for a, v, q in voted.ranked[0]]}
 
     async def _solve_arc_task(req: Any, segments: int) -> dict[str, Any]:
         from hrmkit.deploy import codecs
