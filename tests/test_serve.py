@@ -109,7 +109,7 @@ def server(checkpoint, tmp_path_factory):
     SIGTERM test (the last to use it) has requests in flight for a while."""
     tmp = tmp_path_factory.mktemp("srv")
     (tmp / "token.txt").write_text(TOKEN + "\n")
-    s = Server(tmp, checkpoint, "--token-file", str(tmp / "token.txt"), "--max-segments", "2000")
+    s = Server(tmp, checkpoint, "--token-file", str(tmp / "token.txt"), "--max-segments", "512")
     yield s
     s.stop()
 
@@ -206,7 +206,7 @@ def test_solve_answers_200_with_the_models_answer(server, model, puzzles):
     ({"input": [[1, 0, 0, 0], [0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]}, 422, "input", "a grid is a rectangle"),  # ragged
     ({"input": "1...............", "segments": "many"}, 422, "segments", "integer"),  # wrong type
     ({"input": "11.............."}, 422, "input", "digit 1 repeats in row 1"),
-    ({"input": "1...............", "segments": 10**6}, 422, "segments", "limit of 2000"),
+    ({"input": "1...............", "segments": 10**6}, 422, "segments", "limit of 512"),
     ({"input": "1...............", "colour": 3}, 422, "colour", "Extra inputs"),
     ({"segments": 2}, 422, "input", "Field required"),
     ("not json at all {", 400, "body", "not valid JSON"),
@@ -403,6 +403,7 @@ def test_arc_task_is_voted_as_hrm_solve_does_and_a_lone_grid_has_no_verifier(arc
     (["--token-file", "{empty}"], "the file is empty"),
     (["--token-file", "{missing}"], "cannot read it"),
     (["--max-batch", "0"], "--max-batch must be >= 1"),
+    (["--max-segments", "513"], "--max-segments must be <= 512"),
     (["--port", "{busy}"], "cannot listen there"),
 ])
 def test_serve_refuses_bad_options_with_exit_2(args, needle, tmp_path, capsys):
@@ -480,7 +481,7 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0_within_10_s(server, puz
         list(pool.map(lambda p: post(server, "/v1/solve", json={"input": p, "segments": 20}), puzzles[:8]))
         per_batch = ((_gauge(server, "hrmkit_batch_seconds_sum") - before[0])
                      / max(1.0, _gauge(server, "hrmkit_batch_seconds_count") - before[1]))
-        segments = int(min(2000, max(20, 20 * 2.5 / max(per_batch, 1e-3))))
+        segments = int(min(512, max(20, 20 * 2.5 / max(per_batch, 1e-3))))
         for _ in range(3):  # a machine much faster than the calibration suggested: try longer requests
             futures = [pool.submit(post, server, "/v1/solve", json={"input": p, "segments": segments})
                        for p in puzzles[:8]]
@@ -492,7 +493,7 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0_within_10_s(server, puz
                 assert time.monotonic() < deadline, server.log()
             if waiting >= 1:
                 break
-            segments = min(2000, segments * 4)
+            segments = min(512, segments * 4)
         t0 = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
         rc = server.proc.wait(10)

@@ -83,6 +83,10 @@ def _check_options(args: argparse.Namespace) -> None:
                       ("port", 0)):
         if getattr(args, name) < low:
             raise HrmkitError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")
+    from hrmkit.limits import MAX_SEGMENTS
+
+    if args.max_segments > MAX_SEGMENTS:
+        raise HrmkitError(f"--max-segments must be <= {MAX_SEGMENTS} (hrmkit.limits.MAX_SEGMENTS), got {args.max_segments}")
     if args.port > 65535:
         raise HrmkitError(f"--port must be <= 65535, got {args.port}")
     if args.max_wait_ms < 0:
