@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hrmkit.errors import HrmkitError
+from hrmkit.limits import MAX_SEGMENTS, check_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gif", metavar="OUT.gif", help="write the input and the grid after every segment as an animated "
                    "GIF (ARC: the first test input's identity version)")
     p.add_argument("--segments", type=int, default=None, metavar="N",
-                   help="ACT segments to run (default: the model's halt_max_steps, as in evaluation)")
+                   help="ACT segments to run, 1..%d (default: the model's halt_max_steps, as in evaluation)"
+                   % MAX_SEGMENTS)
     p.add_argument("--data", metavar="DIR", help="the dataset the model was trained on, when its data_path does not "
                    "lead there (ARC reads its identifiers.json)")
     p.add_argument("--task-id", default=None, help="ARC: the task id (default: the file name without .json)")
@@ -72,8 +74,8 @@ def _read_input(arg: str, kind: str) -> tuple[str | Path, str]:
 
 
 def _validate_options(args: argparse.Namespace) -> None:
-    if args.segments is not None and args.segments < 1:
-        raise HrmkitError(f"--segments must be >= 1, got {args.segments}")
+    if args.segments is not None:
+        check_int(args.segments, "--segments", 1, MAX_SEGMENTS)
     if args.batch_size < 1:
         raise HrmkitError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.gif:
