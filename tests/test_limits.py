@@ -140,7 +140,7 @@ def test_resume_from_a_checkpoint_with_a_bad_step_is_refused(sudoku4_run, tmp_pa
 
 
 @pytest.mark.parametrize("overrides", [["arch.hidden_size=1000000000000"], ["arch.H_cycles=1000000000"],
-                                       ["arch=5"], ["model=trm-attn", "arch=5"]])
+                                       ["model=trm-attn", "arch=5"]], ids=["hidden_size", "H_cycles", "arch=5"])
 def test_train_overrides_out_of_range_are_refused_before_anything(overrides, sudoku4, tmp_path, capsys):
     out = tmp_path / "runs"
     rc, err = _cli(capsys, "train", f"data_path={sudoku4}", f"out_dir={out}", "max_steps=1", *overrides)
@@ -158,7 +158,10 @@ def test_absurd_but_in_range_shape_is_refused_before_allocating():
 
 def test_sudoku_csv_rating_beyond_int32_is_refused(tmp_path, capsys):
     csv = tmp_path / "p.csv"
-    csv.write_text("source,q,a,rating\ngen,1..4..1.2..3..2.,1234341221434321,12345678901234567890123\n")
+    solution = "1234341221434321"
+    rows = [f"gen,{solution[:i]}.{solution[i + 1:]},{solution},{rating}"  # one blank: a unique solution
+            for i, rating in enumerate(["12345678901234567890123", "1", "2", "3"])]
+    csv.write_text("source,q,a,rating\n" + "\n".join(rows) + "\n")
     out = tmp_path / "ds"
     rc, err = _cli(capsys, "data", "sudoku", "--out", out, "--from-csv", csv, "--workers", "1")
     assert rc == 2 and "p.csv: row 2" in err and "rating" in err and not out.exists(), err
@@ -213,7 +216,7 @@ def test_numpy_integer_steps_are_accepted(model):
 def test_uint64_token_is_shown_as_given(model):
     x = np.ones((1, 16), np.uint64)
     x[0, 3] = 2**63 + 5
-    with pytest.raises(HrmkitError, match=rf"inputs\[0\]\[3\]: {2**63 + 5} outside"):
+    with pytest.raises(HrmkitError, match=rf"inputs\[0\]\[3\]: token {2**63 + 5} outside"):
         model.predict(x)
 
 
@@ -240,3 +243,15 @@ def test_check_int_accepts_numpy_integers_and_refuses_the_rest():
     for bad in (True, 1.5, "3", None, 11, -1):
         with pytest.raises(HrmkitError, match="^x: "):
             limits.check_int(bad, "x", 0, 10)
+
+
+def test_onnx_runner_checks_the_card_hashes_of_its_folder(sudoku4_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from hrmkit.deploy.onnx_runner import ACTRunner
+
+    folder = export_model(sudoku4_run, tmp_path / "onnx", "onnx").folder
+    assert ACTRunner(folder).halt_max_steps == 3
+    config = folder / "config.json"
+    config.write_text(config.read_text() + " ")
+    with pytest.raises(HrmkitError, match="config.json.*README.md"):
+        ACTRunner(folder)

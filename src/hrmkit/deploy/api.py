@@ -88,8 +88,9 @@ def _rows(x: Any, name: str, ndim: int, hi: int) -> np.ndarray:
     bad = np.argwhere(arr >= hi) if arr.dtype.kind == "u" else np.argwhere((arr < 0) | (arr >= hi))
     if bad.size:  # checked in the given dtype: int64 would show a large uint64 as a negative number
         at = tuple(int(i) for i in bad[0])
-        where = f"[{at[0]}][{at[1]}]" if len(at) == 2 else f"[{at[0]}]"
-        raise HrmkitError(f"{name}{where}: {arr[at].item()} outside 0..{hi - 1}")
+        if len(at) == 2:
+            raise HrmkitError(f"{name}[{at[0]}][{at[1]}]: token {arr[at].item()} outside the vocabulary 0..{hi - 1}")
+        raise HrmkitError(f"{name}: {arr[at].item()} outside 0..{hi - 1} (row {at[0]})")
     return arr.astype(np.int64)
 
 
