@@ -6,9 +6,11 @@ Keys use the reference implementations' names where they exist (sapientinc/HRM `
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from hrmkit import limits as L
 
 # Every count, period and rate has a range (and every float is finite: allow_inf_nan=False below), so a bad
 # value fails here, naming its key, instead of deep inside a run.
@@ -19,6 +21,10 @@ Rate = Annotated[float, Field(ge=0.0)]  # learning rates, weight decays
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
+
+
+def _upto(lo: int, hi: int) -> Any:
+    return Annotated[int, Field(ge=lo, le=hi)]
 
 
 class _Strict(BaseModel):
@@ -41,20 +47,21 @@ class ArchConfig(_Strict):
     """
 
     name: Literal["hrm", "trm", "transformer"] = "hrm"
-    H_cycles: Positive = 2
-    L_cycles: Positive = 2
-    H_layers: NonNegative = 4  # unused by TRM
-    L_layers: Positive = 4
-    hidden_size: Positive = 512
-    expansion: PositiveFloat = 4.0
-    num_heads: Positive = 8
+    # upper bounds: hrmkit.limits (past them the model cannot be built or a segment cannot finish)
+    H_cycles: _upto(1, L.MAX_CYCLES) = 2
+    L_cycles: _upto(1, L.MAX_CYCLES) = 2
+    H_layers: _upto(0, L.MAX_LAYERS) = 4  # unused by TRM
+    L_layers: _upto(1, L.MAX_LAYERS) = 4
+    hidden_size: _upto(1, L.MAX_HIDDEN_SIZE) = 512
+    expansion: Annotated[float, Field(gt=0.0, le=L.MAX_EXPANSION)] = 4.0
+    num_heads: _upto(1, L.MAX_NUM_HEADS) = 8
     pos_encodings: Literal["rope", "learned", "none"] = "rope"
     rope_theta: PositiveFloat = 10000.0
     rms_norm_eps: PositiveFloat = 1e-5
-    halt_max_steps: Positive = 16
+    halt_max_steps: _upto(1, L.MAX_SEGMENTS) = 16
     halt_exploration_prob: Fraction = 0.1
-    puzzle_emb_ndim: NonNegative = 512
-    puzzle_emb_len: NonNegative = 16  # TRM only: prefix tokens reserved for the puzzle embedding
+    puzzle_emb_ndim: _upto(0, L.MAX_PUZZLE_EMB_NDIM) = 512
+    puzzle_emb_len: _upto(0, L.MAX_PUZZLE_EMB_LEN) = 16  # TRM only: prefix tokens reserved for the puzzle embedding
     mlp_t: bool = False  # TRM only: SwiGLU across the sequence instead of attention
     no_ACT_continue: bool = True  # TRM only: halt on q_halt > 0, no q_continue head loss
     # auto: bf16 on CUDA, float32 on CPU; float64 only to measure float32 rounding noise (verify-reference)
@@ -92,6 +99,28 @@ class ArchConfig(_Strict):
         if info.data.get("name") == "trm" and v and d is not None and n is not None and n > v * d:
             raise ValueError(f"{v} tokens of hidden_size={d} cannot hold puzzle_emb_ndim={n}")
         return v
+
+
+class ModelShape(_Strict):
+    """The dataset shape a model is built for (`model_shape` of checkpoints and exports): tokens per example,
+    vocabulary size and rows of the puzzle embedding table. Integers only (strict: "16" or 16.0 are refused),
+    bounded by hrmkit.limits so that a tampered file cannot ask for terabytes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    seq_len: _upto(1, L.MAX_SEQ_LEN)
+    vocab_size: _upto(1, L.MAX_VOCAB_SIZE)
+    num_puzzle_identifiers: _upto(1, L.MAX_PUZZLE_IDENTIFIERS)
+
+
+def describe_errors(e: ValidationError, prefix: str = "") -> str:
+    """One line for a pydantic ValidationError: `key=value: reason` per error, joined by "; ", each key
+    preceded by `prefix` (e.g. "model_shape.")."""
+    problems = []
+    for err in e.errors():
+        key = prefix + ".".join(str(p) for p in err["loc"])
+        problems.append(f"{key.rstrip('.') or 'value'}={err.get('input')!r}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)
 
 
 class DemoDataConfig(_Strict):
@@ -405,7 +434,6 @@ def resolve_config(
     Raises HrmkitError naming the preset, file, key and value at fault.
     """
     import yaml
-    from pydantic import ValidationError
 
     from hrmkit.errors import HrmkitError
 
@@ -441,13 +469,13 @@ def resolve_config(
         own = TRAIN_PRESETS.get(preset) or {}  # a preset's arch keys adjust its own `model` (trm-arc1: L_cycles 4)
         layers = (base or {}, own if own.get("model") == merged["model"] else {}, user)
         for layer in layers:
-            arch = _deep_merge(arch, layer.get("arch") or {})
+            given = layer.get("arch") or {}
+            if not isinstance(given, dict):  # `arch=5`: say so here rather than fail merging it into the preset
+                raise HrmkitError(f"invalid config ({source}): arch={given!r}: expected a mapping of arch.* keys "
+                                  f"(for example arch.L_cycles=4)")
+            arch = _deep_merge(arch, given)
         merged["arch"] = arch
     try:
         return TrainConfig.model_validate(merged)
     except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            key = ".".join(str(p) for p in err["loc"])
-            problems.append(f"{key}={err.get('input')!r}: {err['msg'].removeprefix('Value error, ')}")
-        raise HrmkitError(f"invalid config ({source}): " + "; ".join(problems)) from None
+        raise HrmkitError(f"invalid config ({source}): {describe_errors(e)}") from None

@@ -11,6 +11,7 @@ disk during `write`: "No space left on device") is re-raised naming the file or 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -131,3 +132,35 @@ def _in_final(e: OSError, tmp: Path, final: Path) -> OSError:
         moved.__cause__ = e
         return moved
     return e
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_jsonl(path: str | os.PathLike, warn=None) -> list[Any]:
+    """The JSON values of a JSON-lines file (metrics.jsonl), one a line, blank lines skipped.
+
+    A line that is not UTF-8 or not JSON (a torn write, a stray byte) is skipped and reported once through
+    `warn` (a callable taking a message; default: stderr) with the file, how many lines and the first line's
+    number, so that one bad line never stops a command that only reads the log. Raises OSError when the file
+    cannot be read."""
+    out, bad = [], []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                out.append(json.loads(raw.decode("utf-8")))
+            except ValueError:  # UnicodeDecodeError and JSONDecodeError both are
+                bad.append(number)
+    if bad:
+        message = (f"{path}: skipped {len(bad)} line{'s' * (len(bad) != 1)} that are not UTF-8 JSON "
+                   f"(first: line {bad[0]})")
+        (warn or (lambda m: print(f"hrm: warning: {m}", file=sys.stderr, flush=True)))(message)
+    return out

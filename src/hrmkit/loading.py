@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from hrmkit.config import TrainConfig
+from hrmkit.config import ModelShape, TrainConfig, describe_errors
 from hrmkit.errors import HrmkitError
+from hrmkit.limits import MAX_STEP, check_int
 
 if TYPE_CHECKING:  # torch loads lazily so that `hrm --help` and `hrm data` start fast
     import torch
@@ -197,14 +198,27 @@ def load_trained(path: Path, device: torch.device | str = "cpu", use_ema: bool =
         raise HrmkitError(f"{path}: not an hrmkit checkpoint (no config/model/model_shape entries) nor a reference "
                           f"checkpoint (a step_N file with all_config.yaml beside it)")
     cfg = saved_config(state, path)
-    shape = state["model_shape"]
-    if not isinstance(shape, dict) or set(shape) != {"seq_len", "vocab_size", "num_puzzle_identifiers"}:
-        raise HrmkitError(f"{path}: entry 'model_shape' must hold seq_len, vocab_size, num_puzzle_identifiers, "
-                          f"got {shape!r}")
+    shape = model_shape(state["model_shape"], f"{path}: entry 'model_shape'")
+    step = check_int(state.get("step", 0), f"{path}: entry 'step'", 0, MAX_STEP)
     ema = state.get("ema") if use_ema else None
     head = _rebuild(cfg, shape, state["model"], Path(path), ema)
-    return TrainedModel(head.to(device).eval(), cfg, int(state.get("step", 0)), Path(path), dict(shape),
+    return TrainedModel(head.to(device).eval(), cfg, step, Path(path), shape,
                         weights="ema" if ema is not None else "raw")
+
+
+def model_shape(value: Any, where: str) -> dict[str, int]:
+    """`value` (a checkpoint's or export's `model_shape`) checked by `config.ModelShape`: exactly seq_len,
+    vocab_size and num_puzzle_identifiers, integers within hrmkit.limits. Raises HrmkitError starting with
+    `where` (the file and field) and naming the key and value at fault."""
+    from pydantic import ValidationError
+
+    if not isinstance(value, dict):
+        raise HrmkitError(f"{where}: expected a mapping of seq_len, vocab_size, num_puzzle_identifiers, got "
+                          f"{type(value).__name__} {value!r}"[:300])
+    try:
+        return ModelShape.model_validate(value).model_dump()
+    except ValidationError as e:
+        raise HrmkitError(f"{where}: {describe_errors(e)}") from None
 
 
 def saved_config(state: dict[str, Any], path: Path) -> TrainConfig:
@@ -216,7 +230,7 @@ def saved_config(state: dict[str, Any], path: Path) -> TrainConfig:
         return TrainConfig.model_validate(json.loads(state["config"]))
     except (KeyError, TypeError, ValueError) as e:  # ValidationError is a ValueError
         if isinstance(e, ValidationError):
-            e = "; ".join(f"{'.'.join(map(str, err['loc']))}={err.get('input')!r}: {err['msg']}" for err in e.errors())
+            e = describe_errors(e)
         raise HrmkitError(f"{path}: its config does not fit this version of hrmkit ({e})") from None
 
 
@@ -325,7 +339,11 @@ def load_exported(folder: Path, device: torch.device | str = "cpu") -> TrainedMo
     from safetensors.torch import load_file
 
     folder = Path(folder)
+    check_card_hashes(folder)
     config = read_export_config(folder)
+    where = f"{folder / EXPORT_CONFIG}: field"
+    shape = model_shape(config["model_shape"], f"{where} 'model_shape'")
+    step = check_int(config["step"], f"{where} 'step'", 0, MAX_STEP)
     weights = folder / EXPORT_WEIGHTS
     if not weights.is_file():
         if (folder / EXPORT_ONNX).is_file():
@@ -335,17 +353,47 @@ def load_exported(folder: Path, device: torch.device | str = "cpu") -> TrainedMo
     try:
         cfg = TrainConfig.model_validate(config["train_config"])
     except ValidationError as e:
-        raise HrmkitError(f"{folder / EXPORT_CONFIG}: field 'train_config' is not a valid training config ({e})") from e
+        raise HrmkitError(f"{where} 'train_config' is not a valid training config "
+                          f"({describe_errors(e, 'train_config.')})") from None
     try:
         state = load_file(weights)
     except Exception as e:  # truncated or foreign file
         raise HrmkitError(f"{weights}: not a readable safetensors file ({type(e).__name__}: {e})") from e
-    shape = {k: int(v) for k, v in config["model_shape"].items()}
     head = _rebuild(cfg, shape, state, weights)
-    return TrainedModel(head.to(device).eval(), cfg, int(config["step"]), folder, shape,
+    return TrainedModel(head.to(device).eval(), cfg, step, folder, shape,
                         weights=str(config.get("weights", "raw")))
 
 
 def is_export_folder(target: str | Path) -> bool:
     """Whether `target` is a folder with an export `config.json` (what `hrm export` writes)."""
     return Path(target).is_dir() and (Path(target) / EXPORT_CONFIG).is_file()
+
+
+EXPORT_CARD = "README.md"
+# a row of the model card's file table (hrmkit.deploy.card.model_card): | `name` | 1,234 | `sha256` |
+_CARD_ROW = re.compile(r"^\|\s*`([^`/]+)`\s*\|\s*[\d,]+\s*\|\s*`([0-9a-f]{64})`\s*\|\s*$")
+
+
+def card_hashes(folder: Path) -> dict[str, str]:
+    """{file name: sha256} listed in the model card (README.md) of an exported folder; empty when the folder
+    has no card (an export being validated before its card is written) or the card lists no files."""
+    card = Path(folder) / EXPORT_CARD
+    if not card.is_file():
+        return {}
+    text = card.read_text(encoding="utf-8", errors="replace")
+    return {m.group(1): m.group(2) for m in map(_CARD_ROW.match, text.splitlines()) if m}
+
+
+def check_card_hashes(folder: Path) -> None:
+    """Check every file the model card lists against its SHA-256 there, before anything is read from them.
+    Raises HrmkitError naming the file that is missing or differs (edited, truncated or swapped)."""
+    from hrmkit.fsutil import sha256
+
+    for name, expected in card_hashes(folder).items():
+        path = Path(folder) / name
+        if not path.is_file():
+            raise HrmkitError(f"{path}: listed in {EXPORT_CARD} but missing")
+        found = sha256(path)
+        if found != expected:
+            raise HrmkitError(f"{path}: SHA-256 {found} differs from the {expected} recorded in {EXPORT_CARD}: the "
+                              f"file was changed after export; export the model again")

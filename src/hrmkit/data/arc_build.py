@@ -37,6 +37,7 @@ import hashlib
 import itertools
 import json
 import multiprocessing
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from hrmkit.data import arc
 from hrmkit.data.augment import dihedral_transform
@@ -51,6 +53,7 @@ from hrmkit.data.format import SplitWriter, write_identifiers
 from hrmkit.data.workers import num_workers
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_directory, atomic_write_bytes
+from hrmkit.limits import MAX_NUM_AUG, check_int
 
 EVAL_POLICIES = ("reference", "strict")
 TEST_TASKS_FILE = "test_tasks.json"
@@ -219,8 +222,7 @@ def load_build_tasks(
 def _check_config(cfg: ArcBuildConfig) -> None:
     if cfg.eval_policy not in EVAL_POLICIES:
         raise HrmkitError(f"--eval-policy: must be one of {', '.join(EVAL_POLICIES)}, got {cfg.eval_policy!r}")
-    if cfg.num_aug < 0:
-        raise HrmkitError(f"--num-aug: must be >= 0, got {cfg.num_aug}")
+    check_int(cfg.num_aug, "--num-aug", 0, MAX_NUM_AUG)
     if cfg.workers < 0:
         raise HrmkitError(f"--workers: must be >= 0, got {cfg.workers}")
     if Path(cfg.out).exists() and not cfg.force:
@@ -263,9 +265,12 @@ def build_arc_dataset(cfg: ArcBuildConfig, log: Callable[[str], None] = arc.log_
     with atomic_directory(cfg.out, overwrite=cfg.force) as tmp:
         writers = {s: SplitWriter(tmp / s, seq_len=arc.SEQ_LEN) for s in ("train", "test")}
         names = ["<blank>"]
-        with contextlib.closing(_rows_in_order(jobs, workers)) as results:  # closing stops the pool on errors
+        # a bar on a terminal: one task's versions can take seconds, so the 10% log lines alone look stuck
+        bar = tqdm(total=len(tasks), unit="task", desc="arc", disable=not sys.stderr.isatty(), leave=False)
+        with contextlib.closing(_rows_in_order(jobs, workers)) as results, bar:  # closing stops the pool on errors
             for done, (task, rows) in enumerate(zip(tasks, results), 1):
                 _write_task(task, rows, writers, names)
+                bar.update()
                 if done % max(1, len(tasks) // 10) == 0 or done == len(tasks):
                     el = time.monotonic() - t0
                     log(f"arc: {done}/{len(tasks)} tasks, {writers['train'].num_examples} train + "

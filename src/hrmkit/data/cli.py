@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from hrmkit.errors import HrmkitError
+from hrmkit.limits import MAX_NUM_AUG, check_int
 
 SUDOKU_PRESETS = {
     "extreme": dict(size=9, train=1000, test=10000, num_aug=1000, min_rating=2),
@@ -70,6 +71,8 @@ def _cmd_sudoku(args: argparse.Namespace) -> int:
     _nonneg("--train", args.train, 1)
     _nonneg("--test", args.test, 1)
     _nonneg("--workers", args.workers, 1)
+    if args.num_aug is not None:
+        check_int(args.num_aug, "--num-aug", 0, MAX_NUM_AUG)
     out = _check_out(args)
     num_aug = args.num_aug or 0
     if args.from_csv:

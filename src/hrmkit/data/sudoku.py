@@ -27,7 +27,7 @@ split is generated from `np.random.default_rng([seed, split_tag, i])`, so result
 number of worker processes.
 
 CSV layout (Sudoku-Extreme): header `source,q,a,rating`; q and a are n*n characters ('.' or '0' = blank in
-q; digits 1..n), rating an integer. Each row is validated (length, characters, digit range, clue agrees with
+q; digits 1..n), rating an integer in -1..2**31-1 (empty or -1: unknown). Each row is validated (length, characters, digit range, clue agrees with
 the solution, solution is a valid grid, puzzle has exactly one solution); errors name file, row and value.
 """
 
@@ -50,6 +50,7 @@ from hrmkit.data.refcsv import iter_rows
 from hrmkit.data.workers import num_workers
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_directory
+from hrmkit.limits import MAX_RATING
 
 BOXES: dict[int, tuple[int, int]] = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
 
@@ -651,6 +652,9 @@ def read_csv(
             r = int(rating) if rating.strip() else -1
         except ValueError:
             raise HrmkitError(f"{path}: row {rowno}: column rating is not an integer: {rating!r}") from None
+        if not -1 <= r <= MAX_RATING:  # stored as int32 (RATINGS_FILE)
+            raise HrmkitError(f"{path}: row {rowno}: column rating {rating.strip()[:40]!r} is outside "
+                              f"-1..{MAX_RATING} (-1 or empty: unknown)")
         if min_rating is not None and r < min_rating:
             continue
         qs += q.translate(blank_q).encode()

@@ -25,6 +25,7 @@ import torch
 
 from hrmkit.data import render
 from hrmkit.errors import HrmkitError
+from hrmkit.limits import check_int
 from hrmkit.loading import TrainedModel, load_model, run_dir_of
 
 IGNORE_LABEL_ID = -100
@@ -62,13 +63,31 @@ class VotedPrediction:
     version_tokens: torch.Tensor
 
 
-def _rows(x: Any, name: str, ndim: int) -> np.ndarray:
-    arr = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x)
+def _rows(x: Any, name: str, ndim: int, hi: int) -> np.ndarray:
+    """`x` (numpy, torch or nested lists) as int64 [B, seq_len] (ndim 2) or [B] (ndim 1; one row without its
+    batch axis is taken as B = 1), every value in 0..hi-1. Raises HrmkitError naming `name`, the row of a
+    ragged list, and a value out of range as it was given (a uint64 is not wrapped to a negative number)."""
+    if isinstance(x, (list, tuple)) and ndim == 2 and x and all(isinstance(r, (list, tuple)) for r in x):
+        lengths = [len(r) for r in x]
+        for i, n in enumerate(lengths):
+            if n != lengths[0]:  # numpy would refuse the ragged list with "inhomogeneous shape"
+                raise HrmkitError(f"{name}: row {i} has {n} tokens but row 0 has {lengths[0]}; every row needs "
+                                  "the same length")
+    try:
+        arr = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x)
+    except (ValueError, TypeError) as e:
+        raise HrmkitError(f"{name}: not an array of integer tokens ({e})") from None
     if arr.ndim == ndim - 1:
         arr = arr[None]
     if arr.ndim != ndim or arr.dtype.kind not in "iu":
         raise HrmkitError(f"{name}: expected integer tokens of shape {'[B, seq_len]' if ndim == 2 else '[B]'}, got "
                           f"{arr.dtype} of shape {list(arr.shape)}")
+    bad = np.argwhere(arr >= hi) if arr.dtype.kind == "u" else np.argwhere((arr < 0) | (arr >= hi))
+    if bad.size:  # checked in the given dtype: int64 would show a large uint64 as a negative number
+        at = tuple(int(i) for i in bad[0])
+        if len(at) == 2:
+            raise HrmkitError(f"{name}[{at[0]}][{at[1]}]: token {arr[at].item()} outside the vocabulary 0..{hi - 1}")
+        raise HrmkitError(f"{name}: {arr[at].item()} outside 0..{hi - 1} (row {at[0]})")
     return arr.astype(np.int64)
 
 
@@ -117,8 +136,9 @@ class Model:
 
         inputs: int [B, seq_len] tokens (numpy, torch or lists; one row [seq_len] is taken as B = 1).
         puzzle_identifiers: int [B] (default: 0, the blank identifier, as Sudoku and maze datasets use).
-        segments (or its older name `steps`): ACT segments to run, 1..`limits.MAX_SEGMENTS` (default
-        `halt_max_steps`, the evaluation setting; more lets the model think longer, the carry simply goes on).
+        segments (or its older name `steps`): ACT segments to run, an int or numpy integer in
+        1..`limits.MAX_SEGMENTS` (default `halt_max_steps`, the evaluation setting; more lets the model think
+        longer, the carry simply goes on).
         keep_segments: also return the prediction after every segment. batch_size: rows per forward pass.
         Returns a `Prediction`. Raises HrmkitError for a wrong shape, a token or identifier out of range, or a
         segment count out of range.
@@ -128,21 +148,16 @@ class Model:
         if steps is not None and segments is not None and steps != segments:
             raise HrmkitError(f"predict: steps={steps!r} and segments={segments!r} disagree (steps is the old name)")
         segments = check_segments(segments, "segments") if segments is not None else check_segments(steps, "steps")
-        x = _rows(inputs, "inputs", 2)
+        x = _rows(inputs, "inputs", 2, self.vocab_size)
         if x.shape[1] != self.seq_len:
             raise HrmkitError(f"inputs: rows of {x.shape[1]} tokens, but the model reads seq_len {self.seq_len}")
-        bad = np.argwhere((x < 0) | (x >= self.vocab_size))
-        if bad.size:
-            r, c = bad[0]
-            raise HrmkitError(f"inputs[{r}][{c}]: token {x[r, c]} outside the vocabulary 0..{self.vocab_size - 1}")
-        ids = np.zeros(len(x), np.int64) if puzzle_identifiers is None else _rows(puzzle_identifiers, "puzzle_identifiers", 1)
+        ids = (np.zeros(len(x), np.int64) if puzzle_identifiers is None
+               else _rows(puzzle_identifiers, "puzzle_identifiers", 1, self.num_puzzle_identifiers))
         if ids.shape != (len(x),):
             raise HrmkitError(f"puzzle_identifiers: expected {len(x)} values (one per row), got {ids.shape[0]}")
-        bad_ids = ids[(ids < 0) | (ids >= self.num_puzzle_identifiers)]
-        if bad_ids.size:
-            raise HrmkitError(f"puzzle_identifiers: {int(bad_ids[0])} outside 0..{self.num_puzzle_identifiers - 1}")
-        if batch_size < 1 or not len(x):
-            raise HrmkitError(f"predict needs at least one row and batch_size >= 1, got {len(x)} rows, batch_size {batch_size}")
+        batch_size = check_int(batch_size, "batch_size", 1, 2**31 - 1)
+        if not len(x):
+            raise HrmkitError("inputs: predict needs at least one row")
         parts: dict[str, list[torch.Tensor]] = {"tokens": [], "halt_step": [], "q_halt": [], "q_continue": [],
                                                 "segment_tokens": []}
         self.head.eval()
@@ -173,11 +188,12 @@ class Model:
         from hrmkit.eval.tta import rank_answers, task_augmentation
 
         aug = task_augmentation(self.require_kind(), self.seq_len, versions, seed)
-        x = _rows(inputs, "inputs", 2)
+        x = _rows(inputs, "inputs", 2, self.vocab_size)
         if x.shape[1] != self.seq_len:
             raise HrmkitError(f"inputs: rows of {x.shape[1]} tokens, but the model reads seq_len {self.seq_len}")
         B, K = len(x), aug.versions
-        ids = None if puzzle_identifiers is None else np.tile(_rows(puzzle_identifiers, "puzzle_identifiers", 1), K)
+        ids = None if puzzle_identifiers is None else np.tile(_rows(puzzle_identifiers, "puzzle_identifiers", 1,
+                                                                  self.num_puzzle_identifiers), K)
         pred = self.predict(aug.forward(x).reshape(K * B, -1), ids, segments=segments, batch_size=batch_size)
         answers = aug.inverse(pred.tokens.numpy().reshape(K, B, -1))
         q = torch.sigmoid(pred.q_halt[:, -1]).numpy().reshape(K, B)
@@ -221,11 +237,16 @@ class Model:
 
     def decode(self, tokens: Any) -> Any:
         """The natural form of one token row [seq_len]: a Sudoku string ('.' for blank or PAD cells), maze
-        text, or an ARC grid as a list of lists (None when the canvas holds no grid: the reference decode)."""
+        text, or an ARC grid as a list of lists (None when the canvas holds no grid: the reference decode).
+        Raises HrmkitError for a row of another length or a token outside the vocabulary."""
         from hrmkit.deploy import codecs
 
         kind = self.require_kind()
-        grid = render.tokens_to_grid(kind, tokens)
+        row = _rows(tokens, "tokens", 2, self.vocab_size)
+        if row.shape != (1, self.seq_len):
+            raise HrmkitError(f"tokens: decode takes one row of seq_len {self.seq_len} tokens, got {row.size} "
+                              f"tokens of shape {list(row.shape)}")
+        grid = render.tokens_to_grid(kind, row[0])
         if kind == "sudoku":
             return codecs.sudoku_string(grid)
         if kind == "maze":

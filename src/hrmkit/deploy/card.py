@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from hrmkit.errors import HrmkitError
+from hrmkit.fsutil import read_jsonl
 from hrmkit.loading import TrainedModel, run_dir_of
 
 ARCH_NAMES = {"hrm": "An HRM (Hierarchical Reasoning Model, arXiv 2506.21734)",
@@ -58,19 +59,14 @@ def recorded_evaluation(model: TrainedModel, run_dir: Path | None) -> dict[str, 
     without a metrics.jsonl entry, best/metrics.json. None when nothing was recorded at that step."""
     found = None
     if run_dir is not None and (run_dir / "metrics.jsonl").is_file():
-        with open(run_dir / "metrics.jsonl", encoding="utf-8") as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except ValueError:  # a line cut by a crash
-                    continue
-                if rec.get("kind") != "eval" or rec.get("global_step") != model.step:
-                    continue
-                kind = rec.get("eval_kind", "full")
-                if found is None or kind == "full":
-                    prefix = "eval/" if kind == "full" else "eval_fast/"
-                    found = {"step": model.step, "kind": kind, "source": "metrics.jsonl",
-                             "metrics": _strip(rec, prefix), "diagnosis": None}
+        for rec in read_jsonl(run_dir / "metrics.jsonl"):  # lines cut by a crash or not UTF-8 are skipped
+            if not isinstance(rec, dict) or rec.get("kind") != "eval" or rec.get("global_step") != model.step:
+                continue
+            kind = rec.get("eval_kind", "full")
+            if found is None or kind == "full":
+                prefix = "eval/" if kind == "full" else "eval_fast/"
+                found = {"step": model.step, "kind": kind, "source": "metrics.jsonl",
+                         "metrics": _strip(rec, prefix), "diagnosis": None}
     best = _read_json(model.path.parent / "metrics.json") if model.path.parent.name == "best" else None
     if found is None and isinstance(best, dict) and best.get("step") == model.step:
         found = {"step": model.step, "kind": "best", "source": "best/metrics.json",

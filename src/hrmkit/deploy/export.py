@@ -17,7 +17,6 @@ The folder is written atomically (a temporary folder renamed at the end): a fail
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import math
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hrmkit.errors import HrmkitError
+from hrmkit.fsutil import sha256
 from hrmkit.loading import (EXPORT_CONFIG, EXPORT_FORMAT, EXPORT_FORMAT_VERSION, EXPORT_ONNX, EXPORT_WEIGHTS,
                             TrainedModel)
 
@@ -42,15 +42,6 @@ def require(*modules: str, purpose: str) -> None:
     if missing:
         raise HrmkitError(f"{purpose} needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
                           f"not installed: {INSTALL_HINT}")
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def token_layout(meta: Any | None) -> dict[str, Any] | None:

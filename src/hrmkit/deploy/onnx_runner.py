@@ -95,8 +95,12 @@ class ACTRunner:
     """
 
     def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None):
+        from hrmkit.limits import MAX_SEGMENTS, check_int
+        from hrmkit.loading import check_card_hashes, model_shape
+
         path = Path(path)
         if path.is_dir():
+            check_card_hashes(path)  # an edited model.onnx or config.json is refused naming the file
             path = path / "model.onnx"
         if not path.is_file():
             raise HrmkitError(f"{path}: no such ONNX file")
@@ -106,10 +110,12 @@ class ACTRunner:
         if METADATA_KEY not in meta:
             raise HrmkitError(f"{path}: not an hrmkit ONNX export (no {METADATA_KEY!r} metadata)")
         self.config: dict[str, Any] = json.loads(meta[METADATA_KEY])
-        shape, graph = self.config["model_shape"], self.config["onnx"]
-        self.seq_len, self.vocab_size = int(shape["seq_len"]), int(shape["vocab_size"])
-        self.num_puzzle_identifiers = int(shape["num_puzzle_identifiers"])
-        self.halt_max_steps = int(self.config["halt_max_steps"])
+        where = f"{path}: metadata {METADATA_KEY!r}"
+        shape, graph = model_shape(self.config.get("model_shape"), f"{where} field 'model_shape'"), self.config["onnx"]
+        self.seq_len, self.vocab_size = shape["seq_len"], shape["vocab_size"]
+        self.num_puzzle_identifiers = shape["num_puzzle_identifiers"]
+        self.halt_max_steps = check_int(self.config.get("halt_max_steps"), f"{where} field 'halt_max_steps'", 1,
+                                        MAX_SEGMENTS)
         self.uses_q_continue = bool(self.config["halting_uses_q_continue"])
         self.carry_shape = (int(graph["carry_tokens"]), int(graph["hidden_size"]))
         # the exporter drops inputs the graph never reads (puzzle ids of a model without a puzzle embedding)

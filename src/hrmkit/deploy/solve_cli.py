@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hrmkit.errors import HrmkitError
+from hrmkit.limits import MAX_SEGMENTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gif", metavar="OUT.gif", help="write the input and the grid after every segment as an animated "
                    "GIF (ARC: the first test input's identity version)")
     p.add_argument("--segments", type=int, default=None, metavar="N",
-                   help="ACT segments to run (default: the model's halt_max_steps, as in evaluation)")
+                   help="ACT segments to run, 1..%d (default: the model's halt_max_steps, as in evaluation)" % MAX_SEGMENTS)
     p.add_argument("--tta", type=int, default=None, metavar="K",
                    help="Sudoku and mazes: vote over K augmented versions of the puzzle (Sudoku: digit relabelling, "
                         "transpose, band and stack shuffles; mazes: dihedral, K <= 8) and print the vote table")

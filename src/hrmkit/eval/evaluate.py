@@ -179,13 +179,9 @@ class EvalResult:
 
 def check_segments(segments: int | None, where: str = "--segments") -> int | None:
     """`segments` unchanged when None or 1..MAX_SEGMENTS; HrmkitError naming `where` and the value otherwise."""
-    from hrmkit.limits import MAX_SEGMENTS
+    from hrmkit.limits import MAX_SEGMENTS, check_int
 
-    if segments is None:
-        return None
-    if isinstance(segments, bool) or not isinstance(segments, (int, np.integer)) or not 1 <= segments <= MAX_SEGMENTS:
-        raise HrmkitError(f"{where}: expected a number of ACT segments in 1..{MAX_SEGMENTS}, got {segments!r}")
-    return int(segments)
+    return None if segments is None else check_int(segments, f"{where} (ACT segments)", 1, MAX_SEGMENTS)
 
 
 @contextlib.contextmanager

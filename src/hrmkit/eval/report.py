@@ -29,7 +29,6 @@ Public API
 from __future__ import annotations
 
 import html
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -69,12 +68,10 @@ def load_metrics_jsonl(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
+    from hrmkit.fsutil import read_jsonl
+
     records = []
-    for line in path.read_text().splitlines():
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for obj in read_jsonl(path):  # lines that are not UTF-8 JSON are skipped and named on stderr
         if isinstance(obj, dict) and isinstance(obj.get("global_step"), (int, float)):
             records.append(_flatten(obj))
     return sorted(records, key=lambda r: r["global_step"])

@@ -18,17 +18,48 @@ def build_model(arch: ArchConfig, *, seq_len: int, vocab_size: int, num_puzzle_i
     """Build `ACTLossHead(ACTModel(inner))` for arch.name "hrm", "trm" or "transformer" (on CPU, float32
     weights; move it with `.to(device)`). State-dict names equal the references'
     (`model.inner.H_level.layers.0.self_attn.qkv_proj.weight`, ...). HRM always learns Q-continue; TRM does
-    unless `no_ACT_continue`; the transformer never does. Raises ValueError for an impossible shape.
+    unless `no_ACT_continue`; the transformer never does. Raises ValueError for an impossible shape and
+    HrmkitError when the weights alone would not fit in this machine's memory (`check_fits_memory`).
     """
     from hrmkit.models.baseline import TransformerInner
     from hrmkit.models.hrm import HRMInner
     from hrmkit.models.trm import TRMInner
 
+    check_fits_memory(arch, seq_len=seq_len, vocab_size=vocab_size, num_puzzle_identifiers=num_puzzle_identifiers)
     cls = {"hrm": HRMInner, "trm": TRMInner, "transformer": TransformerInner}[arch.name]
     inner = cls(arch, seq_len, vocab_size, num_puzzle_identifiers)
     q_continue = {"hrm": True, "trm": not arch.no_ACT_continue, "transformer": False}[arch.name]
     return ACTLossHead(ACTModel(inner, arch, q_continue=q_continue), arch.loss.loss_type,
                        label_smoothing=arch.loss.label_smoothing)
+
+
+def physical_memory_bytes() -> int | None:
+    """Installed RAM in bytes (POSIX sysconf), None where the platform does not say."""
+    import os
+
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_memory(arch: ArchConfig, *, seq_len: int, vocab_size: int, num_puzzle_identifiers: int) -> int:
+    """A lower bound on the bytes of float32 weights `build_model` would allocate (puzzle table, token
+    embedding and LM head, the attention projections of every block; the MLPs are left out), computed from the
+    shapes without building anything. Raises HrmkitError naming the sizes when even that exceeds this
+    machine's RAM, so that an absurd but in-range shape is refused before PyTorch tries to allocate it."""
+    from hrmkit.errors import HrmkitError
+
+    d = arch.hidden_size
+    blocks = arch.L_layers + (arch.H_layers if arch.name != "trm" else 0)
+    need = 4 * (num_puzzle_identifiers * arch.puzzle_emb_ndim + 2 * vocab_size * d + blocks * 4 * d * d)
+    ram = physical_memory_bytes()
+    if ram is not None and need > ram:
+        raise HrmkitError(f"a {arch.name} model of hidden_size={arch.hidden_size}, H/L layers {arch.H_layers}/"
+                          f"{arch.L_layers}, seq_len={seq_len}, vocab_size={vocab_size}, num_puzzle_identifiers="
+                          f"{num_puzzle_identifiers}, puzzle_emb_ndim={arch.puzzle_emb_ndim} needs over "
+                          f"{need / 2**30:,.1f} GiB for its weights alone; this machine has {ram / 2**30:,.1f} GiB")
+    return need
 
 
 def compile_model(head: ACTLossHead, **options) -> ACTLossHead:

@@ -85,15 +85,11 @@ def truncate_metrics(path: Path, step: int) -> None:
     line left by a kill, so a resumed run's curves have no duplicated steps."""
     if not path.is_file():
         return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and int(rec.get("global_step", 0)) <= step:
-            keep.append(line)
-    atomic_write_bytes(path, "".join(line + "\n" for line in keep).encode())
+    from hrmkit.fsutil import read_jsonl
+
+    keep = [rec for rec in read_jsonl(path) if isinstance(rec, dict) and isinstance(rec.get("global_step", 0), int)
+            and rec.get("global_step", 0) <= step]  # also drops lines that are not UTF-8 JSON (named on stderr)
+    atomic_write_bytes(path, "".join(json.dumps(rec) + "\n" for rec in keep).encode())
 
 
 def _numeric(record: dict[str, Any]) -> dict[str, float]:

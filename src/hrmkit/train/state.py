@@ -18,6 +18,7 @@ from hrmkit.config import TrainConfig
 from hrmkit.data.prefetch import DevicePrefetcher
 from hrmkit.data.sampler import Batch, TrainSampler
 from hrmkit.errors import HrmkitError
+from hrmkit.limits import MAX_STEP, check_int
 from hrmkit.models import build_optimizers, carry_from_state, carry_to_state
 from hrmkit.models.ema import EMA
 from hrmkit.train.checkpoint import rng_state, set_rng_state
@@ -112,6 +113,7 @@ class TrainState:
         missing = sorted({"model", "optimizers", "sampler", "rng", "step"} - set(state))
         if missing:
             raise HrmkitError(f"the checkpoint lacks the training state entries {missing}")
+        step = check_int(state["step"], "the checkpoint's entry 'step'", 0, MAX_STEP)  # before anything changes
         try:
             self.model.load_state_dict(state["model"])
             for opt, s in zip(self.optimizers, state["optimizers"]):
@@ -137,8 +139,8 @@ class TrainState:
         if mine.get("rng") is not None:
             set_rng_state(mine["rng"])
         else:
-            torch.manual_seed(self.config.seed + rank + int(state["step"]))
-        self.step = int(state["step"])
+            torch.manual_seed(self.config.seed + rank + step)
+        self.step = step
         self.guard.load_state_dict(state.get("guards") or {})
         self.evals.load_state_dict(state.get("eval_state") or {"best": state.get("best")})
         if state.get("log_window") is not None:
