@@ -12,10 +12,10 @@ import numpy as np
 from hrmkit.data.format import SplitWriter, load_split
 
 SEQ = 3
-# name: (groups per set, puzzles per group (max), examples per puzzle (max), sets, batch, epochs_per_iter, world)
+# name: ([groups], puzzles per group (max), examples per puzzle (max), batch, epochs_per_iter, world size)
 CASES = {
     "arc_like": ([12], 5, 4, 16, 7, 1),
-    "two_sets": ([9, 5], 3, 3, 8, 4, 1),
+    "small_groups": ([5], 3, 3, 8, 4, 1),
     "single_examples": ([20], 4, 1, 8, 5, 1),
     "world2_rank1": ([10], 3, 5, 12, 3, 2),
     "big_puzzles": ([6], 2, 9, 4, 6, 1),
