@@ -25,6 +25,7 @@ _COMMAND_MODULES = [
     "hrmkit.bench.cli",
     "hrmkit.deploy.export_cli",
     "hrmkit.deploy.distill",
+    "hrmkit.deploy.adapt_cli",
 ]
 
 
