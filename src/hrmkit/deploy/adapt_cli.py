@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 
 
@@ -54,8 +55,11 @@ def _adapt(args: argparse.Namespace) -> int:
     cfg = AdaptConfig(checkpoint=args.checkpoint, tasks=args.tasks, out=args.out, solutions=args.solutions,
                       num_aug=args.num_aug, time_budget_s=args.time_budget, overrides=args.overrides,
                       seed=args.seed, device=args.device)
-    log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else print
-    result = adapt(cfg, log)
+    if args.json:  # stdout carries the JSON only: the run's own lines go to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            result = adapt(cfg)
+    else:
+        result = adapt(cfg)
     report = result.to_json()
     if args.json:
         print(json.dumps(report, indent=2))
