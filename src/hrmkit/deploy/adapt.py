@@ -206,15 +206,38 @@ def _build_data(cfg: AdaptConfig, tasks: list[arc.ArcTask], pretrained_rows: int
 
 
 def _votes(head, data: Path, batch_size: int, device) -> Any:
-    """RankedAnswers of `head` over the test split of `data` (every augmented version votes)."""
+    """RankedAnswers of `head` over the test split of `data`: every augmented version votes. Votes are counted
+    batch by batch (`arc_scoring.VoteTally`), so memory holds the distinct answers, not every predicted canvas
+    (120 tasks x 1000 versions would be GBs of int64 rows). Test example j of a puzzle is its task's test
+    input j (`data.arc_build`)."""
+    import torch
+
     from hrmkit.data.format import load_identifiers, load_split
-    from hrmkit.eval.arc_eval import arc_predictions, load_test_tasks
-    from hrmkit.eval.arc_scoring import rank_candidates
-    from hrmkit.eval.evaluate import predict_split
+    from hrmkit.data.sampler import test_batches
+    from hrmkit.eval.arc_eval import test_indices
+    from hrmkit.eval.arc_scoring import ArcPrediction, VoteTally
+    from hrmkit.eval.evaluate import rollout
 
     split = load_split(data, "test")
-    preds = predict_split(head, split, batch_size, device)
-    return rank_candidates(arc_predictions(preds, split, load_identifiers(data), load_test_tasks(data)))
+    names = load_identifiers(data)
+    index = test_indices(split, split.num_examples)
+    tally, done, parsed = VoteTally(), 0, {}
+    head.eval()
+    with torch.inference_mode():
+        for batch, n in test_batches(split, batch_size):
+            out = rollout(head, {k: v.to(device) for k, v in batch.items()}).outputs
+            preds = out["preds"][:n].long().cpu().numpy()
+            q_halt = out["q_halt_logits"][:n].float().cpu().numpy()
+            votes = []
+            for i, (pid, grid) in enumerate(zip(batch["puzzle_identifiers"][:n].tolist(), arc.decode_grids(preds))):
+                if pid not in parsed:
+                    parsed[pid] = arc.parse_identifier(names[pid])
+                task_id, tid, perm = parsed[pid]
+                votes.append(ArcPrediction(task_id, int(index[done + i]), tokens=preds[i] if grid is None else None,
+                                           grid=grid, dihedral_id=tid, colour_perm=perm, q_halt=float(q_halt[i])))
+            tally.add(votes)
+            done += n
+    return tally.ranked()
 
 
 def _write(ranked, tasks: list[arc.ArcTask], path: Path) -> None:
@@ -331,7 +354,11 @@ def adapt(cfg: AdaptConfig, log: Callable[[str], None] = print) -> AdaptResult:
 
     model = load_model(run.run_dir, device, data=data)
     result.steps = model.step
-    if model.step > 0 and run.state == "finished":
+    left = None if cfg.time_budget_s is None else cfg.time_budget_s - (time.monotonic() - t0)
+    if left is not None and left < 1.2 * predict_s:
+        result.note = "no time left within --time-budget for the adapted model's votes; the un-adapted submission stays"
+        log(f"adapt: {result.note}")
+    elif model.step > 0 and run.state == "finished":
         t3 = time.monotonic()
         ranked = _votes(model.head, data, batch, device)
         _write(ranked, tasks, submission)
