@@ -37,7 +37,7 @@ def make_task(rng: np.random.Generator, a: int, b: int, n_demo: int = 3, size: i
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("workdir")
-    ap.add_argument("--pretrain-steps", type=int, default=1500)
+    ap.add_argument("--pretrain-steps", type=int, default=600)
     ap.add_argument("--pretrain-time", type=float, default=900)
     ap.add_argument("--adapt-steps", type=int, default=200)
     ap.add_argument("--new", type=int, default=10)
@@ -59,23 +59,23 @@ def main() -> int:
     hrm = [sys.executable, "-m", "hrmkit.cli"]
     if not (w / "data").exists():
         subprocess.run(hrm + ["data", "arc", "--tasks-dir", f"training={w / 'pretrain'}", "--tasks-dir",
-                              f"evaluation={w / 'eval'}", "--eval-policy", "strict", "--num-aug", "8",
+                              f"evaluation={w / 'eval'}", "--eval-policy", "strict", "--num-aug", "0",
                               "--out", str(w / "data")], check=True)
-    arch = ["arch.name=trm", "arch.hidden_size=64", "arch.num_heads=4", "arch.expansion=2", "arch.H_layers=0",
-            "arch.L_layers=2", "arch.H_cycles=1", "arch.L_cycles=2", "arch.halt_max_steps=2",
-            "arch.puzzle_emb_ndim=64", "arch.puzzle_emb_len=1", "arch.pos_encodings=rope", "arch.mlp_t=false",
+    arch = ["arch.name=trm", "arch.hidden_size=32", "arch.num_heads=2", "arch.expansion=2", "arch.H_layers=0",
+            "arch.L_layers=1", "arch.H_cycles=1", "arch.L_cycles=1", "arch.halt_max_steps=1",
+            "arch.puzzle_emb_ndim=32", "arch.puzzle_emb_len=1", "arch.pos_encodings=rope", "arch.mlp_t=false",
             "arch.no_ACT_continue=true", "arch.forward_dtype=float32"]
     if not list((w / "runs").glob("*/checkpoints/*.pt")):
         subprocess.run(hrm + ["train", f"data_path={w / 'data'}", f"out_dir={w / 'runs'}", *arch,
-                              "global_batch_size=32", "lr=1e-3", "lr_warmup_steps=50", "puzzle_emb_lr=1e-2",
+                              "global_batch_size=16", "lr=3e-3", "lr_warmup_steps=50", "puzzle_emb_lr=1e-2",
                               "weight_decay=0.1", "puzzle_emb_weight_decay=0.1", "eval_interval=null",
                               f"max_steps={args.pretrain_steps}", f"max_time_s={args.pretrain_time}",
                               "checkpoint_every=250", "log_every=50", "eval_max_examples=64", "eval_batch_size=64",
                               "log.progress=lines", "device=cpu"], check=True)
     run = sorted(p for p in (w / "runs").iterdir() if p.is_dir())[-1]
     subprocess.run(hrm + ["adapt", "--checkpoint", str(run), "--tasks", str(w / "challenges.json"), "--solutions",
-                          str(w / "solutions.json"), "--out", str(w / "adapt"), "--num-aug", "8", "--device", "cpu",
-                          f"max_steps={args.adapt_steps}", "lr=1e-3"], check=True)
+                          str(w / "solutions.json"), "--out", str(w / "adapt"), "--num-aug", "2", "--device", "cpu",
+                          f"max_steps={args.adapt_steps}", "lr=1e-3", "global_batch_size=16"], check=True)
     return 0
 
 

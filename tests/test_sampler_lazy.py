@@ -58,3 +58,13 @@ def test_start_up_plans_only_what_it_needs():
     assert plan.planned < 200
     assert 0.5 < plan.estimated_batches() / (100000 * 120 * 4 / 768) < 1.5
     assert time.perf_counter() - t0 < 5.0
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_lower_bound_never_exceeds_the_count(tmp_path, name):
+    split = build(tmp_path, name)
+    arrs = next(iter(split.sets.values()))
+    B, E = CASES[name][3:5]
+    for seed in range(4):
+        plan = _SetIteration(arrs, 0, seed, 0, E * 5, B)
+        assert 0 <= plan.lower_bound() <= plan.num_batches

@@ -161,9 +161,26 @@ class _SetIteration:
             self.planned = e + 1
 
     def batches_upto(self, limit: int) -> int:
-        """Batches of this iteration, counted only as far as `limit`: exact when below it, else >= limit."""
+        """Batches of this iteration, counted only as far as `limit`: exact when below it, else >= limit
+        (without planning when `lower_bound` already reaches it)."""
+        if self.planned < self.num_epochs and self.lower_bound() >= limit:
+            return self.lower_bound()
         self._plan_to(self.num_epochs, limit * self.batch_size)
         return int(self.starts[self.planned]) // self.batch_size
+
+    def lower_bound(self) -> int:
+        """A lower bound of the iteration's batches, from the group sizes alone: every epoch streams at least
+        each group's smallest puzzle, and each batch closed inside a puzzle drops at most (largest puzzle - 1)
+        examples."""
+        if not hasattr(self, "_lower"):
+            sizes = np.diff(self.pi)
+            starts = self.gi[:-1]
+            smallest = int(np.minimum.reduceat(sizes, starts).sum()) if sizes.size else 0
+            largest = int(np.maximum.reduceat(sizes, starts).sum()) if sizes.size else 0
+            closings = self.num_epochs * largest // self.batch_size + 1
+            drop = closings * (int(sizes.max(initial=1)) - 1)
+            self._lower = max(0, (self.num_epochs * smallest - drop) // self.batch_size)
+        return self._lower
 
     def has_batch(self, b: int) -> bool:
         """Whether batch `b` (0-based) of this set exists in the iteration."""
