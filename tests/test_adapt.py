@@ -176,3 +176,20 @@ def test_time_budget_60_ends_within_three_minutes_with_a_valid_submission(kaggle
     check_submission(tmp_path / "out" / "submission.json", ch)
     report = json.loads(capsys.readouterr().out)
     assert report["seconds"]["total"] < 180
+
+
+def test_a_crash_during_adaptation_leaves_the_unadapted_submission(kaggle, tmp_path, monkeypatch):
+    from hrmkit.deploy.adapt import AdaptConfig, adapt
+    from hrmkit.errors import RunCrashed
+    import hrmkit.train.loop as loop
+
+    def crash(cfg, resume_dir=None, **kw):
+        assert (tmp_path / "out" / "submission.json").is_file()  # written before training starts
+        raise RunCrashed("diverged (simulated)")
+
+    monkeypatch.setattr(loop, "train", crash)
+    folder, ch, _ = kaggle
+    result = adapt(AdaptConfig(checkpoint=str(CKPT), tasks=str(folder / "challenges.json"), out=str(tmp_path / "out"),
+                               num_aug=0, device="cpu", overrides=["eval_batch_size=16"]), log=lambda m: None)
+    assert result.exit_code == 3 and "crashed" in result.note and result.after is None
+    check_submission(tmp_path / "out" / "submission.json", ch)

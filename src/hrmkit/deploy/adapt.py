@@ -276,8 +276,9 @@ def train_config(cfg: AdaptConfig, data: Path, max_time_s: float | None):
              "out_dir": str(Path(cfg.out) / RUNS), "device": cfg.device}
     tc = resolve_config(base={**ADAPT_DEFAULTS, **fixed}, base_source="hrm adapt defaults",
                         overrides=list(cfg.overrides))
-    if tc.init_from_puzzle_rows != "extend" or Path(tc.data_path) != data:
-        raise HrmkitError("hrm adapt: data_path and init_from_puzzle_rows are set by hrm adapt, not by key=value")
+    if tc.init_from_puzzle_rows != "extend" or Path(tc.data_path) != data or tc.init_from != str(cfg.checkpoint):
+        raise HrmkitError("hrm adapt: data_path, init_from and init_from_puzzle_rows are set by hrm adapt "
+                          "(--out, --checkpoint), not by key=value")
     if max_time_s is not None:
         tc = tc.model_copy(update={"max_time_s": min(max_time_s, tc.max_time_s or max_time_s)})
     return tc
