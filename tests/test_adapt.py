@@ -178,7 +178,9 @@ def test_time_budget_60_ends_within_three_minutes_with_a_valid_submission(kaggle
     assert report["seconds"]["total"] < 180
 
 
-def test_a_crash_during_adaptation_leaves_the_unadapted_submission(kaggle, tmp_path, monkeypatch):
+@pytest.mark.parametrize("checkpoint", ["trm-arc", "hrm-arc"])
+def test_a_crash_during_adaptation_leaves_the_unadapted_submission(kaggle, tmp_path, monkeypatch, checkpoint):
+    """Also: a reference HRM checkpoint is read and extended as the TRM one is."""
     from hrmkit.deploy.adapt import AdaptConfig, adapt
     from hrmkit.errors import RunCrashed
     import hrmkit.train.loop as loop
@@ -189,7 +191,8 @@ def test_a_crash_during_adaptation_leaves_the_unadapted_submission(kaggle, tmp_p
 
     monkeypatch.setattr(loop, "train", crash)
     folder, ch, _ = kaggle
-    result = adapt(AdaptConfig(checkpoint=str(CKPT), tasks=str(folder / "challenges.json"), out=str(tmp_path / "out"),
+    result = adapt(AdaptConfig(checkpoint=str(FIX / checkpoint), tasks=str(folder / "challenges.json"),
+                               out=str(tmp_path / "out"),
                                num_aug=0, device="cpu", overrides=["eval_batch_size=16"]), log=lambda m: None)
     assert result.exit_code == 3 and "crashed" in result.note and result.after is None
     check_submission(tmp_path / "out" / "submission.json", ch)
