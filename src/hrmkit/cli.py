@@ -30,6 +30,7 @@ _COMMAND_MODULES = [
     "hrmkit.deploy.export_cli",
     "hrmkit.deploy.distill",
     "hrmkit.deploy.serve_cli",
+    "hrmkit.deploy.adapt_cli",
 ]
 
 

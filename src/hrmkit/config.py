@@ -272,6 +272,10 @@ class TrainConfig(_Strict):
     # start from this checkpoint's weights: an hrmkit run folder or checkpoint, or a reference step_N file whose
     # all_config.yaml also gives the architecture unless model= or arch.* keys are set
     init_from: str | None = None
+    # how init_from fills a puzzle-embedding table of another size: `mean` (every row the mean of the
+    # checkpoint's rows, TinyRecursiveModels' load_checkpoint) or `extend` (the checkpoint's rows kept as rows
+    # 0..N-1, the new identifiers N.. set to the mean of its trained rows 1..N-1: `hrm adapt`, issue #18)
+    init_from_puzzle_rows: Literal["mean", "extend"] = "mean"
     distill: DistillConfig = DistillConfig()  # `hrm distill` (deploy/distill.py)
 
 

@@ -257,16 +257,21 @@ def load_model(target: str | Path, device: torch.device | str = "cpu", use_ema: 
 
 
 def init_from_checkpoint(head: torch.nn.Module, target: str | Path, log: Callable[[str], None] = print,
-                         data: str | Path | None = None) -> Path:
+                         data: str | Path | None = None, puzzle_rows: str = "mean") -> Path:
     """Initialise a freshly built model (`head`, an ACTLossHead) with the weights of an hrmkit checkpoint (its
     EMA weights when it holds some) or a reference checkpoint, for fine-tuning (`init_from=PATH` in training).
 
-    A puzzle-embedding table of another size (another dataset) is rebuilt as TinyRecursiveModels'
-    `load_checkpoint` does: every row of the new table is the mean of the checkpoint's rows, with a message
-    through `log`. Everything else must match exactly. Returns the checkpoint file used. Raises HrmkitError
-    naming the file and the tensors that do not fit (another architecture). `data`: the dataset being trained
-    on (a reference checkpoint's seq_len).
+    A puzzle-embedding table of another size (another dataset) is rebuilt per `puzzle_rows`
+    (`init_from_puzzle_rows`): "mean" as TinyRecursiveModels' `load_checkpoint` does (every row of the new
+    table is the mean of the checkpoint's rows); "extend" keeps the checkpoint's N rows as rows 0..N-1 and sets
+    the new rows N.. to the mean of its trained rows 1..N-1 (row 0 is the blank identifier), for datasets whose
+    new puzzles are numbered after the checkpoint's (`hrm adapt`). A message goes through `log`. Everything
+    else must match exactly. Returns the checkpoint file used. Raises HrmkitError naming the file and the
+    tensors that do not fit (another architecture, or a table smaller than the checkpoint's with "extend").
+    `data`: the dataset being trained on (a reference checkpoint's seq_len).
     """
+    import torch
+
     from hrmkit.models.reference import load_reference_state_dict
 
     path = resolve_checkpoints(target)[-1]
@@ -275,14 +280,24 @@ def init_from_checkpoint(head: torch.nn.Module, target: str | Path, log: Callabl
     name = "model.inner.puzzle_emb.weights"
     own = head.state_dict()
     if name in state and name in own and state[name].shape != own[name].shape:
-        old = state[name]
-        log(f"init_from={target}: puzzle embedding table {tuple(old.shape)} does not fit this dataset's "
-            f"{tuple(own[name].shape)}: every row reset to the mean of the checkpoint's {old.shape[0]} rows "
-            f"(as TinyRecursiveModels' load_checkpoint)")
-        if old.shape[1:] != own[name].shape[1:]:
-            raise HrmkitError(f"{path}: puzzle embedding width {old.shape[1]} != {own[name].shape[1]} "
+        old, new = state[name], own[name]
+        if old.shape[1:] != new.shape[1:]:
+            raise HrmkitError(f"{path}: puzzle embedding width {old.shape[1]} != {new.shape[1]} "
                               f"(arch.puzzle_emb_ndim differs)")
-        state[name] = old.mean(dim=0, keepdim=True).expand_as(own[name]).to(own[name].dtype).contiguous()
+        if puzzle_rows == "extend":
+            if new.shape[0] < old.shape[0]:
+                raise HrmkitError(f"init_from_puzzle_rows=extend: {path} has {old.shape[0]} puzzle embedding rows, "
+                                  f"more than this dataset's {new.shape[0]} identifiers")
+            trained = old[1:] if old.shape[0] > 1 else old
+            fill = trained.mean(dim=0, keepdim=True).expand(new.shape[0] - old.shape[0], -1)
+            state[name] = torch.cat([old, fill]).to(new.dtype).contiguous()
+            log(f"init_from={target}: puzzle embedding table extended from {old.shape[0]} to {new.shape[0]} rows; "
+                f"the {new.shape[0] - old.shape[0]} new rows start at the mean of the checkpoint's trained rows")
+        else:
+            log(f"init_from={target}: puzzle embedding table {tuple(old.shape)} does not fit this dataset's "
+                f"{tuple(new.shape)}: every row reset to the mean of the checkpoint's {old.shape[0]} rows "
+                f"(as TinyRecursiveModels' load_checkpoint)")
+            state[name] = old.mean(dim=0, keepdim=True).expand_as(new).to(new.dtype).contiguous()
     try:
         load_reference_state_dict(head, state)  # strict: names and shapes
     except HrmkitError as e:

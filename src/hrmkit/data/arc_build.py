@@ -250,6 +250,21 @@ def build_arc_dataset(cfg: ArcBuildConfig, log: Callable[[str], None] = arc.log_
     _check_config(cfg)
     t0 = time.monotonic()
     training, evaluation = load_build_tasks(cfg, log)
+    return write_arc_tasks(cfg, training, evaluation, log, t0=t0)
+
+
+def write_arc_tasks(cfg: ArcBuildConfig, training: Sequence[arc.ArcTask], evaluation: Sequence[arc.ArcTask],
+                    log: Callable[[str], None] = arc.log_stderr, first_names: Sequence[str] = ("<blank>",),
+                    t0: float | None = None) -> dict:
+    """`build_arc_dataset` on tasks already loaded and validated (e.g. `hrm adapt`'s challenges file).
+
+    `first_names`: the identifiers numbered before the tasks' versions (default: the blank identifier 0 only);
+    `hrm adapt` reserves a pretrained checkpoint's puzzle-table rows there so that the new tasks' identifiers
+    follow them. Raises HrmkitError for bad settings; no output folder is left behind on any failure.
+    """
+    _check_config(cfg)
+    t0 = time.monotonic() if t0 is None else t0
+    training, evaluation = list(training), list(evaluation)
     tasks = training + evaluation
     workers = num_workers(cfg.workers)
     log(f"arc: {len(training)} training + {len(evaluation)} evaluation tasks, {cfg.num_aug} augmentations, "
@@ -264,7 +279,7 @@ def build_arc_dataset(cfg: ArcBuildConfig, log: Callable[[str], None] = arc.log_
     }
     with atomic_directory(cfg.out, overwrite=cfg.force) as tmp:
         writers = {s: SplitWriter(tmp / s, seq_len=arc.SEQ_LEN) for s in ("train", "test")}
-        names = ["<blank>"]
+        names = list(first_names)
         # a bar on a terminal: one task's versions can take seconds, so the 10% log lines alone look stuck
         bar = tqdm(total=len(tasks), unit="task", desc="arc", disable=not sys.stderr.isatty(), leave=False)
         with contextlib.closing(_rows_in_order(jobs, workers)) as results, bar:  # closing stops the pool on errors

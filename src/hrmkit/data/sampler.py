@@ -35,8 +35,8 @@ Public API
   `step_in_epoch`: batches since that epoch's first); `state_dict() -> {"iteration", "step", "epoch", "seed",
   "global_batch_size", "world_size", "num_groups", "epochs_per_iter"}` gives the position of the NEXT batch
   (`step` counts batches inside the iteration); `load_state_dict(state)`; `batches_in_iteration(i)`;
-  `total_batches(iterations, cap=None)`; `batches_per_epoch` (of the current iteration, rounded, for
-  display); `epoch`, `iteration`, `step` properties.
+  `total_batches(iterations, cap=None)` (with a cap: exact below it, >= cap otherwise); `batches_per_epoch`
+  (of the current iteration, rounded, for display: extrapolated from the epochs planned so far); `epoch`, `iteration`, `step` properties.
   HrmkitError if an iteration cannot fill a single batch, or on a state from another configuration.
 - `test_batches(split, batch_size, rank=0, world_size=1)` yields `(batch, num_valid_rows)` where
   num_valid_rows counts the non-padding rows of this rank's batch.
@@ -122,35 +122,90 @@ def _takes(sizes: np.ndarray, batch_size: int, fill: int) -> tuple[np.ndarray, i
 
 class _SetIteration:
     """One iteration of one set: per epoch the number of examples it puts in the stream (`starts`,
-    cumulative, int64 [E + 1]) and the fill it starts with; epoch plans are rebuilt on demand."""
+    cumulative, int64 [planned + 1]) and the fill it starts with (`fills`).
+
+    Epochs are planned lazily, in order, only as far as a caller needs (a batch's rows, whether batch b exists,
+    a count up to a cap): an ARC iteration of 10^4-10^5 epochs took 10-60 s to plan at start-up when every epoch
+    was planned at once. Planning draws exactly what the eager planner drew, so the batches are the same."""
 
     def __init__(self, arrs, set_index: int, seed: int, first_epoch: int, num_epochs: int, batch_size: int):
         self.arrs, self.set_index, self.seed = arrs, set_index, seed
-        self.first_epoch, self.batch_size = first_epoch, batch_size
+        self.first_epoch, self.batch_size, self.num_epochs = first_epoch, batch_size, num_epochs
         self.gi = np.asarray(arrs.group_indices).astype(np.int64)
         self.pi = np.asarray(arrs.puzzle_indices).astype(np.int64)
         self.single = bool((np.diff(self.pi) == 1).all())
         G = self.gi.shape[0] - 1
-        if self.single:
+        if self.single:  # closed form: every epoch puts all G groups in the stream
             self.fills = (np.arange(num_epochs, dtype=np.int64) * G) % batch_size
             self.starts = np.arange(num_epochs + 1, dtype=np.int64) * G
+            self.planned = num_epochs
         else:
-            self.fills = np.zeros(num_epochs, dtype=np.int64)
-            self.starts = np.zeros(num_epochs + 1, dtype=np.int64)
-            fill = 0
-            for e in range(num_epochs):
-                _, sizes = _draw(self._rng(e), self.gi, self.pi)
-                self.fills[e] = fill
-                takes, fill = _takes(sizes, batch_size, fill)
-                self.starts[e + 1] = self.starts[e] + int(takes.sum())
-        self.num_batches = int(self.starts[-1]) // batch_size
+            self.fills = np.zeros(min(num_epochs, 64), dtype=np.int64)
+            self.starts = np.zeros(min(num_epochs, 64) + 1, dtype=np.int64)
+            self.planned, self._fill = 0, 0
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _plan_to(self, epochs: int, examples: int | None = None) -> None:
+        """Plan epochs until `epochs` are planned or the stream holds at least `examples` examples."""
+        epochs = min(epochs, self.num_epochs)
+        while self.planned < epochs and (examples is None or self.starts[self.planned] < examples):
+            e = self.planned
+            if e + 1 >= self.starts.shape[0]:
+                grow = min(self.num_epochs, 2 * self.starts.shape[0]) + 1 - self.starts.shape[0]
+                self.starts = np.concatenate([self.starts, np.zeros(grow, np.int64)])
+                self.fills = np.concatenate([self.fills, np.zeros(grow, np.int64)])
+            _, sizes = _draw(self._rng(e), self.gi, self.pi)
+            self.fills[e] = self._fill
+            takes, self._fill = _takes(sizes, self.batch_size, self._fill)
+            self.starts[e + 1] = self.starts[e] + int(takes.sum())
+            self.planned = e + 1
+
+    def batches_upto(self, limit: int) -> int:
+        """Batches of this iteration, counted only as far as `limit`: exact when below it, else >= limit
+        (without planning when `lower_bound` already reaches it)."""
+        if self.planned < self.num_epochs and self.lower_bound() >= limit:
+            return self.lower_bound()
+        self._plan_to(self.num_epochs, limit * self.batch_size)
+        return int(self.starts[self.planned]) // self.batch_size
+
+    def lower_bound(self) -> int:
+        """A lower bound of the iteration's batches, from the group sizes alone: every epoch streams at least
+        each group's smallest puzzle, and each batch closed inside a puzzle drops at most (largest puzzle - 1)
+        examples."""
+        if not hasattr(self, "_lower"):
+            sizes = np.diff(self.pi)
+            starts = self.gi[:-1]
+            smallest = int(np.minimum.reduceat(sizes, starts).sum()) if sizes.size else 0
+            largest = int(np.maximum.reduceat(sizes, starts).sum()) if sizes.size else 0
+            closings = self.num_epochs * largest // self.batch_size + 1
+            drop = closings * (int(sizes.max(initial=1)) - 1)
+            self._lower = max(0, (self.num_epochs * smallest - drop) // self.batch_size)
+        return self._lower
+
+    def has_batch(self, b: int) -> bool:
+        """Whether batch `b` (0-based) of this set exists in the iteration."""
+        return self.batches_upto(b + 1) > b
+
+    @property
+    def num_batches(self) -> int:
+        """Batches of the whole iteration (plans every epoch)."""
+        self._plan_to(self.num_epochs)
+        return int(self.starts[self.planned]) // self.batch_size
+
+    def estimated_batches(self) -> float:
+        """Batches of the iteration extrapolated from the epochs planned so far (exact once all are)."""
+        if self.planned == self.num_epochs:
+            return float(self.num_batches)
+        if self.planned == 0:
+            self._plan_to(1)
+        return float(self.starts[self.planned]) / self.batch_size * self.num_epochs / max(1, self.planned)
 
     def _rng(self, e: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.first_epoch + e, self.set_index])
 
     def epoch_plan(self, e: int) -> tuple[np.ndarray, np.ndarray]:
         """(example indices, puzzle indices) that epoch `e` (0-based in the iteration) puts in the stream."""
+        self._plan_to(e + 1)
         if e not in self._cache:
             rng = self._rng(e)
             puzzles, sizes = _draw(rng, self.gi, self.pi)
@@ -174,7 +229,8 @@ class _SetIteration:
 
     def rows(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         """Stream positions [lo, hi): (example indices, puzzle indices)."""
-        e0 = int(np.searchsorted(self.starts, lo, side="right")) - 1
+        self._plan_to(self.num_epochs, hi)
+        e0 = int(np.searchsorted(self.starts[:self.planned + 1], lo, side="right")) - 1
         ex, pz = [], []
         e = e0
         while lo < hi:
@@ -189,7 +245,8 @@ class _SetIteration:
 
     def epoch_of(self, pos: int) -> int:
         """Epoch (0-based in the iteration) of stream position `pos`."""
-        return int(np.searchsorted(self.starts, pos, side="right")) - 1
+        self._plan_to(self.num_epochs, pos + 1)
+        return int(np.searchsorted(self.starts[:self.planned + 1], pos, side="right")) - 1
 
 
 class TrainSampler:
@@ -209,7 +266,7 @@ class TrainSampler:
         self._iteration = 0
         self._step = 0
         self._plans: dict[int, list[_SetIteration]] = {}
-        if self.batches_in_iteration(0) == 0:
+        if not any(p.has_batch(0) for p in self._plan(0)):
             raise HrmkitError(
                 f"{split.path}: an iteration of {self.epochs_per_iter} epoch(s) over {split.num_groups} groups "
                 f"cannot fill one batch of {self.global_batch_size} examples; lower the global batch size"
@@ -229,20 +286,26 @@ class TrainSampler:
         return sum(p.num_batches for p in self._plan(iteration))
 
     def total_batches(self, iterations: int, cap: int | None = None) -> int:
-        """Batches yielded by the first `iterations` iterations (counting stops once `cap` is reached)."""
+        """Batches yielded by the first `iterations` iterations; with `cap`, counting stops once `cap` is
+        reached (the result is exact below `cap`, and >= `cap` otherwise), so only the epochs needed are planned."""
         total = 0
         for i in range(iterations):
             if cap is not None and total >= cap:
                 break
-            total += self.batches_in_iteration(i) if i in self._plans else sum(
-                _SetIteration(arrs, k, self.seed, i * self.epochs_per_iter, self.epochs_per_iter,
-                              self.global_batch_size).num_batches for k, arrs in enumerate(self.split.sets.values()))
+            plans = self._plans.get(i) or [
+                _SetIteration(arrs, k, self.seed, i * self.epochs_per_iter, self.epochs_per_iter, self.global_batch_size)
+                for k, arrs in enumerate(self.split.sets.values())]
+            for p in plans:
+                total += p.num_batches if cap is None else p.batches_upto(cap - total)
+                if cap is not None and total >= cap:
+                    break
         return total
 
     @property
     def batches_per_epoch(self) -> int:
-        """Batches per epoch in the current iteration (rounded, at least 1): for display and cadences."""
-        return max(1, round(self.batches_in_iteration(self._iteration) / self.epochs_per_iter))
+        """Batches per epoch in the current iteration (rounded, at least 1): for display. Extrapolated from the
+        epochs planned so far (exact once the iteration is planned: see `_SetIteration`)."""
+        return max(1, round(sum(p.estimated_batches() for p in self._plan(self._iteration)) / self.epochs_per_iter))
 
     @property
     def iteration(self) -> int:
@@ -258,10 +321,11 @@ class TrainSampler:
         return self._locate(self._iteration, self._step)[1]
 
     def _locate(self, iteration: int, step: int) -> tuple[_SetIteration, int, int, int]:
-        """(set plan, global epoch, step in epoch, batch index inside the set) of batch `step` of `iteration`."""
+        """(set plan, global epoch, step in epoch, batch index inside the set) of batch `step` of `iteration`.
+        IndexError when the iteration has no such batch."""
         B = self.global_batch_size
         for plan in self._plan(iteration):
-            if step < plan.num_batches:
+            if plan.has_batch(step):
                 e = plan.epoch_of((step + 1) * B - 1)
                 return plan, iteration * self.epochs_per_iter + e, step - int(plan.starts[e]) // B, step
             step -= plan.num_batches
@@ -276,16 +340,24 @@ class TrainSampler:
     def __iter__(self) -> Iterator[tuple[int, int, Batch]]:
         while True:
             it, step = self._iteration, self._step
-            n = self.batches_in_iteration(it)
-            if n == 0:
-                raise HrmkitError(f"{self.split.path}: iteration {it} cannot fill one batch of {self.global_batch_size}")
-            if step >= n:  # a restored state at the very end of an iteration
+            try:
+                plan, epoch, epoch_step, b = self._locate(it, step)
+            except IndexError:  # past the iteration's last batch (also a restored state at its very end)
+                if step == 0:
+                    raise HrmkitError(f"{self.split.path}: iteration {it} cannot fill one batch of "
+                                      f"{self.global_batch_size}") from None
                 self._iteration, self._step = it + 1, 0
                 continue
-            plan, epoch, epoch_step, b = self._locate(it, step)
             batch = self._batch(plan, b)
-            self._iteration, self._step = (it, step + 1) if step + 1 < n else (it + 1, 0)
+            self._iteration, self._step = (it, step + 1) if self._exists(it, step + 1) else (it + 1, 0)
             yield epoch, epoch_step, batch
+
+    def _exists(self, iteration: int, step: int) -> bool:
+        try:
+            self._locate(iteration, step)
+        except IndexError:
+            return False
+        return True
 
     # --- resume -----------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

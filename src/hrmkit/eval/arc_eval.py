@@ -95,7 +95,7 @@ def _identity_versions(names: Sequence[str]) -> dict[int, str]:
     """{puzzle identifier: task id} of every task's unaugmented version (identity transform and colours)."""
     out = {}
     for i, n in enumerate(names):
-        if i and n != "<blank>":
+        if i and not n.startswith("<"):  # "<blank>", and rows reserved by `hrm adapt` ("<pretrained N>")
             task, tid, perm = arc.parse_any_identifier(n)
             if tid == 0 and perm == arc.IDENTITY_PERM:
                 out[i] = task

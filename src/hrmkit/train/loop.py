@@ -119,7 +119,8 @@ def initial_model(cfg: TrainConfig, data: RunData, dist: Dist | None = None, fin
     read on rank 0, which `train` broadcasts to the others)."""
     model = build_model(cfg.arch, **data.model_shape)
     if cfg.init_from and fine_tune:
-        (dist or Dist()).on_main(lambda: init_from_checkpoint(model, cfg.init_from, print, cfg.data_path))
+        (dist or Dist()).on_main(lambda: init_from_checkpoint(model, cfg.init_from, print, cfg.data_path,
+                                                                   cfg.init_from_puzzle_rows))
     return model
 
 

@@ -8,7 +8,8 @@ Cadence: a fast evaluation every `eval.fast_every` steps; a full one every `eval
 only when the fast score at the same step improved by at least gate_delta on the fast score at the last full
 one (without a full cadence: whenever a fast evaluation improved that much). The best checkpoint is chosen on
 full evaluations; on fast ones when there is a fast cadence and neither a full cadence nor a gate; with no
-cadence at all, on the full evaluation at the end of training.
+cadence at all, on the full evaluation at the end of training. An evaluation that scored no example (a test split
+without answers: `hrm adapt`) never chooses the best and opens no gate.
 """
 
 from __future__ import annotations
@@ -155,11 +156,22 @@ class EvalScheduler:
         if record.kind == "full":
             self.last_full_step = record.step
         else:
-            self.last_fast = {"step": record.step, "value": record.summary.metric(self.cfg.best_metric)}
+            self.last_fast = {"step": record.step, "value": self._value(record)}
         return record
 
+    def _value(self, record: EvalRecord) -> float | None:
+        """The best metric of `record`; None when it scored no example (a test split without answers, as
+        `hrm adapt`'s new tasks: nothing to choose a best checkpoint by)."""
+        if record.summary.to_dict().get("n_examples") == 0:
+            return None
+        return record.summary.metric(self.cfg.best_metric)
+
     def _track(self, record: EvalRecord, checkpoint: str, decision: Decision) -> None:
-        value = record.summary.metric(self.cfg.best_metric)
+        value = self._value(record)
+        if value is None:
+            decision.notes.append(f"step {record.step}: the {record.kind} evaluation scored no example (no answers "
+                                  "in the test split): no best checkpoint is chosen")
+            return
         old = self.best.value if self.best else None
         if old is None or (value != old and self.better(value, old)):
             previous = None if self.best is None else {k: v for k, v in self.best.to_json().items() if k != "previous"}
