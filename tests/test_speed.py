@@ -66,16 +66,34 @@ def test_rope_is_the_rotate_half_formula_bit_for_bit():
     assert apply_rope(x.to(torch.bfloat16), cos, sin).dtype == torch.bfloat16
 
 
-def test_mlp_t_block_matches_the_transposed_reference_layout():
+def test_mlp_t_block_is_the_transposed_reference_layout_bit_for_bit():
+    """The TRM reference applies `mlp_t` to h transposed to [B, D, S] and norms over S there; the block computes
+    in that layout, so its output and its gradients (through `_SwiGLUFunction`) are the same numbers."""
     from hrmkit.models.layers import rms_norm
 
     torch.manual_seed(0)
     block = Block(32, 2, 2.0, 1e-5, seq_tokens=12)
-    h = torch.randn(4, 12, 32)
-    t = h.transpose(1, 2)  # the reference: SwiGLU on [B, D, S], norm over S
-    mixed = rms_norm(t + block.mlp_t(t), 1e-5).transpose(1, 2)
-    expected = rms_norm(mixed + block.mlp(mixed), 1e-5)
-    assert rel(block(h), expected) < 1e-6
+    h = torch.randn(4, 12, 32, requires_grad=True)
+
+    def reference(h):
+        t = h.transpose(1, 2)
+        g, u = torch.nn.functional.linear(t, block.mlp_t.gate_up_proj.weight).chunk(2, dim=-1)
+        mixed = rms_norm(t + torch.nn.functional.linear(torch.nn.functional.silu(g) * u, block.mlp_t.down_proj.weight),
+                         1e-5).transpose(1, 2)
+        g, u = torch.nn.functional.linear(mixed, block.mlp.gate_up_proj.weight).chunk(2, dim=-1)
+        return rms_norm(mixed + torch.nn.functional.linear(torch.nn.functional.silu(g) * u, block.mlp.down_proj.weight),
+                        1e-5)
+
+    grads = []
+    for fn in (block, reference):
+        out = fn(h)
+        out.square().sum().backward()
+        grads.append([out.detach()] + [p.grad.clone() for p in (h, *block.parameters())])
+        h.grad = None
+        block.zero_grad(set_to_none=True)
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+    with torch.no_grad():  # the in-place no-gradient path too
+        assert torch.equal(block(h), reference(h))
 
 
 @pytest.mark.parametrize("family,grad_tol", [("hrm", 1e-2), ("trm-attn", 2e-2)])
