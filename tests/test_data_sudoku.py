@@ -192,3 +192,41 @@ def test_demo_recipe_has_no_test_solution_in_train(tmp_path):
     train, test = _solution_rows(out, "train"), _solution_rows(out, "test")
     assert len(test) == 30 and len(train) > 100  # augmented versions are checked too
     assert not test & train
+
+
+_POOL_UNDER_A_NOTING_HANDLER = """
+import signal, time
+from hrmkit.data.workers import worker_pool
+
+def slow(i):
+    time.sleep(0.01)
+    return i
+
+signal.signal(signal.SIGTERM, lambda *a: None)  # as a training run's stop flag: note the signal, carry on
+for trial in range(10):
+    with worker_pool(2) as pool:  # leaving it early terminates the workers while tasks are still queued
+        for k, _ in enumerate(pool.imap(slow, range(1000), chunksize=4)):
+            if k == 10 + trial:
+                break
+print("left every pool")
+"""
+
+
+def test_a_build_pool_left_early_never_hangs_whatever_sigterm_handler_the_parent_has():
+    """Forked workers inherited the parent's SIGTERM handler, so `Pool.terminate` could not stop them and the
+    build hung for ever (seen in the test suite after a training test left its handler); with a plain fork Pool
+    this test times out."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _POOL_UNDER_A_NOTING_HANDLER], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError("a worker pool did not terminate within 60 s") from None
+    assert "left every pool" in out

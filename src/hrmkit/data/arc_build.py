@@ -36,7 +36,6 @@ import contextlib
 import hashlib
 import itertools
 import json
-import multiprocessing
 import sys
 import time
 from collections import deque
@@ -50,7 +49,7 @@ from tqdm import tqdm
 from hrmkit.data import arc
 from hrmkit.data.augment import dihedral_transform
 from hrmkit.data.format import SplitWriter, write_identifiers
-from hrmkit.data.workers import num_workers
+from hrmkit.data.workers import num_workers, worker_pool
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_directory, atomic_write_bytes
 from hrmkit.limits import MAX_NUM_AUG, check_int
@@ -191,9 +190,7 @@ def _rows_in_order(jobs: list[tuple], workers: int) -> Iterator[TaskRows]:
         return
     # fork: workers need no re-import of __main__ (spawn would re-run an unguarded calling script); they
     # use numpy only, so threads the parent may hold (torch, OpenMP) do not matter to them.
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ctx.Pool(workers) as pool:
+    with worker_pool(workers) as pool:
         it = iter(jobs)
         pending = deque(pool.apply_async(_build_job, (j,)) for j in itertools.islice(it, 2 * workers + 2))
         while pending:

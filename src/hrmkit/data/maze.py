@@ -24,8 +24,6 @@ a path S->G exists, and the 'o' cells of a form a shortest path.
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
-import sys
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,7 @@ import numpy as np
 from hrmkit.data.augment import maze_dihedral_versions
 from hrmkit.data.format import SplitWriter, write_identifiers
 from hrmkit.data.refcsv import iter_rows
-from hrmkit.data.workers import num_workers
+from hrmkit.data.workers import num_workers, worker_pool
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_directory
 
@@ -219,8 +217,7 @@ def generate_split(
         jobs = [(size, seed, tag, i, braid, min_len) for i in range(start, start + chunk)]
         start += chunk
         if workers > 1 and chunk >= 64:
-            ctx = mp.get_context("fork") if sys.platform.startswith("linux") else mp.get_context()
-            with ctx.Pool(workers) as pool:
+            with worker_pool(workers) as pool:
                 items = pool.map(_generate_one, jobs, chunksize=16)
         else:
             items = [_generate_one(j) for j in jobs]

@@ -33,8 +33,6 @@ the solution, solution is a valid grid, puzzle has exactly one solution); errors
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -47,7 +45,7 @@ import numpy as np
 from hrmkit.data.augment import sudoku_augment_many
 from hrmkit.data.format import SplitWriter, write_identifiers
 from hrmkit.data.refcsv import iter_rows
-from hrmkit.data.workers import num_workers
+from hrmkit.data.workers import num_workers, worker_pool
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_directory
 from hrmkit.limits import MAX_RATING
@@ -344,8 +342,7 @@ def candidate_stream(spec: GenSpec, tag: int, workers: int, block: int = 256) ->
         while True:
             yield _generate_one((spec, tag, index))
             index += 1
-    ctx = mp.get_context("fork") if sys.platform.startswith("linux") else mp.get_context()
-    with ctx.Pool(workers) as pool:
+    with worker_pool(workers) as pool:
         while True:
             yield from pool.imap(_generate_one, [(spec, tag, i) for i in range(index, index + block)], chunksize=4)
             index += block
@@ -688,8 +685,7 @@ def read_csv(
         jobs = [(bytes(p), box) for p in P]
         nw = num_workers(workers)
         if nw > 1 and len(jobs) >= 256:
-            ctx = mp.get_context("fork") if sys.platform.startswith("linux") else mp.get_context()
-            with ctx.Pool(nw) as pool:
+            with worker_pool(nw) as pool:
                 counts = pool.map(_check_unique, jobs, chunksize=256)
         else:
             counts = [_check_unique(j) for j in jobs]
