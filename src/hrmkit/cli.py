@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 
+from hrmkit.device import keep_freed_cpu_memory
 from hrmkit.errors import HrmkitError, RunCrashed
 
 # Modules that each define `register(subparsers)`.
@@ -81,6 +82,7 @@ def _install_sigterm() -> object | None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_cpu_memory()
     previous = _install_sigterm()
     try:
         return _run(args)

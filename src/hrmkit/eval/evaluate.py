@@ -23,6 +23,11 @@ from hrmkit.data.format import SplitData
 from hrmkit.data.sampler import test_batches
 from hrmkit.errors import HrmkitError
 
+# Rows per forward pass of CPU evaluation. A segment's widest activations (the SwiGLU's [rows x tokens, 2W]) stay
+# within a core's L2 cache at a few dozen rows; at the demo's eval_batch_size of 500 they do not, and the demo
+# model evaluated 1.6x slower per puzzle (BENCHMARKS.md, "Evaluation speed"). Bigger models are matmul-bound at
+# 32 rows already (32 x 81 tokens).
+CPU_EVAL_ROWS = 32
 
 @dataclass
 class Predictions:
@@ -338,8 +343,8 @@ def predict_split(head: torch.nn.Module, split: SplitData, batch_size: int, devi
                   max_examples: int | None = None, progress: Callable[[int, int], None] | None = None, *,
                   segments: int | None = None, scores: SegmentScores | None = None) -> Predictions:
     """Predict every example of `split` (the first `max_examples` when given) in evaluation mode, `batch_size`
-    examples per forward pass under `torch.inference_mode`, in the model's computation dtype (see
-    `models.forward_dtype` to evaluate a float32 model in bfloat16).
+    examples per forward pass (on the CPU at most `CPU_EVAL_ROWS`) under `torch.inference_mode`, in the model's
+    computation dtype (see `models.forward_dtype` to evaluate a float32 model in bfloat16).
 
     The model is put in eval mode and left there; the caller switches back to training. `progress(done, total)`
     is called after each batch (examples predicted so far, examples to predict). `segments`: ACT segments per
@@ -347,6 +352,8 @@ def predict_split(head: torch.nn.Module, split: SplitData, batch_size: int, devi
     """
     head.eval()
     device = torch.device(device)
+    if device.type == "cpu":
+        batch_size = min(batch_size, CPU_EVAL_ROWS)
     out: dict[str, list[np.ndarray]] = {k: [] for k in Predictions.__dataclass_fields__}
     seen = 0
     total = split.num_examples if max_examples is None else min(split.num_examples, max_examples)

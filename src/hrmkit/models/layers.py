@@ -189,7 +189,7 @@ class _SwiGLUFunction(torch.autograd.Function):
         grad_gu = torch.empty(gate.shape[0], 2 * W, dtype=gate.dtype, device=gate.device)
         torch.mul(grad_hidden, act, out=grad_gu[:, W:])
         torch.ops.aten.silu_backward.grad_input(grad_hidden * up, gate, grad_input=grad_gu[:, :W])
-        return grad_gu.mm(w_gu), grad_gu.t().mm(x), grad_out.t().mm(hidden)
+        return grad_gu.mm(w_gu), x.t().mm(grad_gu).t(), hidden.t().mm(grad_out).t()
 
 
 def _silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:

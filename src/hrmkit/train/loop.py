@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from hrmkit.config import TrainConfig
-from hrmkit.device import pick_device
+from hrmkit.device import keep_freed_cpu_memory, pick_device
 from hrmkit.errors import RunCrashed
 from hrmkit.loading import checkpoint_path, init_from_checkpoint, saved_config
 from hrmkit.models import build_model, compile_model, count_parameters, puzzle_embedding_params
@@ -71,6 +71,8 @@ def train(cfg: TrainConfig, resume_dir: str | None = None, on_step: Callable[[Tr
     resumed run's folder is untouched), RunCrashed when training diverges beyond the guards or runs out of memory.
     """
     device = pick_device(cfg.device)
+    if device.type == "cpu":
+        keep_freed_cpu_memory()
     dist = Dist.from_env(device.type, cfg.dist_timeout_s)
     try:
         if dist.enabled:
