@@ -1,7 +1,7 @@
 """Training speed of hrmkit against the reference implementations, side by side on one machine (issue 12).
 
     .venv/bin/python benchmarks/bench_reference.py --hrm-ref /tmp/HRM --trm-ref /tmp/TinyRecursiveModels \
-        [--configs hrm-27m,hrm-1m,trm-7m,hrm-27m-bf16] [--repeats 5] [--steps 2] [--compile] [--threads N]
+        [--configs hrm-27m,hrm-1m,trm-7m,trm-mlp,hrm-27m-bf16,demo] [--repeats 5] [--steps 2] [--compile] [--threads N]
 
 One train step = forward + backward + AdamAtan2 + sign-SGD on the puzzle table, on random Sudoku-shaped batches
 (seq 81, vocab 11, one puzzle identifier), the ACT carry kept across steps. The reference code
@@ -15,6 +15,11 @@ loader) and the first step's loss is compared on the same batch and seed (`loss 
 run interleaved: `repeats` rounds, each timing `steps` steps of every side (the order rotating per round);
 a side's figure is the median of its rounds. With `--compile` a third side runs hrmkit with `compile=true`
 (`models.compile_model`; compilation happens in the warm-up and is not timed, its wall time is printed).
+`demo` is another kind of row: the CPU demo recipe (`hrm train`'s default, on the demo dataset folder `--data`)
+trained by each side's whole training loop, hrmkit's `train()` against the reference's `pretrain.py` loop, steps
+`--loop-warmup` to `--loop-warmup + --loop-steps` timed in alternating rounds of `--round-steps`, each side in
+its own process (reference_loop.py); `--reference-compile` adds the reference with its default torch.compile.
+
 Prints a markdown table in the BENCHMARKS.md format, the machine, torch version, threads and the 1-minute load
 average before and after. Wrap timing runs in `flock /tmp/hrmkit-timing.lock ...` on a shared machine.
 
@@ -51,9 +56,11 @@ CONFIGS = {
     "hrm-1m": ("hrm-paper", {"hidden_size": 128, "H_layers": 2, "L_layers": 2, "puzzle_emb_ndim": 128}, 64,
                "HRM 1.05M (D 128, 2+2 layers), batch 64"),
     "trm-7m": ("trm-attn", {}, 32, "TRM 6.8M (D 512, H3/L6, 2 layers), batch 32"),
+    "trm-mlp": ("trm-mlp", {}, 32, "TRM `mlp_t` (D 512, H3/L6, 2 layers, MLP across the sequence), batch 32"),
     "hrm-27m-bf16": ("hrm-paper", {"forward_dtype": "bfloat16"}, 32,
                      "HRM 27.3M with `arch.forward_dtype=bfloat16`, batch 32 (reference: float32)"),
 }
+DEMO_TITLE = "CPU demo recipe (TRM `mlp_t` D 64, 6x6 Sudoku), batch 64, whole training loops"
 REFERENCE = {  # family: (module, ACT model class)
     "hrm": ("models.hrm.hrm_act_v1", "HierarchicalReasoningModel_ACTV1"),
     "trm": ("models.recursive_reasoning.trm", "TinyRecursiveReasoningModel_ACTV1"),
@@ -70,7 +77,8 @@ def _install_shims() -> None:
         return out.transpose(1, 2).contiguous()
 
     def adam_atan2(params, lr=1e-3, betas=(0.9, 0.99), weight_decay=1e-2):
-        return AdamAtan2(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, a=1.0, b=1.0)
+        # pretrain.py builds it with lr=0 and sets the rate every step; adam_atan2_pytorch refuses lr=0
+        return AdamAtan2(params, lr=lr or 1e-3, betas=tuple(betas), weight_decay=weight_decay, a=1.0, b=1.0)
 
     sys.modules["flash_attn"] = types.SimpleNamespace(flash_attn_func=flash_attn_func)
     sys.modules["adam_atan2"] = types.SimpleNamespace(AdamATan2=adam_atan2)
@@ -177,11 +185,26 @@ def run_config(name: str, refs: dict[str, Path], args) -> dict:
     return out
 
 
+def run_demo(refs: dict[str, Path], args) -> dict:
+    """The `demo` row: whole training loops in turns (reference_loop.py), in the result format of `run_config`
+    (loss_rel_diff absent: the loops draw their own batches)."""
+    from reference_loop import run_demo_loops
+
+    if "hrm" in refs and "trm" not in refs:
+        sys.exit("the demo row compares with TinyRecursiveModels: give --trm-ref")
+    sides = (["reference"] + ["reference compile"] * args.reference_compile) * ("trm" in refs)
+    sides += ["hrmkit"] + ["hrmkit compile"] * args.compile
+    res = run_demo_loops(args.data, refs.get("trm"), sides, args.loop_warmup, args.loop_steps, args.round_steps)
+    B = 64
+    return {label: {"step_s": r["step_s"], "samples_per_s": B / r["step_s"], "rounds": [round(B * x, 2) for x in r["rounds"]],
+                    "warmup_s": r["warmup_s"]} for label, r in res.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hrm-ref", type=Path, help="a checkout of sapientinc/HRM (its HRM rows then run the reference)")
     ap.add_argument("--trm-ref", type=Path, help="a checkout of SamsungSAILMontreal/TinyRecursiveModels")
-    ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of {', '.join(CONFIGS)}")
+    ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of {', '.join(CONFIGS)}, demo")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved timing rounds per side")
     ap.add_argument("--steps", type=int, default=2, help="train steps per timed round")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per side first")
@@ -189,29 +212,36 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall clock (default) or process CPU time (with --threads 1: insensitive to other load)")
+    ap.add_argument("--data", default="data/sudoku-6x6-demo", help="demo row: the demo dataset folder (make demo builds it)")
+    ap.add_argument("--loop-warmup", type=int, default=100, help="demo row: untimed steps per side first")
+    ap.add_argument("--loop-steps", type=int, default=200, help="demo row: timed steps per side")
+    ap.add_argument("--round-steps", type=int, default=20, help="demo row: steps per timed round")
+    ap.add_argument("--reference-compile", action="store_true", help="demo row: also the reference with torch.compile")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     refs = {k: p for k, p in (("hrm", args.hrm_ref), ("trm", args.trm_ref)) if p is not None}
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CONFIGS]
+    unknown = [n for n in names if n not in CONFIGS and n != "demo"]
     if unknown:
         sys.exit(f"unknown config(s) {unknown}; known: {', '.join(CONFIGS)}")
     load0 = os.getloadavg()[0]
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {machine_summary()}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.clock} clock",
           flush=True)
     print("# command: python " + " ".join(sys.argv), flush=True)
-    cols = ["reference"] * bool(refs) + ["hrmkit"] + ["hrmkit compile"] * args.compile
+    cols = ["reference"] * bool(refs) + ["reference compile"] * (args.reference_compile and "demo" in names)
+    cols += ["hrmkit"] + ["hrmkit compile"] * args.compile
     head = "| config | " + " | ".join(f"{c} samples/s" for c in cols)
     head += "".join(f" | {c} / reference" for c in cols[1:]) * bool(refs) + " | first-step loss rel. diff |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name in names:
-        res = run_config(name, refs, args)
+        res = run_demo(refs, args) if name == "demo" else run_config(name, refs, args)
         base = res.get("reference", {}).get("samples_per_s")
-        row = f"| {CONFIGS[name][3]} | " + " | ".join(f"{res[c]['samples_per_s']:.2f}" if c in res else "—" for c in cols)
+        title = DEMO_TITLE if name == "demo" else CONFIGS[name][3]
+        row = f"| {title} | " + " | ".join(f"{res[c]['samples_per_s']:.2f}" if c in res else "—" for c in cols)
         if refs:
             row += "".join(f" | {res[c]['samples_per_s'] / base:.2f}x" if base and c in res else " | —" for c in cols[1:])
-        row += " | " + ", ".join(f"{res[c]['loss_rel_diff']:.1e}" for c in cols[1:] if c in res) + " |"
+        row += " | " + (", ".join(f"{res[c]['loss_rel_diff']:.1e}" for c in cols[1:] if "loss_rel_diff" in res.get(c, {})) or "—") + " |"
         lines.append(row)
         detail = "; ".join(f"{c}: rounds {res[c]['rounds']}, warm-up {res[c]['warmup_s']:.0f} s" for c in cols if c in res)
         print(f"# {name}: {detail}", flush=True)
