@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from hrmkit.bench.measure import machine_summary
+from hrmkit.device import keep_freed_cpu_memory
 from hrmkit.data.format import load_split
 from hrmkit.eval.evaluate import Predictions, predict_split
 from hrmkit.eval.metrics import compute_metrics
@@ -84,6 +85,7 @@ def main() -> None:
     ap.add_argument("--score-all", action="store_true", help="also time scoring the whole split (labels as predictions)")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     args = ap.parse_args()
+    keep_freed_cpu_memory()  # as `hrm` does
     if not (args.model or args.preset):
         ap.error("give --model or --preset")
     if args.threads:
