@@ -25,9 +25,10 @@ from hrmkit.errors import HrmkitError
 
 # Rows per forward pass of CPU evaluation. A segment's widest activations (the SwiGLU's [rows x tokens, 2W]) stay
 # within a core's L2 cache at a few dozen rows; at the demo's eval_batch_size of 500 they do not, and the demo
-# model evaluated 1.6x slower per puzzle (BENCHMARKS.md, "Evaluation speed"). Bigger models are matmul-bound at
-# 32 rows already (32 x 81 tokens).
+# model evaluated 1.4-1.7x slower per puzzle (BENCHMARKS.md, issue #19 section). Bigger models are matmul-bound
+# at 32 rows already (32 x 81 tokens).
 CPU_EVAL_ROWS = 32
+
 
 @dataclass
 class Predictions:
