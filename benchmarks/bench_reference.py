@@ -130,17 +130,24 @@ class Side:
 def build_sides(name: str, refs: dict[str, Path], with_compile: bool) -> list[Side]:
     preset, overrides, B, _ = CONFIGS[name]
     arch = get_preset(preset).model_copy(update=overrides)
+    return sides_for(arch, B, SEQ_LEN, VOCAB, refs, with_compile)
+
+
+def sides_for(arch, B: int, seq_len: int, vocab: int, refs: dict[str, Path], with_compile: bool) -> list[Side]:
+    """The reference (when its checkout is in `refs`), hrmkit and optionally hrmkit compiled, for `arch` at batch
+    B on one puzzle identifier, every side from the reference's weights."""
     arch = arch.model_copy(update={"forward_dtype": arch.forward_dtype if arch.forward_dtype != "auto" else "float32"})
-    head = build_model(arch, seq_len=SEQ_LEN, vocab_size=VOCAB, num_puzzle_identifiers=NUM_IDS)
+    head = build_model(arch, seq_len=seq_len, vocab_size=vocab, num_puzzle_identifiers=NUM_IDS)
     sides = []
     if arch.name in refs:
         model_cls, loss_cls, sparse_cls = load_reference(refs[arch.name], arch.name)
-        cfg = dict(arch.model_dump(exclude={"name", "loss"}), batch_size=B, seq_len=SEQ_LEN, vocab_size=VOCAB,
+        cfg = dict(arch.model_dump(exclude={"name", "loss"}), batch_size=B, seq_len=seq_len, vocab_size=vocab,
                    num_puzzle_identifiers=NUM_IDS, forward_dtype="float32", causal=False)
         ref = loss_cls(model_cls(cfg), loss_type=arch.loss.loss_type)
         load_reference_state_dict(head, ref.state_dict())  # every side starts from the reference's weights
-        opts = [sys.modules["adam_atan2"].AdamATan2(ref.parameters(), lr=LR, weight_decay=WD, betas=(0.9, 0.95)),
-                sparse_cls(ref.model.puzzle_emb.buffers(), lr=PUZZLE_LR, weight_decay=WD, world_size=1)]
+        opts = [sys.modules["adam_atan2"].AdamATan2(ref.parameters(), lr=LR, weight_decay=WD, betas=(0.9, 0.95))]
+        if arch.puzzle_emb_ndim > 0:
+            opts.append(sparse_cls(ref.model.puzzle_emb.buffers(), lr=PUZZLE_LR, weight_decay=WD, world_size=1))
         sides.append(Side("reference", ref, opts, B, lambda c, b, m=ref: m(carry=c, batch=b, return_keys=[])))
     heads = [("hrmkit", head)] + ([("hrmkit compile", compile_model(copy.deepcopy(head)))] if with_compile else [])
     for label, h in heads:
@@ -148,10 +155,11 @@ def build_sides(name: str, refs: dict[str, Path], with_compile: bool) -> list[Si
     return sides
 
 
-def random_batches(B: int, n: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+def random_batches(B: int, n: int, seed: int = 0, seq_len: int = SEQ_LEN,
+                   vocab: int = VOCAB) -> list[dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
-    return [{"inputs": torch.randint(1, VOCAB, (B, SEQ_LEN), generator=g, dtype=torch.int32),
-             "labels": torch.randint(1, VOCAB, (B, SEQ_LEN), generator=g, dtype=torch.int32),
+    return [{"inputs": torch.randint(1, vocab, (B, seq_len), generator=g, dtype=torch.int32),
+             "labels": torch.randint(1, vocab, (B, seq_len), generator=g, dtype=torch.int32),
              "puzzle_identifiers": torch.zeros(B, dtype=torch.int32)} for _ in range(n)]
 
 
@@ -195,7 +203,9 @@ def run_demo(refs: dict[str, Path], args) -> dict:
     sides = (["reference"] + ["reference compile"] * args.reference_compile) * ("trm" in refs)
     sides += ["hrmkit"] + ["hrmkit compile"] * args.compile
     res = run_demo_loops(args.data, refs.get("trm"), sides, args.loop_warmup, args.loop_steps, args.round_steps)
-    B = 64
+    from hrmkit.config import TRAIN_PRESETS
+
+    B = int(TRAIN_PRESETS["demo"]["global_batch_size"])
     return {label: {"step_s": r["step_s"], "samples_per_s": B / r["step_s"], "rounds": [round(B * x, 2) for x in r["rounds"]],
                     "warmup_s": r["warmup_s"]} for label, r in res.items()}
 

@@ -21,11 +21,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_reference import Side, load_reference  # noqa: E402
+from bench_reference import random_batches, sides_for  # noqa: E402
 
 from hrmkit.config import TRAIN_PRESETS, ArchConfig  # noqa: E402
-from hrmkit.models import build_model, build_optimizers  # noqa: E402
-from hrmkit.models.reference import load_reference_state_dict  # noqa: E402
 
 S, V, B = 36, 8, 64
 
@@ -37,20 +35,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
-    arch = ArchConfig.model_validate(TRAIN_PRESETS["demo"]["arch"]).model_copy(update={"forward_dtype": "float32"})
-    model_cls, loss_cls, _ = load_reference(args.trm_ref, "trm")
-    cfg = dict(arch.model_dump(exclude={"name", "loss"}), batch_size=B, seq_len=S, vocab_size=V,
-               num_puzzle_identifiers=1, forward_dtype="float32", causal=False)
-    ref = loss_cls(model_cls(cfg), loss_type=arch.loss.loss_type)
-    head = build_model(arch, seq_len=S, vocab_size=V, num_puzzle_identifiers=1)
-    load_reference_state_dict(head, ref.state_dict())
-    ref_opt = [sys.modules["adam_atan2"].AdamATan2(ref.parameters(), lr=1e-4, weight_decay=0.1, betas=(0.9, 0.95))]
-    g = torch.Generator().manual_seed(0)
-    batches = [{"inputs": torch.randint(1, V, (B, S), generator=g, dtype=torch.int32),
-                "labels": torch.randint(1, V, (B, S), generator=g, dtype=torch.int32),
-                "puzzle_identifiers": torch.zeros(B, dtype=torch.int32)} for _ in range(4)]
-    sides = [Side("reference", ref, ref_opt, B, lambda c, b, m=ref: m(carry=c, batch=b, return_keys=[])),
-             Side("hrmkit", head, build_optimizers(head, 1e-4, 1e-2, 0.1, 0.1), B, head)]
+    arch = ArchConfig.model_validate(TRAIN_PRESETS["demo"]["arch"])
+    sides = sides_for(arch, B, S, V, {"trm": args.trm_ref}, with_compile=False)
+    batches = random_batches(B, 4, seed=0, seq_len=S, vocab=V)
     losses = {}
     for s in sides:
         torch.manual_seed(0)
