@@ -9,6 +9,8 @@
     hrm data maze --out DIR [--size 30] [--train 1000] [--test 1000] [--min-path-length L] [--braid P]
                   [--aug] [--seed S] [--workers W] [--force]
     hrm data maze --out DIR --from-csv FILE [--test-csv FILE | --test-fraction F] [--aug]
+    hrm data grid --from-jsonl TRAIN.jsonl --test-jsonl TEST.jsonl --out DIR [--num-aug K]
+                  [--aug dihedral,colors|none] [--seed S] [--force]
     hrm data inspect DIR [--show K] [--png OUT]
     hrm data arc ...                                   (registered from hrmkit.data.arc_cli when present)
 
@@ -159,6 +161,30 @@ def _cmd_maze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_grid(args: argparse.Namespace) -> int:
+    from hrmkit.data import grid_jsonl
+
+    t0 = time.time()
+    check_int(args.num_aug, "--num-aug", 0, MAX_NUM_AUG)
+    _nonneg("--seed", args.seed, 0)
+    augmentations = grid_jsonl.parse_augmentations(args.aug)
+    out = _check_out(args)
+    res = grid_jsonl.build_from_jsonl(out, Path(args.from_jsonl), Path(args.test_jsonl), num_aug=args.num_aug,
+                                      augmentations=augmentations, seed=args.seed, force=args.force)
+    task = res["task"]
+    p = task.params
+    shape = (f"plain {p['height']}x{p['width']}" if p["layout"] == "plain"
+             else f"canvas {p['canvas']}x{p['canvas']} (grids up to {p['height']}x{p['width']})")
+    for split in ("train", "test"):
+        print(f"{split}: {res[split + '_examples']} examples, {res[split + '_puzzles']} puzzles")
+    named = f", {len(res['named'])} named" if res["named"] else ""
+    augs = ", ".join(p["augmentations"]) or "none"
+    print(f"layout {shape}, values 0..{task.num_values - 1}, seq_len {task.seq_len}, vocab {task.vocab_size}"
+          f"{named}; train puzzles x {1 + args.num_aug} versions (augmentations: {augs})")
+    print(f"wrote {out} in {time.time() - t0:.1f}s, peak RSS {_peak_rss_mb():.0f} MB")
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from hrmkit.data import inspect
 
@@ -219,6 +245,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--workers", type=int, default=None, help="processes (default: all available cores)")
     m.add_argument("--force", action="store_true", help="replace a non-empty --out")
     m.set_defaults(func=_cmd_maze)
+
+    g = sub.add_parser("grid", help="import integer-grid puzzles from JSON Lines ({\"input\": grid, \"output\": "
+                       "grid} a line)")
+    g.add_argument("--from-jsonl", required=True, help="train examples: one JSON object a line, {\"input\": "
+                   "[[int, ...], ...], \"output\": [[...]]}, optional \"puzzle\": \"name\" (examples of one name form one "
+                   "puzzle)")
+    g.add_argument("--test-jsonl", required=True, help="test examples, the same format; a puzzle name must occur "
+                   "in the train file")
+    g.add_argument("--out", required=True, help="output dataset folder (must not exist or be empty)")
+    g.add_argument("--num-aug", type=int, default=0, help="augmented versions per train puzzle (default 0)")
+    g.add_argument("--aug", default="dihedral,colors", help="augmentations of those versions: dihedral, colors "
+                   "(permutations of the values 1.., 0 kept as background), both comma-separated, or none "
+                   "(default dihedral,colors; non-square grids of one shape keep the 4 shape-keeping transforms)")
+    g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same dataset (default 0)")
+    g.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    g.set_defaults(func=_cmd_grid)
 
     i = sub.add_parser("inspect", help="summarise a dataset folder and render a few puzzles")
     i.add_argument("dataset", help="dataset folder (with train/ and test/)")
