@@ -31,7 +31,7 @@ from hrmkit.eval.evaluate import SegmentScores, predict_split
 from hrmkit.eval.metrics import accuracy_pair
 from hrmkit.eval.tta import predict_versions, task_augmentation, tta_block
 from hrmkit.loading import load_model
-from hrmkit.verify import verifier_for
+from hrmkit.tasks import of_metadata
 
 
 def _ints(text: str) -> list[int]:
@@ -61,9 +61,9 @@ def main() -> None:
     head, cfg = trained.head, trained.config
     data = Path(args.data or cfg.data_path)
     split = load_split(data, args.split).require_examples()
-    task = split.metadata.task or "generic"
+    task = of_metadata(split.metadata)
     hms = int(cfg.arch.halt_max_steps)
-    check = verifier_for(task)
+    check = task.verify if task.has_verifier else None
     rows = []
     total = split.num_examples if args.max_examples is None else min(split.num_examples, args.max_examples)
     args.batch_size = min(args.batch_size, total)  # a padded last batch would time rows nobody asked for

@@ -13,7 +13,7 @@ from hrmkit.cli import main as hrm
 from hrmkit.config import resolve_config
 from hrmkit.data import arc, sudoku
 from hrmkit.data.format import load_identifiers, load_split
-from hrmkit.deploy import codecs
+from hrmkit.tasks import arc as arc_task, maze as maze_task, sudoku as sudoku_task
 from hrmkit.errors import HrmkitError
 from hrmkit.eval.evaluate import evaluate_split
 from hrmkit.loading import load_model
@@ -112,32 +112,32 @@ def test_encode_decode_round_trip(model):
 # --------------------------------------------------------------------------------------------- codecs
 
 def test_sudoku_check_and_clash_messages():
-    puzzle = codecs.parse_sudoku("1...3....1..2...")
-    good = codecs.parse_sudoku("1234341241232341")
-    assert codecs.sudoku_clash(good) is None and puzzle.shape == (4, 4)
-    c = codecs.check_sudoku(puzzle, good)
+    puzzle = sudoku_task.parse_sudoku("1...3....1..2...")
+    good = sudoku_task.parse_sudoku("1234341241232341")
+    assert sudoku_task.sudoku_clash(good) is None and puzzle.shape == (4, 4)
+    c = sudoku_task.check_sudoku(puzzle, good)
     assert c.valid and c.keeps_clues and c.solved and c.solutions == 2 and c.matches_solver is None
     bad = good.copy()
     bad[0, 0] = 2
-    c = codecs.check_sudoku(puzzle, bad)
+    c = sudoku_task.check_sudoku(puzzle, bad)
     assert not c.valid and not c.keeps_clues
-    assert codecs.sudoku_clash(bad) == "digit 2 repeats in row 1 (columns 1 and 2)"
+    assert sudoku_task.sudoku_clash(bad) == "digit 2 repeats in row 1 (columns 1 and 2)"
     unique_p, unique_s = sudoku.generate_puzzle((2, 2), np.random.default_rng(1))
-    c = codecs.check_sudoku(np.array(unique_p).reshape(4, 4), np.array(unique_s).reshape(4, 4))
+    c = sudoku_task.check_sudoku(np.array(unique_p).reshape(4, 4), np.array(unique_s).reshape(4, 4))
     assert c.solutions == 1 and c.matches_solver and c.solved
 
 
 def test_maze_parse_and_check():
     text = "#####\n#S  #\n# # #\n#  G#\n#####\n"
-    grid = codecs.parse_maze(text)
-    assert grid.shape == (5, 5) and codecs.maze_text(grid) + "\n" == text
+    grid = maze_task.parse_maze(text)
+    assert grid.shape == (5, 5) and maze_task.maze_text(grid) + "\n" == text
     answer = grid.copy()
     answer[[1, 1, 2], [2, 3, 3]] = ord("o")  # S o o / # . o / . G: connected, one of the two shortest paths
-    c = codecs.check_maze(grid, answer)
+    c = maze_task.check_maze(grid, answer)
     assert c.connected and c.shortest and c.only_path_added and c.path_cells == 3 and c.shortest_cells == 3
     broken = answer.copy()
     broken[2, 3] = ord(" ")
-    c = codecs.check_maze(grid, broken)
+    c = maze_task.check_maze(grid, broken)
     assert not c.connected and not c.shortest
 
 
@@ -148,7 +148,7 @@ def test_solve_generated_puzzles_reports_truthfully(model, run, sudoku4, capsys)
     rows = np.asarray(split.sets["all"].inputs[:6])
     pred = model.predict(rows)
     for row, answer_tokens in zip(rows, pred.tokens):
-        puzzle = codecs.sudoku_string(row.reshape(4, 4) - 1)
+        puzzle = sudoku_task.sudoku_string(row.reshape(4, 4) - 1)
         rc, out, err = _solve(capsys, "--checkpoint", run, puzzle, "--json")
         assert rc == 0, err
         r = json.loads(out)
@@ -229,7 +229,7 @@ def test_solve_maze_answers_with_path_check(maze_checkpoint, tmp_path, capsys):
     assert rc == 0, err
     r = json.loads(out)
     answer = np.frombuffer(r["answer"].replace("\n", "").encode(), np.uint8).reshape(7, 7)
-    c = codecs.check_maze(codecs.parse_maze(MAZE), answer)
+    c = maze_task.check_maze(maze_task.parse_maze(MAZE), answer)
     assert r["connected"] == c.connected and r["shortest"] == c.shortest and r["segments"] == 3
     rc, _, err = _solve(capsys, "--checkpoint", maze_checkpoint, "not-a-file")
     assert rc == 2 and "give a maze text file" in err

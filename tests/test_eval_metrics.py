@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+
+from hrmkit.errors import HrmkitError
 import torch
 
 from hrmkit.eval.baselines import arc_baselines, compute_baselines, format_summary, most_common_token
@@ -89,7 +91,7 @@ def test_mask_fn_and_errors():
     assert scored_mask(inputs, labels, mask_fn=only_first).sum() == 2
     with pytest.raises(ValueError):
         compute_metrics(inputs, labels, labels[:, :80])
-    with pytest.raises(ValueError):
+    with pytest.raises(HrmkitError, match="unknown task 'chess'"):
         compute_metrics(inputs, labels, labels, task="chess")
     with pytest.raises(ValueError):
         compute_metrics(inputs, labels, labels, q_halt=np.zeros(3))

@@ -8,6 +8,8 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
+from hrmkit.errors import HrmkitError
+
 from hrmkit.eval.arc_scoring import ArcPrediction, arc_task_table, score_arc
 from hrmkit.eval.baselines import compute_baselines
 from hrmkit.eval.metrics import compute_metrics
@@ -165,7 +167,7 @@ def test_token_helpers_and_jsonl(tmp_path):
     assert g.shape == (9, 9) and g[0, :3].tolist() == [0, 1, 9]
     m = tokens_to_grid("maze", np.array([1, 2, 3, 4]))
     assert m.tolist() == [["#", " "], ["S", "G"]]
-    with pytest.raises(ValueError):
+    with pytest.raises(HrmkitError, match="unknown task 'chess'"):
         tokens_to_grid("chess", np.zeros(4))
     assert load_metrics_jsonl(tmp_path / "missing.jsonl") == []
     (tmp_path / "m.jsonl").write_text('{"global_step": 5, "a": {"b": 1}}\n{"global_step": 1}\n')

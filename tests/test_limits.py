@@ -28,7 +28,7 @@ def exported(sudoku4_run, tmp_path_factory):
 def puzzle(sudoku4):
     """A 4x4 test puzzle as a string (`hrm solve` input)."""
     from hrmkit.data.render import tokens_to_grid
-    from hrmkit.deploy.codecs import sudoku_string
+    from hrmkit.tasks.sudoku import sudoku_string
 
     return sudoku_string(tokens_to_grid("sudoku", np.asarray(load_split(sudoku4, "test").sets["all"].inputs[0])))
 

@@ -67,7 +67,7 @@ def test_reference_checkpoint_reproduces_the_reference_evaluator(name):
     assert model.reference
     split = load_split(FIX / CASES[name], "test")
     result = evaluate_split(model.head, split, batch_size=16, diagnose=False)
-    assert result.task == ("sudoku" if "sudoku" in name else "arc")
+    assert result.task.name == ("sudoku" if "sudoku" in name else "arc")
     _check_scores(name, result.summary.to_dict(), result.arc, model.step)
     ref = np.load(FIX / name / "preds.npz")  # the reference's test batches, its last one padded
     ours, n = result.predictions, split.num_examples

@@ -7,18 +7,24 @@ import pytest
 from PIL import Image
 
 from hrmkit.data import arc, render
+from hrmkit.tasks.base import ARC_COLOURS
+from hrmkit.tasks.maze import COLOURS as MAZE_COLOURS
+from hrmkit.tasks.sudoku import DIFF_COLOUR as SUDOKU_DIFF, MARK_FILL as SUDOKU_MARK
 
 
-def test_task_kind_and_crop():
-    assert render.task_kind("maze", 16, 6) == "maze"
-    assert render.task_kind(None, 16, 6) == "sudoku" and render.task_kind(None, 81, 11) == "sudoku"
-    assert render.task_kind(None, 900, 6) == "maze" and render.task_kind(None, 900, 12) == "arc"
-    assert render.task_kind(None, 10, 12) is None and render.task_kind(None, 81, 7) is None
+def test_reference_layouts_and_crop():
+    """Only the three reference layouts are recognised from (vocab, seq_len); nothing else is guessed."""
+    from hrmkit import tasks
+    from hrmkit.tasks.arc import crop_colours
+
+    assert tasks.for_layout(11, 81).name == "sudoku" and tasks.for_layout(6, 900).name == "maze"
+    assert tasks.for_layout(12, 900).name == "arc"
+    assert tasks.for_layout(6, 16) is None and tasks.for_layout(8, 36) is None and tasks.for_layout(12, 10) is None
     canvas = np.zeros((30, 30), np.int64)
     canvas[4:6, 7:10] = [[2, 3, 4], [5, 6, 7]]  # a translated 2x3 grid, EOS after it
     canvas[6, 7:10] = 1
-    assert render.crop_colours(canvas.reshape(-1)).tolist() == [[0, 1, 2], [3, 4, 5]]
-    assert render.crop_colours(np.zeros(900)) is None
+    assert crop_colours(canvas.reshape(-1)).tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert crop_colours(np.zeros(900)) is None
     assert render.tokens_to_grid("arc", arc.encode_grid(np.array([[1, 2]]))).tolist() == [[1, 2]]
 
 
@@ -41,7 +47,7 @@ def test_svg_marks_and_boxes():
     assert render.grid_svg(g, "arc", marked=marked).count('class="diff"') == 3
     s = np.ones((6, 6), int)
     svg = render.grid_svg(s, "sudoku", marked=np.eye(6, dtype=bool))
-    assert svg.count(render.DIFF_COLOUR) == 6 and svg.count(render.MARK_FILL) == 6
+    assert svg.count(SUDOKU_DIFF) == 6 and svg.count(SUDOKU_MARK) == 6
     assert "invalid" in render.grid_svg(None, "arc")
 
 

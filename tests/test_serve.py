@@ -30,6 +30,7 @@ from hrmkit.cli import main as hrm  # noqa: E402
 from hrmkit.data.format import load_split  # noqa: E402
 from hrmkit.deploy import batching, serve  # noqa: E402
 from hrmkit.deploy.batching import Job, MicroBatcher, Overloaded, run_model  # noqa: E402
+from hrmkit.tasks import maze as maze_task  # noqa: E402
 
 from test_deploy import MAZE, TASK, _untrained_checkpoint, arc_setup, maze_checkpoint  # noqa: E402,F401 (fixtures)
 
@@ -331,32 +332,32 @@ def test_tta_votes_as_predict_tta_and_refuses_too_many_versions(model, puzzles):
 
 def test_verdict_accepts_solutions_and_refuses_near_misses(sudoku4):
     from hrmkit.data import maze
-    from hrmkit.deploy import codecs
 
     split = load_split(sudoku4, "test").sets["all"]
     for x, y in zip(np.asarray(split.inputs[:20]), np.asarray(split.labels[:20])):
-        puzzle = (x.astype(np.int64) - 1).reshape(4, 4)
-        assert serve.verdict("sudoku", puzzle, y) is True
+        assert serve.verdict("sudoku", x, y) is True
         wrong = y.copy()
         k = int(np.argmax(x != 1))  # a clue: changing it breaks the solution and the clue
         wrong[k] = 2 + (int(wrong[k]) - 1) % 4
-        assert serve.verdict("sudoku", puzzle, wrong) is False
-        assert serve.verdict("sudoku", puzzle, x) is False  # the puzzle itself is incomplete
-    grid = codecs.parse_maze(MAZE)
+        assert serve.verdict("sudoku", x, wrong) is False
+        assert serve.verdict("sudoku", x, x) is False  # the puzzle itself is incomplete
+    grid = maze_task.parse_maze(MAZE)
     path = grid.copy()
     for r, c in [(1, 2), (1, 3), (1, 4), (1, 5), (2, 5), (3, 5), (3, 4), (3, 3), (3, 2), (3, 1), (4, 1), (5, 1),
                  (5, 2), (5, 3), (5, 4)]:
         path[r, c] = maze.PATH
-    assert serve.verdict("maze", grid, maze.to_tokens(path).reshape(-1)) is True
-    assert serve.verdict("maze", grid, maze.to_tokens(grid).reshape(-1)) is False
+    tokens = lambda g: maze.to_tokens(g).reshape(-1)
+    assert serve.verdict("maze", tokens(grid), tokens(path)) is True
+    assert serve.verdict("maze", tokens(grid), tokens(grid)) is False
     path[3, 3] = maze.OPEN  # a gap in the path
-    assert serve.verdict("maze", grid, maze.to_tokens(path).reshape(-1)) is False
+    assert serve.verdict("maze", tokens(grid), tokens(path)) is False
+    assert serve.verdict("arc", np.zeros(900), np.zeros(900)) is None  # no rules to check a grid against
 
 
 def test_maze_as_text_or_lines_with_its_verdict(maze_checkpoint):
     from fastapi.testclient import TestClient
 
-    from hrmkit.deploy import codecs
+    from hrmkit.tasks import arc as arc_task, maze as maze_task, sudoku as sudoku_task
 
     model = hrmkit.load(maze_checkpoint)
     with TestClient(serve.create_app(model)) as c:
@@ -364,7 +365,7 @@ def test_maze_as_text_or_lines_with_its_verdict(maze_checkpoint):
         b = c.post("/v1/solve", json={"input": MAZE.strip("\n").split("\n")}).json()
         assert a["answer"] == b["answer"] and len(a["trace"]) == 3
         answer = np.frombuffer(a["answer"].replace("\n", "").encode(), np.uint8).reshape(7, 7)
-        check = codecs.check_maze(codecs.parse_maze(MAZE), answer)
+        check = maze_task.check_maze(maze_task.parse_maze(MAZE), answer)
         assert a["valid"] == (check.connected and check.only_path_added)
         r = c.post("/v1/solve", json={"input": MAZE.replace("#S    #", "#S  x #")})
         assert r.status_code == 422 and "character 'x'" in r.json()["error"]
@@ -373,7 +374,7 @@ def test_maze_as_text_or_lines_with_its_verdict(maze_checkpoint):
 def test_arc_task_is_voted_as_hrm_solve_does_and_a_lone_grid_has_no_verifier(arc_setup):
     from fastapi.testclient import TestClient
 
-    from hrmkit.deploy import codecs
+    from hrmkit.tasks import arc as arc_task, maze as maze_task, sudoku as sudoku_task
     from hrmkit.deploy.solve import solve_arc
 
     _, ckpt = arc_setup
@@ -382,7 +383,7 @@ def test_arc_task_is_voted_as_hrm_solve_does_and_a_lone_grid_has_no_verifier(arc
         r = c.post("/v1/solve", json={"input": TASK, "task_id": "aa01"})
         assert r.status_code == 200, r.text
         body = r.json()
-        want = solve_arc(model, codecs.parse_arc_task(TASK, "aa01"), model.halt_max_steps)
+        want = solve_arc(model, arc_task.parse_arc_task(TASK, "aa01"), model.halt_max_steps)
         top = want.tests[0].answers[0]
         assert body["versions"] == 6 and body["answer"] == [top.grid.tolist()] and body["valid"] == top.correct
         grid = c.post("/v1/solve", json={"input": TASK["test"][0]["input"], "trace": True}).json()

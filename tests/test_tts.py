@@ -14,7 +14,8 @@ from hrmkit.data import maze, sudoku
 from hrmkit.data.augment import apply_sudoku_symmetry, invert_sudoku_symmetry, sudoku_symmetries
 from hrmkit.errors import HrmkitError
 from hrmkit.eval.tta import Votes, predict_versions, task_augmentation, tta_block, vote
-from hrmkit.verify import maze_solved, sudoku_solved
+from hrmkit.tasks.maze import maze_solved
+from hrmkit.tasks.sudoku import sudoku_solved
 
 # A tiny TRM (`no_ACT_continue`: halting on q_halt > 0) with 2 ACT segments in evaluation, checkpoints at steps
 # 5 and 10: enough to check what the scaling options compute, not how well the model solves.

@@ -38,8 +38,12 @@ _COMMAND_MODULES = [
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hrm",
-        description="hrmkit: train, evaluate and deploy HRM and TRM models on Sudoku, mazes and ARC-AGI.",
+        description="hrmkit: train, evaluate and deploy HRM and TRM models on Sudoku, mazes, ARC-AGI and your own "
+        "puzzle types.",
     )
+    parser.add_argument("--task-file", dest="task_files", metavar="FILE.py[,FILE.py]", default=None,
+                        help="Python files defining puzzle types (each calls hrmkit.tasks.register; docs/tasks.md); "
+                        "also read from the environment variable HRMKIT_TASK_FILES")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMAND_MODULES:
         try:
@@ -93,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
+        if getattr(args, "task_files", None):
+            from hrmkit.tasks import TASK_FILES_ENV, load_task_files
+
+            files = [f for f in args.task_files.split(",") if f.strip()]
+            load_task_files(files)
+            # child processes (data-parallel ranks, build workers) find the same tasks
+            os.environ[TASK_FILES_ENV] = os.pathsep.join([os.environ.get(TASK_FILES_ENV, "")] + files).strip(os.pathsep)
         rc = args.func(args)
     except HrmkitError as e:
         print(f"hrm: error: {e}", file=sys.stderr, flush=True)

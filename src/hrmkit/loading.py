@@ -101,7 +101,9 @@ class TrainedModel:
     `model_shape` (seq_len, vocab_size, num_puzzle_identifiers of the dataset it was built for), `reference`
     (True for a reference checkpoint, whose `config` is translated from its all_config.yaml) and which
     `weights` it holds: "ema" (the EMA copy) or "raw" (a reference checkpoint's saved weights are already its
-    EMA copy when the run used EMA)."""
+    EMA copy when the run used EMA). `task`: the task record ({"name", "params"}, `hrmkit.tasks.from_record`)
+    the checkpoint or export saved, or for a reference checkpoint the one its dataset's layout says; None for
+    checkpoints written before hrmkit recorded it."""
 
     head: torch.nn.Module
     config: TrainConfig
@@ -110,6 +112,7 @@ class TrainedModel:
     model_shape: dict[str, int] | None = None
     reference: bool = False
     weights: str = "raw"
+    task: dict | None = None
 
 
 def _rebuild(cfg: TrainConfig, model_shape: dict[str, int], weights: dict[str, torch.Tensor], source: Path,
@@ -162,15 +165,18 @@ def load_reference(path: Path, device: torch.device | str = "cpu", data: str | P
     from hrmkit.models.reference import (build_reference_model, read_all_config, read_reference_checkpoint,
                                          reference_data_paths)
 
-    def seq_len_of(folder) -> int | None:  # from either split's dataset.json
+    def metadata_of(folder) -> DatasetMetadata | None:  # from either split's dataset.json
         metas = [Path(folder) / split / "dataset.json" for split in ("train", "test")]
         found = next((m for m in metas if m.is_file()), None)
-        return DatasetMetadata.from_json(read_json(found), str(found)).seq_len if found else None
+        return DatasetMetadata.from_json(read_json(found), str(found)) if found else None
 
     own = reference_data_paths(read_all_config(path))[:1]
-    seq_len = seq_len_of(own[0]) if own else None
-    if seq_len is None and data is not None:
-        seq_len = seq_len_of(data)
+    meta = metadata_of(own[0]) if own else None
+    if meta is None and data is not None:
+        meta = metadata_of(data)
+    seq_len = meta.seq_len if meta is not None else None
+    # the reference datasets record no task: dataset.json reading recognised their layout
+    task = {"name": meta.task, "params": dict(meta.task_params)} if meta is not None and meta.task else None
     ref = read_reference_checkpoint(path, seq_len=seq_len)
     arch = _as_run(ref.arch)
     shared = {k: ref.config[k] for k in _SHARED_KEYS if isinstance(ref.config, dict) and ref.config.get(k) is not None}
@@ -181,7 +187,8 @@ def load_reference(path: Path, device: torch.device | str = "cpu", data: str | P
     except Exception as e:  # pydantic ValidationError: a reference value hrmkit does not accept
         raise HrmkitError(f"{path}: all_config.yaml has values hrmkit cannot use: {e}") from e
     head = build_reference_model(ref, arch)
-    return TrainedModel(head.to(device).eval(), cfg, ref.step, Path(path), dict(ref.model_shape), reference=True)
+    return TrainedModel(head.to(device).eval(), cfg, ref.step, Path(path), dict(ref.model_shape), reference=True,
+                        task=task)
 
 
 def load_trained(path: Path, device: torch.device | str = "cpu", use_ema: bool = True,
@@ -203,7 +210,7 @@ def load_trained(path: Path, device: torch.device | str = "cpu", use_ema: bool =
     ema = state.get("ema") if use_ema else None
     head = _rebuild(cfg, shape, state["model"], Path(path), ema)
     return TrainedModel(head.to(device).eval(), cfg, step, Path(path), shape,
-                        weights="ema" if ema is not None else "raw")
+                        weights="ema" if ema is not None else "raw", task=state.get("task"))
 
 
 def model_shape(value: Any, where: str) -> dict[str, int]:
@@ -376,7 +383,7 @@ def load_exported(folder: Path, device: torch.device | str = "cpu") -> TrainedMo
         raise HrmkitError(f"{weights}: not a readable safetensors file ({type(e).__name__}: {e})") from e
     head = _rebuild(cfg, shape, state, weights)
     return TrainedModel(head.to(device).eval(), cfg, step, folder, shape,
-                        weights=str(config.get("weights", "raw")))
+                        weights=str(config.get("weights", "raw")), task=config.get("task"))
 
 
 def is_export_folder(target: str | Path) -> bool:

@@ -20,7 +20,8 @@ Public API
 - `DatasetMetadata` dataclass: the reference `PuzzleDatasetMetadata` fields (pad_id, ignore_label_id,
   blank_identifier_id, vocab_size, seq_len, num_puzzle_identifiers, total_groups, mean_puzzle_examples,
   sets, and TinyRecursiveModels' total_puzzles) plus the hrmkit extras `task` ("sudoku" | "maze" | "arc" |
-  None; inferred from the token layout by `infer_task` when a reference-built dataset has none) and `extra`
+  None; inferred from the token layout by `infer_task` when a reference-built dataset has none), `task_params`
+  (the task's parameters; `hrmkit.tasks.of_metadata` builds the task object from both) and `extra`
   (free dict). Both reference loaders (pydantic, extra keys ignored) read the same dataset.json.
   `to_json()` -> dict, `DatasetMetadata.from_json(obj, source)` (validates; unknown keys ignored).
 - `SplitWriter(split_dir, set_name="all", *, seq_len)`: streaming writer for one set of one split.
@@ -109,6 +110,7 @@ class DatasetMetadata:
     sets: list[str]
     total_puzzles: int | None = None  # TinyRecursiveModels' loader requires it; absent from sapientinc/HRM datasets
     task: str | None = None
+    task_params: dict[str, Any] = field(default_factory=dict)  # the task's parameters (`hrmkit.tasks.Task.record`)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -152,6 +154,9 @@ class DatasetMetadata:
         task = obj.get("task")
         if task is not None and not isinstance(task, str):
             raise HrmkitError(f"{source}: field 'task' must be a string, got {task!r}")
+        task_params = obj.get("task_params") or {}
+        if not isinstance(task_params, dict):
+            raise HrmkitError(f"{source}: field 'task_params' must be an object, got {task_params!r}")
         extra = obj.get("extra") or {}
         if not isinstance(extra, dict):
             raise HrmkitError(f"{source}: field 'extra' must be an object, got {extra!r}")
@@ -163,7 +168,8 @@ class DatasetMetadata:
             vocab_size=obj["vocab_size"], seq_len=obj["seq_len"],
             num_puzzle_identifiers=obj["num_puzzle_identifiers"], total_groups=obj["total_groups"],
             mean_puzzle_examples=float(mpe), sets=list(sets), total_puzzles=total_puzzles,
-            task=task or infer_task(obj["vocab_size"], obj["seq_len"]), extra=dict(extra),
+            task=task or infer_task(obj["vocab_size"], obj["seq_len"]), task_params=dict(task_params),
+            extra=dict(extra),
         )
 
 
@@ -333,6 +339,7 @@ class SplitWriter:
         ignore_label_id: int | None = 0,
         blank_identifier_id: int = 0,
         task: str | None = None,
+        task_params: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> DatasetMetadata:
         """Write the 5 .npy files and dataset.json of this split; returns the metadata written."""
@@ -359,7 +366,8 @@ class SplitWriter:
             pad_id=pad_id, ignore_label_id=ignore_label_id, blank_identifier_id=blank_identifier_id,
             vocab_size=int(vocab_size), seq_len=self.seq_len, num_puzzle_identifiers=int(num_puzzle_identifiers),
             total_groups=self.num_groups, mean_puzzle_examples=self.num_examples / self.num_puzzles,
-            sets=[self.set_name], total_puzzles=self.num_puzzles, task=task, extra=dict(extra or {}),
+            sets=[self.set_name], total_puzzles=self.num_puzzles, task=task,
+            task_params=dict(task_params or {}), extra=dict(extra or {}),
         )
         _write_shared_json(self.split_dir / "dataset.json", meta.to_json())
         return meta

@@ -2,26 +2,25 @@
 
 `describe(dataset_dir, show=2) -> str`: identifier count; per split: task, vocab, seq_len, sets, groups,
 puzzles (augmented versions), examples, mean puzzles per group and examples per puzzle, bytes on disk; then
-`show` puzzles per split (first example of the first puzzle of evenly spaced groups) rendered by task:
-- "sudoku": digits, '.' for blanks, box separators (box shape from dataset.json extra, else from the size);
-- "maze": the `# SGo` characters;
-- "arc": the 30x30 canvas cropped to its non-PAD part; colours 0..9 as digits, EOS as '|', PAD as ' ';
-- other: token numbers.
+`show` puzzles per split (first example of the first puzzle of evenly spaced groups) rendered by their task
+(`Task.dataset_lines`: Sudoku digits with box separators, maze characters, the ARC canvas cropped to its
+non-PAD part with EOS as '|', other tasks' token numbers).
 `write_png(dataset_dir, out_png, show)`: the same puzzles drawn by `hrmkit.data.render` (as in the HTML report).
 Raises HrmkitError for a folder without readable splits.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 
+from hrmkit import tasks
 from hrmkit.data import render
 from hrmkit.data.format import SplitData, load_identifiers, load_split
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_write_bytes
+from hrmkit.tasks import Task, resolve
 
 SPLITS = ("train", "test")
 
@@ -34,29 +33,9 @@ def _human(nbytes: int) -> str:
     return str(nbytes)
 
 
-def _side(seq_len: int) -> int:
-    s = math.isqrt(seq_len)
-    return s if s * s == seq_len else 0
-
-
-def render_tokens(tokens: np.ndarray, task: str | None, extra: dict | None = None) -> list[str]:
-    """Text lines for one sequence of tokens [seq_len] of a dataset of the given task."""
-    t = np.asarray(tokens).astype(np.int64).reshape(-1)
-    side = _side(t.size)
-    if task in ("sudoku", "maze") and side:
-        return render.grid_text(render.tokens_to_grid(task, t), task, box=(extra or {}).get("box"))
-    if task == "arc" and side:
-        grid = t.reshape(side, side)
-        used = np.argwhere(grid != 0)
-        if used.size == 0:
-            return ["(empty canvas)"]
-        (r0, c0), (r1, c1) = used.min(0), used.max(0)
-        sym = {0: " ", 1: "|"}
-        return ["".join(sym.get(int(v), str(int(v) - 2) if 2 <= v <= 11 else "?") for v in row)
-                for row in grid[r0:r1 + 1, c0:c1 + 1]]
-    if side:
-        return [" ".join(f"{int(v):2d}" for v in t[r * side:(r + 1) * side]) for r in range(side)]
-    return [" ".join(str(int(v)) for v in t)]
+def render_tokens(tokens: np.ndarray, task: Task | str | None, extra: dict | None = None) -> list[str]:
+    """Text lines for one sequence of tokens [seq_len] of a dataset of the given task (`Task.dataset_lines`)."""
+    return resolve(task).dataset_lines(tokens, extra)
 
 
 def _side_by_side(left: list[str], right: list[str], gap: str = "    ") -> list[str]:
@@ -97,6 +76,7 @@ def describe(dataset_dir: Path, show: int = 2) -> str:
     for s in present:
         split = load_split(dataset_dir, s)
         m = split.metadata
+        task = tasks.of_metadata(m)
         lines.append("")
         lines.append(
             f"[{s}] task {m.task or 'unknown'}, vocab {m.vocab_size}, seq_len {m.seq_len}, pad {m.pad_id}, "
@@ -116,8 +96,8 @@ def describe(dataset_dir: Path, show: int = 2) -> str:
         for name, g, row in _picks(split, show):
             a = split.sets[name]
             lines.append(f"  -- group {g}, example {row} (identifier {int(a.puzzle_identifiers[np.searchsorted(a.puzzle_indices, row, side='right') - 1])}): input | label")
-            left = render_tokens(a.inputs[row], m.task, m.extra)
-            right = render_tokens(a.labels[row], m.task, m.extra)
+            left = render_tokens(a.inputs[row], task, m.extra)
+            right = render_tokens(a.labels[row], task, m.extra)
             lines += ["  " + ln for ln in _side_by_side(left, right)]
     return "\n".join(lines)
 
@@ -131,16 +111,12 @@ def write_png(dataset_dir: Path, out_png: Path, show: int = 2) -> Path:
         if (dataset_dir / s).is_dir():
             split = load_split(dataset_dir, s)
             m = split.metadata
-            kind = render.task_kind(m.task, m.seq_len, m.vocab_size)
-            if kind is None:
-                raise HrmkitError(f"{split.path}: task {m.task!r} (seq_len {m.seq_len}, vocab {m.vocab_size}) is not a "
-                                  f"Sudoku, maze or ARC layout; --png cannot draw it")
-            decode = render.crop_colours if kind == "arc" else None
+            kind = tasks.of_metadata(m)
             for name, g, row in _picks(split, show):
                 a = split.sets[name]
-                x = render.tokens_to_grid(kind, a.inputs[row], decode_fn=decode)
-                y = render.tokens_to_grid(kind, a.labels[row], decode_fn=decode)
-                given = x != 0 if kind == "sudoku" else None
+                x = render.tokens_to_grid(kind, a.inputs[row], dataset_row=True)
+                y = render.tokens_to_grid(kind, a.labels[row], dataset_row=True)
+                given = None if x is None else kind.given(x)
                 side = max(max(v.shape) for v in (x, y) if v is not None) if x is not None or y is not None else None
                 rows.append([(render.grid_image(x, kind, side=side), f"{s} group {g}: input"),
                              (render.grid_image(y, kind, given=given, side=side), "label")])

@@ -260,7 +260,7 @@ def write_dataset(out: Path, train: MazeSet, test: MazeSet, aug: bool, force: bo
                 L = data.path_lengths
                 writer.finalize(
                     vocab_size=len(CHARSET) + 1, num_puzzle_identifiers=1, pad_id=0, ignore_label_id=0,
-                    blank_identifier_id=0, task="maze",
+                    blank_identifier_id=0, task="maze", task_params={"height": int(H), "width": int(W)},
                     extra=dict(extra, size=H, charset=CHARSET, aug=bool(do_aug),
                                path_length_mean=float(L.mean()), path_length_min=int(L.min()),
                                path_length_max=int(L.max())),

@@ -2,16 +2,16 @@
 
 Used by `hrm data inspect` (text, `--png`), `hrm eval --report` (SVG) and `hrm solve` (text, `--gif`).
 
-Display grids, by task kind (`KINDS`):
-- "sudoku": int [n, n] digits, 0 = blank;
-- "maze": str [h, w] of the characters "# SGo" (wall, open, start, goal, path; "?" for any other token);
-- "arc": int [h, w] colours 0..9, drawn in the ARC palette.
-`tokens_to_grid(kind, tokens)` turns one token row of an hrmkit dataset (docs/design.md §1 layouts) into one; an
-ARC canvas is cropped to its grid (the reference decode), never drawn as the padded 30x30 canvas.
+What a grid looks like is its task's (`hrmkit.tasks.Task`: `grid` turns a token row into a display grid,
+`cell_style`, `cell_px`, `box`, `text_lines` draw it); this module lays the cells out. Every function takes
+the task as a `Task` or a registered name. Sudoku display grids are int [n, n] digits (0 = blank), mazes str
+[h, w] of "# SGo", ARC and plain grids int [h, w] values; an ARC canvas is cropped to its grid (the reference
+decode), never drawn as the padded 30x30 canvas.
 
 Marks: `marked` (bool [h, w]: cells that differ from the expected answer, or that changed since the previous
-ACT segment) are drawn as red digits on pink (Sudoku) or as a cross (maze, ARC), and in text as `[d]` (Sudoku)
-or a `*` after the cell. `given` (bool [h, w], Sudoku): the clues, drawn black; other digits are drawn blue.
+ACT segment) are drawn as the task's cell style says (red digits on pink for Sudoku, a cross otherwise), and
+in text as the task's `text_lines` do (`[d]` for Sudoku, a `*` after the cell otherwise). `given` (bool
+[h, w]): the clues (Sudoku: drawn black; other digits are drawn blue).
 
 PNG and GIF use Pillow (a dependency of hrmkit, imported on first use); text and SVG need numpy only.
 """
@@ -20,26 +20,14 @@ from __future__ import annotations
 
 import html
 import io
-import math
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from hrmkit.data.maze import CHARSET
-from hrmkit.data.sudoku import BOXES
+from hrmkit.tasks import Task, resolve
 
 if TYPE_CHECKING:
     from PIL import Image
-
-KINDS = ("sudoku", "maze", "arc")
-ARC_COLOURS = ["#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00", "#AAAAAA", "#F012BE", "#FF851B",
-               "#7FDBFF", "#870C25"]
-MAZE_CHARS = CHARSET  # tokens 1..5
-MAZE_COLOURS = {"#": "#333333", " ": "#ffffff", "S": "#2ECC40", "G": "#FF4136", "o": "#0074D9"}
-DIFF_COLOUR = "#e0115f"  # marked Sudoku digits
-MARK_FILL = "#ffd6d6"  # background of a marked Sudoku cell
-FILLED_COLOUR = "#1f4e9c"  # Sudoku digits that are not clues (when `given` is known)
-_MAZE_TABLE = np.array(list("?" + MAZE_CHARS + "?"))
 
 
 # ----------------------------------------------------------------------------------------------- grids
@@ -48,158 +36,65 @@ def _numpy(x: Any) -> np.ndarray:
     return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x)
 
 
-def tokens_to_grid(kind: str, tokens: Any, *, decode_fn: Callable | None = None) -> np.ndarray | None:
-    """Display grid from one hrmkit token row (numpy or torch).
-
-    sudoku: int [n*n] tokens (0 PAD, 1 blank, 2.. digits) -> int [n, n] digits, 0 = blank or PAD.
-    maze: int [h*w] tokens 1..5 (square) -> str [h, w] of "# SGo" ("?" for other tokens).
-    arc: int [900] canvas -> `decode_fn(tokens)` (default `hrmkit.data.arc.decode_grid`), None if no grid.
-    Raises ValueError for an unknown kind or a non-square row.
-    """
-    t = _numpy(tokens).astype(np.int64).reshape(-1)
-    if kind == "arc":
-        if decode_fn is None:
-            from hrmkit.data.arc import decode_grid as decode_fn
-        grid = decode_fn(t)
-        return None if grid is None else np.asarray(grid)
-    side = math.isqrt(t.size)
-    if side * side != t.size:
-        raise ValueError(f"{kind} token row of length {t.size} is not square")
-    if kind == "sudoku":
-        return np.clip(t - 1, 0, 9).reshape(side, side)
-    if kind == "maze":
-        return _MAZE_TABLE[np.clip(t, 0, 6)].reshape(side, side)
-    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+def tokens_to_grid(task: Task | str | None, tokens: Any, *, dataset_row: bool = False) -> np.ndarray | None:
+    """Display grid of one token row (numpy or torch, int [S]) by its task's `grid` (module docstring); a
+    dataset row (`dataset_row`, e.g. a translated ARC canvas) by its `dataset_grid`. None when the row holds
+    no grid. ValueError for a row the task cannot lay out."""
+    t = resolve(task)
+    row = _numpy(tokens).astype(np.int64).reshape(-1)
+    return t.dataset_grid(row) if dataset_row else t.grid(row)
 
 
-def task_kind(task: str | None, seq_len: int, vocab_size: int) -> str | None:
-    """The kind of grid a dataset or model holds: its `task` when it is one of `KINDS`, else what the token
-    layout says (docs/design.md §1: Sudoku n x n with vocab n + 2, n in 4, 6, 9; square mazes with vocab 6; ARC
-    30x30 canvases with vocab 12); None when it is none of them."""
-    if task in KINDS:
-        return task
-    side = math.isqrt(seq_len)
-    if side * side != seq_len:
-        return None
-    if side in (4, 6, 9) and vocab_size == side + 2:
-        return "sudoku"
-    if vocab_size == 6:
-        return "maze"
-    if vocab_size == 12 and side == 30:
-        return "arc"
-    return None
-
-
-def crop_colours(tokens: Any) -> np.ndarray | None:
-    """Colours (int [h, w]) inside the bounding box of the colour tokens of an ARC canvas (int [900]), for
-    rows placed anywhere on the canvas (the train split translates them); None when it holds no colour."""
-    from hrmkit.data.arc import COLOR_OFFSET, GRID_MAX, NUM_COLORS
-
-    t = _numpy(tokens).astype(np.int64).reshape(GRID_MAX, GRID_MAX)
-    colour = (t >= COLOR_OFFSET) & (t < COLOR_OFFSET + NUM_COLORS)
-    if not colour.any():
-        return None
-    (r0, c0), (r1, c1) = np.argwhere(colour).min(0), np.argwhere(colour).max(0)
-    return np.clip(t[r0:r1 + 1, c0:c1 + 1] - COLOR_OFFSET, 0, NUM_COLORS - 1)
-
-
-def _chars(grid: np.ndarray) -> np.ndarray:
-    """Maze grid as characters (int token grids are mapped through "# SGo")."""
-    return _MAZE_TABLE[np.clip(grid, 0, 6)] if grid.dtype.kind in "iu" else grid.astype(str)
-
-
-def diff_mask(grid: Any, other: Any, kind: str) -> np.ndarray | None:
+def diff_mask(grid: Any, other: Any, task: Task | str | None) -> np.ndarray | None:
     """bool [h, w]: cells where `grid` and `other` differ; None when either is None or their shapes differ."""
     if grid is None or other is None:
         return None
-    a, b = np.asarray(grid), np.asarray(other)
-    if kind == "maze":
-        a, b = _chars(a), _chars(b)
+    t = resolve(task)
+    a, b = t.display(grid), t.display(other)
     return a != b if a.shape == b.shape else None
 
 
-def segment_frames(kind: str, input_tokens: Any, segment_tokens: Any, *,
-                   decode_fn: Callable | None = None) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+def segment_frames(task: Task | str | None, input_tokens: Any,
+                   segment_tokens: Any) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
     """The thinking view of one row: per ACT segment (segment_tokens int [K, S], the argmax after each) its
     display grid and the bool mask of the cells changed since the previous segment (the first segment is
     compared with the input); the mask is None when the shapes differ or a grid could not be decoded."""
-    prev = tokens_to_grid(kind, input_tokens, decode_fn=decode_fn)
+    prev = tokens_to_grid(task, input_tokens)
     frames = []
     for row in _numpy(segment_tokens):
-        grid = tokens_to_grid(kind, row, decode_fn=decode_fn)
-        frames.append((grid, diff_mask(grid, prev, kind)))
+        grid = tokens_to_grid(task, row)
+        frames.append((grid, diff_mask(grid, prev, task)))
         prev = grid
     return frames
 
 
-def token_names(kind: str | None, vocab_size: int) -> list[str]:
+def token_names(task: Task | str | None, vocab_size: int) -> list[str]:
     """A short name for each token id 0..vocab_size-1 of a task's layout (for confusion tables)."""
-    if kind == "sudoku":
-        base = ["PAD", "blank"] + [str(d) for d in range(1, vocab_size - 1)]
-    elif kind == "maze":
-        base = ["PAD", "wall #", "open", "S", "G", "path o"]
-    elif kind == "arc":
-        base = ["PAD", "EOS"] + [f"colour {c}" for c in range(10)]
-    else:
-        base = []
-    return [base[i] if i < len(base) else str(i) for i in range(vocab_size)]
+    return resolve(task).token_names(vocab_size)
 
 
 # ----------------------------------------------------------------------------------------------- text
 
-def grid_text(grid: Any, kind: str, *, marked: Any = None, box: Sequence[int] | None = None) -> list[str]:
-    """Text lines of a display grid. Sudoku: '.' for blanks, boxes separated by '|' and '-+-' (box shape
-    `box` = (rows, columns), default from the size: 2x2, 2x3, 3x3); marked cells as `[d]`. Maze and ARC: one
-    character per cell (ARC colours as digits), followed by '*' (marked) or ' ' when `marked` is given. A
+def grid_text(grid: Any, task: Task | str | None, *, marked: Any = None, box: Sequence[int] | None = None) -> list[str]:
+    """Text lines of a display grid (the task's `text_lines`; Sudoku box shape `box` = (rows, columns)). A
     missing grid (None) and an empty one (0 cells) each give one line saying so."""
     if grid is None:
         return ["(no grid: the answer could not be decoded)"]
-    g = np.asarray(grid)
+    t = resolve(task)
+    g = t.display(grid)
     if g.size == 0:  # an empty ARC crop, a voting candidate as in the references
         return ["(empty grid)"]
-    h, w = g.shape
-    mark = np.zeros((h, w), bool) if marked is None else np.asarray(marked, bool)
-    if kind == "sudoku":
-        br, bc = box or BOXES.get(w, (h, w))
-        cells = [["." if v == 0 else str(int(v)) for v in row] for row in g]
-        if marked is not None:
-            cells = [[f"[{c}]" if mark[r, k] else f" {c} " for k, c in enumerate(row)] for r, row in enumerate(cells)]
-        sep, width = (" | ", 2 * bc - 1) if marked is None else ("|", 3 * bc)
-        joiner = " " if marked is None else ""
-        lines = []
-        for r in range(h):
-            if r and r % br == 0:
-                lines.append(("-+-" if marked is None else "+").join("-" * width for _ in range(w // bc)))
-            lines.append(sep.join(joiner.join(cells[r][c:c + bc]) for c in range(0, w, bc)))
-        return lines
-    chars = _chars(g) if kind == "maze" else np.vectorize(lambda v: str(int(v)))(g)
-    if marked is None:
-        return ["".join(row) for row in chars]
-    return ["".join(c + ("*" if m else " ") for c, m in zip(row, mrow)) for row, mrow in zip(chars, mark)]
+    return t.text_lines(g, marked=marked, box=box)
 
 
 # ----------------------------------------------------------------------------------------------- svg
-
-def _cell_fill(kind: str, v: Any, marked: bool) -> str:
-    if kind == "arc":
-        return ARC_COLOURS[int(v)] if 0 <= int(v) <= 9 else "#ffffff"
-    if kind == "maze":
-        return MAZE_COLOURS.get(str(v), "#ffff99")
-    return MARK_FILL if marked else "#ffffff"
-
-
-def _cell_px(kind: str, h: int, w: int, scale: float = 1.0) -> int:
-    side = max(h, w)
-    base = {"sudoku": 22, "arc": max(6, min(24, 240 // side)), "maze": max(6, min(16, 300 // side))}[kind]
-    return int(round(base * scale))
-
 
 def _cross(x: float, y: float, cell: float) -> tuple[float, float, float, float, float, float, float, float]:
     m = max(1.5, cell * 0.2)
     return x + m, y + m, x + cell - m, y + cell - m, x + cell - m, y + m, x + m, y + cell - m
 
 
-def grid_svg(grid: Any, kind: str, *, marked: Any = None, given: Any = None) -> str:
+def grid_svg(grid: Any, task: Task | str | None, *, marked: Any = None, given: Any = None) -> str:
     """Inline SVG of one display grid (None draws an "invalid" box). Cell fills are drawn as horizontal runs
     of equal colour and the cell borders as one path, which keeps a 30x30 grid to a few kilobytes."""
     if grid is None:
@@ -208,16 +103,15 @@ def grid_svg(grid: Any, kind: str, *, marked: Any = None, given: Any = None) -> 
     g = np.asarray(grid)
     if g.ndim != 2 or g.size == 0:
         return f"<span>unrenderable grid of shape {html.escape(str(g.shape))}</span>"
-    if kind == "maze":
-        g = _chars(g)
+    t = resolve(task)
+    g = t.display(g)
     h, w = g.shape
-    diff = np.zeros(g.shape, dtype=bool) if marked is None else np.asarray(marked, bool)
-    clue = None if given is None else np.asarray(given, bool)
-    cell = _cell_px(kind, h, w)
+    cell = t.cell_px(max(h, w))
+    styles = _styles(t, g, marked, given, cell)
     W, H = w * cell + 2, h * cell + 2
     parts = [f'<svg width="{W}" height="{H}" role="img">', f'<rect width="{W}" height="{H}" fill="#888"/>']
     for r in range(h):
-        fills = [_cell_fill(kind, g[r, c], bool(diff[r, c])) for c in range(w)]
+        fills = [styles[r][c].fill for c in range(w)]
         c = 0
         while c < w:
             run = c
@@ -232,20 +126,16 @@ def grid_svg(grid: Any, kind: str, *, marked: Any = None, given: Any = None) -> 
         parts.append(f'<path d="{grid_lines}" stroke="#bbb" stroke-width="0.5"/>')
     for r in range(h):
         for c in range(w):
-            x, y, v = 1 + c * cell, 1 + r * cell, g[r, c]
-            if kind == "sudoku" and int(v) != 0:
-                colour = DIFF_COLOUR if diff[r, c] else "#000" if clue is None or clue[r, c] else FILLED_COLOUR
-                parts.append(f'<text x="{x + cell / 2}" y="{y + cell * 0.75}" text-anchor="middle" '
-                             f'font-size="{int(cell * 0.7)}" fill="{colour}">{int(v)}</text>')
-            elif kind == "maze" and cell >= 12 and str(v) not in "# ":
-                parts.append(f'<text x="{x + cell / 2}" y="{y + cell * 0.8}" text-anchor="middle" '
-                             f'font-size="{int(cell * 0.8)}" fill="#fff">{html.escape(str(v))}</text>')
-            if diff[r, c] and kind != "sudoku":  # a cross readable on every colour: white under black
+            x, y, st = 1 + c * cell, 1 + r * cell, styles[r][c]
+            if st.text is not None:
+                parts.append(f'<text x="{x + cell / 2}" y="{y + cell * st.baseline}" text-anchor="middle" '
+                             f'font-size="{int(cell * st.text_scale)}" fill="{st.text_colour}">{html.escape(st.text)}</text>')
+            if st.cross:  # a cross readable on every colour: white under black
                 x0, y0, x1, y1, x2, y2, x3, y3 = _cross(x, y, cell)
                 cross = f"M{x0} {y0}L{x1} {y1}M{x2} {y2}L{x3} {y3}"
                 parts.append(f'<path class="diff" d="{cross}" stroke="#fff" stroke-width="{max(2.5, cell / 6):.1f}"/>'
                              f'<path d="{cross}" stroke="#000" stroke-width="{max(1.0, cell / 14):.1f}"/>')
-    box = _sudoku_box(kind, h, w)
+    box = t.box(h, w)
     if box:
         lines = "".join(f"M{1 + i * cell} 1V{H - 1}" for i in range(0, w + 1, box[1])) + \
             "".join(f"M1 {1 + i * cell}H{W - 1}" for i in range(0, h + 1, box[0]))
@@ -254,11 +144,12 @@ def grid_svg(grid: Any, kind: str, *, marked: Any = None, given: Any = None) -> 
     return "".join(parts)
 
 
-def _sudoku_box(kind: str, h: int, w: int) -> tuple[int, int] | None:
-    """(rows, columns) of a Sudoku box for the thick lines (None for other kinds)."""
-    if kind != "sudoku":
-        return None
-    return BOXES.get(w) if h == w else None
+def _styles(t: Task, g: np.ndarray, marked: Any, given: Any, cell: int) -> list[list[Any]]:
+    """The task's `CellStyle` of every cell of display grid g [h, w]."""
+    diff = np.zeros(g.shape, dtype=bool) if marked is None else np.asarray(marked, bool)
+    clue = None if given is None else np.asarray(given, bool)
+    return [[t.cell_style(g[r, c], bool(diff[r, c]), None if clue is None else bool(clue[r, c]), cell)
+             for c in range(g.shape[1])] for r in range(g.shape[0])]
 
 
 # ----------------------------------------------------------------------------------------------- images
@@ -286,7 +177,7 @@ def _centred_text(draw, x: float, y: float, text: str, font, fill: str) -> None:
     draw.text((x - (left + right) / 2, y - (top + bottom) / 2), text, font=font, fill=fill)
 
 
-def grid_image(grid: Any, kind: str, *, marked: Any = None, given: Any = None, scale: float = 1.4,
+def grid_image(grid: Any, task: Task | str | None, *, marked: Any = None, given: Any = None, scale: float = 1.4,
                side: int | None = None) -> "Image.Image":
     """RGB image of one display grid, drawn like `grid_svg` (cells `scale` times the SVG's size; the cell size
     is chosen for a grid of `side` cells, default the grid's longer side: give grids drawn next to each
@@ -296,32 +187,26 @@ def grid_image(grid: Any, kind: str, *, marked: Any = None, given: Any = None, s
         img = Image.new("RGB", (90, 40), "#ffeeee")
         _centred_text(ImageDraw.Draw(img), 45, 20, "invalid", _font(12), "#000")
         return img
-    g = np.asarray(grid)
-    if kind == "maze":
-        g = _chars(g)
+    t = resolve(task)
+    g = t.display(grid)
     h, w = g.shape
-    diff = np.zeros(g.shape, dtype=bool) if marked is None else np.asarray(marked, bool)
-    clue = None if given is None else np.asarray(given, bool)
-    cell = max(4, _cell_px(kind, side or h, side or w, scale))
+    cell = max(4, int(round(t.cell_px(side or max(h, w)) * scale)))
+    styles = _styles(t, g, marked, given, cell)
     img = Image.new("RGB", (w * cell + 1, h * cell + 1), "#888888")
     draw = ImageDraw.Draw(img)
     font = _font(max(8, int(cell * 0.7)))
     for r in range(h):
         for c in range(w):
-            x, y, v = c * cell, r * cell, g[r, c]
-            draw.rectangle([x, y, x + cell, y + cell], fill=_cell_fill(kind, v, bool(diff[r, c])),
-                           outline="#bbbbbb" if cell >= 8 else None)
-            if kind == "sudoku" and int(v) != 0:
-                colour = DIFF_COLOUR if diff[r, c] else "#000" if clue is None or clue[r, c] else FILLED_COLOUR
-                _centred_text(draw, x + cell / 2, y + cell / 2, str(int(v)), font, colour)
-            elif kind == "maze" and cell >= 12 and str(v) not in "# ":
-                _centred_text(draw, x + cell / 2, y + cell / 2, str(v), font, "#fff")
-            if diff[r, c] and kind != "sudoku":
+            x, y, st = c * cell, r * cell, styles[r][c]
+            draw.rectangle([x, y, x + cell, y + cell], fill=st.fill, outline="#bbbbbb" if cell >= 8 else None)
+            if st.text is not None:
+                _centred_text(draw, x + cell / 2, y + cell / 2, st.text, font, st.text_colour)
+            if st.cross:
                 x0, y0, x1, y1, x2, y2, x3, y3 = _cross(x, y, cell)
                 for width, colour in ((max(3, cell // 6), "#fff"), (max(1, cell // 14), "#000")):
                     draw.line([x0, y0, x1, y1], fill=colour, width=width)
                     draw.line([x2, y2, x3, y3], fill=colour, width=width)
-    box = _sudoku_box(kind, h, w)
+    box = t.box(h, w)
     if box:
         for i in range(0, w + 1, box[1]):
             draw.line([i * cell, 0, i * cell, h * cell], fill="#000", width=2)

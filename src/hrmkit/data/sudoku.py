@@ -524,7 +524,7 @@ def write_split(
         clues = (data.puzzles > 0).sum(axis=1)
         writer.finalize(
             vocab_size=n + 2, num_puzzle_identifiers=1, pad_id=0, ignore_label_id=0, blank_identifier_id=0,
-            task="sudoku",
+            task="sudoku", task_params={"size": n, "box": [box[0], box[1]]},
             extra=dict(extra, size=n, box=[box[0], box[1]], num_aug=num_aug, seed=seed,
                        mean_clues=float(clues.mean()), min_clues=int(clues.min()), max_clues=int(clues.max()),
                        rating_histogram=rating_histogram(data.ratings)),

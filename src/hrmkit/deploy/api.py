@@ -15,7 +15,6 @@ augmented versions of every row (`eval.tta`, what `hrm eval --tta` scores).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from hrmkit.data import render
+from hrmkit import tasks
+from hrmkit.data.format import IGNORE_LABEL_ID
 from hrmkit.errors import HrmkitError
 from hrmkit.limits import check_int
 from hrmkit.loading import TrainedModel, load_model, run_dir_of
-
-IGNORE_LABEL_ID = -100
 
 
 @dataclass
@@ -96,8 +94,10 @@ class Model:
 
     Attributes: `head` (the torch module, eval mode), `config` (TrainConfig), `step` (optimizer steps it was
     trained for), `path` (the file it came from), `device`, `seq_len`, `vocab_size`, `num_puzzle_identifiers`,
-    `halt_max_steps`, `kind` ("sudoku" | "maze" | "arc" | None: which natural form `encode`/`decode` use),
-    `dataset_dir` (the dataset it was trained on, when found: ARC needs its identifiers.json).
+    `halt_max_steps`, `task` (the `hrmkit.tasks.Task` it was trained on: its natural form is what
+    `encode`/`decode` use; the generic task, which has none, when the checkpoint records no task and its dataset is
+    not found), `kind` (the task's name), `dataset_dir` (the dataset it was trained on, when found: ARC needs its
+    identifiers.json).
     """
 
     def __init__(self, trained: TrainedModel, device: torch.device, dataset_dir: Path | None = None):
@@ -109,11 +109,16 @@ class Model:
         self.vocab_size = int(shape["vocab_size"])
         self.num_puzzle_identifiers = int(shape.get("num_puzzle_identifiers", 1))
         self.dataset_dir = dataset_dir if dataset_dir is not None else _find_dataset(trained)
-        self.kind = render.task_kind(_dataset_task(self.dataset_dir), self.seq_len, self.vocab_size)
+        self.task = _task_of(trained, self.dataset_dir)
 
     def __repr__(self) -> str:
-        return (f"Model({self.config.arch.name}, {self.num_parameters:,} parameters, {self.kind or 'unknown task'}, "
+        return (f"Model({self.config.arch.name}, {self.num_parameters:,} parameters, task {self.kind}, "
                 f"seq_len {self.seq_len}, vocab {self.vocab_size}, step {self.step}, from {self.path})")
+
+    @property
+    def kind(self) -> str:
+        """The name of the model's task ("sudoku", "maze", "arc", "grid", a registered one, or "generic")."""
+        return self.task.name
 
     @property
     def halt_max_steps(self) -> int:
@@ -184,10 +189,11 @@ class Model:
         stack shuffles; mazes: dihedral, at most 8), each answer mapped back to the row's frame; answers
         ranked by votes, then mean sigmoid(q_halt) (`eval.tta`, what `hrm eval --tta` scores). Version 0 is the
         row itself. inputs, puzzle_identifiers, segments, batch_size: as `predict`. Returns a `VotedPrediction`.
-        HrmkitError for a model of unknown kind, ARC (use `deploy.solve.solve_arc`) or versions out of range."""
+        HrmkitError for a task without augmentations (only versions=1 then), ARC (use `deploy.solve.solve_arc`)
+        or versions out of range."""
         from hrmkit.eval.tta import rank_answers, task_augmentation
 
-        aug = task_augmentation(self.require_kind(), self.seq_len, versions, seed)
+        aug = task_augmentation(self.task, self.seq_len, versions, seed)
         x = _rows(inputs, "inputs", 2, self.vocab_size)
         if x.shape[1] != self.seq_len:
             raise HrmkitError(f"inputs: rows of {x.shape[1]} tokens, but the model reads seq_len {self.seq_len}")
@@ -203,55 +209,21 @@ class Model:
 
     # -------------------------------------------------------------------------------------- natural forms
 
-    def require_kind(self) -> str:
-        """`kind`, or HrmkitError when the model's puzzle kind is unknown."""
-        if self.kind is None:
-            raise HrmkitError(f"{self.path}: cannot tell which puzzle this model solves (seq_len {self.seq_len}, "
-                              f"vocab {self.vocab_size}, no dataset.json found); use token rows with predict()")
-        return self.kind
-
-    def _side(self) -> int:
-        return int(round(self.seq_len ** 0.5))
-
     def encode(self, puzzle: Any, where: str = "puzzle") -> np.ndarray:
-        """Tokens uint8 [seq_len] of one puzzle in its natural form (see `hrmkit.deploy.codecs`): a Sudoku
-        string, maze text, or an ARC grid (list of lists; placed at the top-left of the 30x30 canvas).
-        Raises HrmkitError (naming `where`) for malformed input or a size the model was not trained on."""
-        from hrmkit.data import arc, maze
-        from hrmkit.deploy import codecs
-
-        kind, side = self.require_kind(), self._side()
-        if kind == "sudoku":
-            grid = codecs.parse_sudoku(puzzle, where)
-            if grid.shape[0] != side:
-                raise HrmkitError(f"{where}: a {grid.shape[0]}x{grid.shape[0]} Sudoku, but this model was trained on "
-                                  f"{side}x{side} Sudoku (seq_len {self.seq_len})")
-            return codecs.sudoku_tokens(grid)
-        if kind == "maze":
-            grid = codecs.parse_maze(puzzle, where)
-            if grid.shape != (side, side):
-                raise HrmkitError(f"{where}: a {grid.shape[0]}x{grid.shape[1]} maze, but this model was trained on "
-                                  f"{side}x{side} mazes (seq_len {self.seq_len})")
-            return maze.to_tokens(grid).reshape(-1)
-        return arc.encode_grid(codecs.parse_arc_grid(puzzle, where))
+        """Tokens uint8 [seq_len] of one puzzle in its task's natural form (`Task.encode`: a Sudoku string, maze
+        text, an ARC or plain grid as a list of lists, ...). Raises HrmkitError (naming `where`) for malformed
+        input, a size the model was not trained on, or a task without a natural form."""
+        return self.task.encode(puzzle, self.seq_len, where)
 
     def decode(self, tokens: Any) -> Any:
-        """The natural form of one token row [seq_len]: a Sudoku string ('.' for blank or PAD cells), maze
-        text, or an ARC grid as a list of lists (None when the canvas holds no grid: the reference decode).
-        Raises HrmkitError for a row of another length or a token outside the vocabulary."""
-        from hrmkit.deploy import codecs
-
-        kind = self.require_kind()
+        """The natural form of one token row [seq_len] (`Task.decode`: a Sudoku string ('.' for blank or PAD
+        cells), maze text, a grid as a list of lists or None when the row holds no grid). Raises HrmkitError for
+        a row of another length or a token outside the vocabulary."""
         row = _rows(tokens, "tokens", 2, self.vocab_size)
         if row.shape != (1, self.seq_len):
             raise HrmkitError(f"tokens: decode takes one row of seq_len {self.seq_len} tokens, got {row.size} "
                               f"tokens of shape {list(row.shape)}")
-        grid = render.tokens_to_grid(kind, row[0])
-        if kind == "sudoku":
-            return codecs.sudoku_string(grid)
-        if kind == "maze":
-            return "\n".join("".join(row) for row in grid)
-        return None if grid is None else np.asarray(grid).tolist()
+        return self.task.decode(row[0])
 
     def identifiers(self) -> list[str]:
         """Puzzle identifier names of the training dataset (`DATASET/identifiers.json`). HrmkitError when the
@@ -283,17 +255,19 @@ def _find_dataset(trained: TrainedModel) -> Path | None:
     return next((c for c in candidates if _has_split(c)), None)
 
 
-def _dataset_task(dataset_dir: Path | None) -> str | None:
-    if dataset_dir is None:
-        return None
-    for split in ("test", "train"):
-        meta = dataset_dir / split / "dataset.json"
-        if meta.is_file():
-            try:
-                return json.loads(meta.read_text()).get("task")
-            except (OSError, ValueError, AttributeError):
-                return None
-    return None
+def _task_of(trained: TrainedModel, dataset_dir: Path | None) -> tasks.Task:
+    """The task the checkpoint (or export) recorded; for checkpoints written before hrmkit recorded it, the task
+    of the dataset found beside it (dataset.json names it); else the generic task."""
+    if trained.task is not None:
+        return tasks.from_record(trained.task, f"{trained.path}: entry 'task'")
+    if dataset_dir is not None:
+        from hrmkit.data.format import DatasetMetadata, read_json
+
+        for split in ("test", "train"):
+            meta = dataset_dir / split / "dataset.json"
+            if meta.is_file():
+                return tasks.of_metadata(DatasetMetadata.from_json(read_json(meta), str(meta)), str(meta))
+    return tasks.Task()
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", *, use_ema: bool = True,

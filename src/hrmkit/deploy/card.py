@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from hrmkit import tasks
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import read_jsonl
 from hrmkit.loading import TrainedModel, run_dir_of
@@ -99,7 +100,7 @@ def baseline_scores(inputs: np.ndarray, labels: np.ndarray, split: Any) -> dict[
     from hrmkit.eval.baselines import compute_baselines
     from hrmkit.eval.evaluate import train_label_sample
 
-    result = compute_baselines(inputs, labels, train_labels=train_label_sample(split), task=split.metadata.task or "generic")
+    result = compute_baselines(inputs, labels, train_labels=train_label_sample(split), task=tasks.of_metadata(split.metadata))
     return {name: {**m["overall"], "description": m["baseline"]["description"]} for name, m in result.items()}
 
 

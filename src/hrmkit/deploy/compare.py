@@ -126,7 +126,7 @@ def compare(run_dir: Path, teacher: TrainedModel, student: TrainedModel, split: 
     print(f"student vs teacher on {student_result.summary.n_examples} examples of {data} [{split.path.name}]")
     table = comparison_table(rows, baselines, batch, threads)
     print(table)
-    out = {"run_dir": str(run_dir), "data": str(data), "split": split.path.name, "task": student_result.task,
+    out = {"run_dir": str(run_dir), "data": str(data), "split": split.path.name, "task": student_result.task.name,
            **rows, "baselines": baselines,
            "distill": {"temperature": temperature, "alpha": alpha, "halting_targets": halting},
            "latency": {"device": "cpu", "batch": batch, "torch_threads": threads, "repeats": LATENCY_REPEATS,

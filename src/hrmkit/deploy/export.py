@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hrmkit import tasks
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import sha256
 from hrmkit.loading import (EXPORT_CONFIG, EXPORT_FORMAT, EXPORT_FORMAT_VERSION, EXPORT_ONNX, EXPORT_WEIGHTS,
@@ -46,26 +46,20 @@ def require(*modules: str, purpose: str) -> None:
 
 def token_layout(meta: Any | None) -> dict[str, Any] | None:
     """What the tokens mean, from a dataset's `DatasetMetadata` (None when the dataset is not at hand): pad,
-    ignore and blank-identifier ids, and per task the cell encoding and grid shape (docs/design.md §1)."""
+    ignore and blank-identifier ids, and the task's own description of its cells (`Task.token_layout`)."""
     if meta is None:
         return None
     layout = {"pad_id": meta.pad_id, "ignore_label_id": meta.ignore_label_id,
               "blank_identifier_id": meta.blank_identifier_id, "vocab_size": meta.vocab_size, "seq_len": meta.seq_len}
-    side = math.isqrt(meta.seq_len)
-    if meta.task == "sudoku":
-        layout.update(cells="token = digit + 1 (digits 1..n); 1 = blank cell", blank_token=1, grid=[side, side],
-                      box=meta.extra.get("box"))
-    elif meta.task == "maze":
-        from hrmkit.data.maze import CHARSET
-
-        layout.update(cells=f"token = index in {CHARSET!r} + 1 (wall, open, start, goal, path)", charset=CHARSET,
-                      grid=[side, side])
-    elif meta.task == "arc":
-        from hrmkit.data.arc import COLOR_OFFSET, EOS, GRID_MAX
-
-        layout.update(cells=f"token = colour + {COLOR_OFFSET} (colours 0..9); {EOS} = end-of-grid marker",
-                      eos_token=EOS, grid=[GRID_MAX, GRID_MAX])
+    layout.update(tasks.of_metadata(meta).token_layout(meta.seq_len, meta.extra))
     return layout
+
+
+def task_record(model: TrainedModel, meta: Any | None) -> dict | None:
+    """The task an export records: the checkpoint's, else its dataset's; None when neither says."""
+    if model.task is not None:
+        return model.task
+    return tasks.of_metadata(meta).record() if meta is not None and meta.task else None
 
 
 def export_config(model: TrainedModel, meta: Any | None, source: str) -> dict[str, Any]:
@@ -84,6 +78,7 @@ def export_config(model: TrainedModel, meta: Any | None, source: str) -> dict[st
         "parameters": count_parameters(model.head),
         "puzzle_table": list(tables[0].weights.shape) if tables else None,
         "dataset": {"name": Path(cfg.data_path).name, "path": cfg.data_path, "task": meta.task if meta else None},
+        "task": task_record(model, meta),
         "token_layout": token_layout(meta), "step": model.step, "weights": model.weights, "source": source,
         "train_config": cfg.model_dump(mode="json"),
     }

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from hrmkit.deploy.batching import Job, MicroBatcher, Overloaded, RowResult, run_model
 from hrmkit.deploy.onnx_runner import halting_decisions
+from hrmkit import tasks
 from hrmkit.errors import HrmkitError
 
 log = logging.getLogger("hrmkit.serve")
@@ -153,70 +154,22 @@ def _grid_rows(value: list[Any], field: str) -> list[list[Any]]:
     return value
 
 
-def _sudoku_text(value: Any) -> Any:
-    """A Sudoku given as a grid of digits (0 = blank) as the string `codecs.parse_sudoku` reads."""
-    if not isinstance(value, list):
-        return value
-    cells = []
-    for r, row in enumerate(_grid_rows(value, "input")):
-        for c, d in enumerate(row):
-            if isinstance(d, bool) or not isinstance(d, int) or not 0 <= d <= 9:
-                raise RequestError(422, "input", f"input[{r}][{c}]: {d!r} is not a digit 0..9 (0 = blank)")
-            cells.append("." if d == 0 else str(d))
-    return "".join(cells)
-
-
-def _maze_text(value: Any) -> Any:
-    return "\n".join(value) if isinstance(value, list) and all(isinstance(v, str) for v in value) else value
-
-
-@dataclass
-class Encoded:
-    """A grid puzzle ready for the batcher: tokens int [seq_len] and the parsed puzzle (Sudoku digits [n, n],
-    ASCII maze [h, w], ARC colours [h, w]) its verdict is checked against."""
-
-    tokens: np.ndarray
-    puzzle: np.ndarray
-
-
-def encode_grid_input(model: Any, value: Any) -> Encoded:
-    """Parse the `input` of a request for a Sudoku, maze or single-grid ARC model (RequestError 422 naming
-    `input` for anything malformed: `Model.encode`'s checks)."""
-    from hrmkit.deploy import codecs
-
-    kind = model.kind
+def encode_grid_input(model: Any, value: Any) -> np.ndarray:
+    """Tokens int [seq_len] of the `input` of a request for a single-puzzle model (its task's natural form,
+    `Model.encode`; RequestError 422 naming `input` for anything malformed)."""
     try:
-        if kind == "sudoku":
-            text = _sudoku_text(value)
-            tokens = model.encode(text, "input")
-            return Encoded(tokens, codecs.parse_sudoku(text, "input"))
-        if kind == "maze":
-            text = _maze_text(value)
-            tokens = model.encode(text, "input")
-            return Encoded(tokens, codecs.parse_maze(text, "input"))
-        if isinstance(value, list):
+        if isinstance(value, list) and value and all(isinstance(row, list) for row in value):
             _grid_rows(value, "input")
-        tokens = model.encode(value, "input")
-        return Encoded(tokens, codecs.parse_arc_grid(value, "input"))
+        return model.encode(value, "input")
     except HrmkitError as e:
         raise RequestError(422, "input", str(e)) from None
 
 
-def verdict(kind: str, puzzle: np.ndarray, tokens: np.ndarray) -> bool | None:
-    """The task's verifier on an answer row: Sudoku, a complete valid grid keeping every clue; maze, a path
-    from S to G that only marks open cells; ARC grid: None (a grid alone has no verifier)."""
-    from hrmkit.data import maze, render, sudoku
-    from hrmkit.deploy import codecs
-
-    if kind == "sudoku":
-        answer = render.tokens_to_grid("sudoku", tokens).reshape(-1)
-        n = puzzle.shape[0]
-        keeps = bool(np.all((puzzle.reshape(-1) == 0) | (puzzle.reshape(-1) == answer)))
-        return keeps and sudoku.is_valid_solution(answer.tolist(), sudoku.BOXES[n])
-    if kind == "maze":
-        check = codecs.check_maze(puzzle, maze.from_tokens(np.asarray(tokens).reshape(puzzle.shape)))
-        return check.connected and check.only_path_added
-    return None
+def verdict(task: Any, input_tokens: np.ndarray, answer_tokens: np.ndarray) -> bool | None:
+    """The task's check of an answer row (`Task.check(...).solved`: Sudoku, a complete valid grid keeping
+    every clue; maze, a path from S to G that only marks open cells); None for a task without rules."""
+    check = tasks.resolve(task).check(np.asarray(input_tokens), np.asarray(answer_tokens))
+    return None if check is None else bool(check.solved)
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -302,7 +255,7 @@ def _token_ok(expected: str, given: str | None) -> bool:
 
 
 def create_app(model: Any, settings: ServeSettings | None = None) -> Any:
-    """The FastAPI app serving `model` (an `hrmkit.deploy.api.Model` whose `kind` is known). The batcher starts
+    """The FastAPI app serving `model` (an `hrmkit.deploy.api.Model` whose task has a natural form). The batcher starts
     with the app's lifespan and, on shutdown, runs the puzzles still queued (for at most `settings.drain_s`)
     before the app ends. Raises HrmkitError when the model's task is unknown."""
     from contextlib import asynccontextmanager
@@ -313,7 +266,7 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> Any:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     settings = settings or ServeSettings()
-    model.require_kind()
+    model.task.require_natural_form(str(model.path))
     metrics = Metrics()
     batcher = MicroBatcher(lambda jobs: run_model(model, jobs), settings.max_batch, settings.max_wait_ms,
                            settings.max_queue, on_batch=metrics.on_batch, on_queue=metrics.queue_depth.set)
@@ -429,7 +382,7 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> Any:
         if segments > settings.max_segments:
             raise RequestError(422, "segments", f"segments: {segments} is more than this server's limit of "
                                f"{settings.max_segments}")
-        if model.kind == "arc" and isinstance(req.input, dict):
+        if model.task.votes_over_dataset_versions and isinstance(req.input, dict):
             out = await _solve_arc_task(req, segments)
         else:
             if isinstance(req.input, dict):
@@ -440,14 +393,14 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> Any:
             enc = encode_grid_input(model, req.input)
             if req.tta is not None and req.tta > 1:
                 return {**await _solve_voted(enc, req.tta, segments), "latency_ms": round((time.perf_counter() - t0) * 1000, 3)}
-            row: RowResult = await batcher.submit(Job(enc.tokens, 0, segments))
+            row: RowResult = await batcher.submit(Job(enc, 0, segments))
             out = {"answer": model.decode(row.tokens), "segments_run": segments, "halted_at": row.halted_at,
-                   "valid": verdict(model.kind, enc.puzzle, row.tokens)}
+                   "valid": verdict(model.task, enc, row.tokens)}
             if req.trace:
                 out["trace"] = [{"segment": i + 1, "answer": model.decode(t), "q_halt": row.q_halt[i],
                                  "q_continue": None if row.q_continue is None else row.q_continue[i],
                                  "halt": bool(halting_decisions(row.q_halt[i], None if row.q_continue is None else row.q_continue[i])),
-                                 "valid": verdict(model.kind, enc.puzzle, t)}
+                                 "valid": verdict(model.task, enc, t)}
                                 for i, t in enumerate(row.segment_tokens)]
         out["latency_ms"] = round((time.perf_counter() - t0) * 1000, 3)
         return out
@@ -456,24 +409,24 @@ def create_app(model: Any, settings: ServeSettings | None = None) -> Any:
         """A Sudoku or maze voted over `tta` augmented versions (`Model.predict_tta`): the top answer, the vote
         table, and `halted_at` null (each version halts on its own; the vote is over answers after `segments`)."""
         try:
-            voted = await batcher.run_exclusive(lambda: model.predict_tta(enc.tokens[None], tta, segments=segments))
+            voted = await batcher.run_exclusive(lambda: model.predict_tta(enc[None], tta, segments=segments))
         except HrmkitError as e:
             raise RequestError(422, "tta", f"tta: {e}") from None
         top = voted.tokens[0].numpy()
         return {"answer": model.decode(top), "segments_run": voted.segments, "halted_at": None,
-                "valid": verdict(model.kind, enc.puzzle, top), "versions": voted.versions,
+                "valid": verdict(model.task, enc, top), "versions": voted.versions,
                 "votes": [{"answer": model.decode(a), "votes": int(v), "mean_q_halt": float(q)}
                           for a, v, q in voted.ranked[0]]}
 
     async def _solve_arc_task(req: Any, segments: int) -> dict[str, Any]:
-        from hrmkit.deploy import codecs
         from hrmkit.deploy.solve import solve_arc
+        from hrmkit.tasks.arc import parse_arc_task
 
         if not req.task_id:
             raise RequestError(422, "task_id", "task_id: an ARC task needs its id (its demonstrations were learnt as "
                                "puzzle embeddings named after it)")
         try:
-            task = codecs.parse_arc_task(req.input, req.task_id, "input")
+            task = parse_arc_task(req.input, req.task_id, "input")
             result = await batcher.run_exclusive(lambda: solve_arc(model, task, segments))
         except HrmkitError as e:
             raise RequestError(422, "input", str(e)) from None

@@ -1,8 +1,9 @@
 """Solving one puzzle with a trained model: what `hrm solve` prints, as data.
 
-- `solve_grid(model, text, steps, tta=None)`: a Sudoku string or maze text -> `GridSolution` (answer, ACT
-  segments, the halting step, the per-segment thinking view, the Sudoku/maze check of the answer and, with
-  `tta` K, the vote table over K augmented versions).
+- `solve_grid(model, puzzle, steps, tta=None)`: one puzzle in its task's natural form (a Sudoku string, maze
+  text, a grid) -> `GridSolution` (answer, ACT segments, the halting step, the per-segment thinking view, the
+  task's check of the answer (`Task.check`, None without rules) and, with `tta` K, the vote table over K
+  augmented versions).
 - `solve_arc(model, task, steps)`: an ARC task -> `ArcSolution`: every augmented version of each test input
   that the model has a puzzle embedding for (`TASK|tTID|pPERM` in the training dataset's identifiers.json) is
   run, and the answers are un-augmented and voted by `eval.arc_scoring.rank_candidates`, exactly as
@@ -17,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from hrmkit.data import arc, render
-from hrmkit.deploy import codecs
 from hrmkit.deploy.api import Model, Prediction
 from hrmkit.errors import HrmkitError
+from hrmkit.tasks import Check, Task
+from hrmkit.tasks.arc import ArcTaskInput
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Thinking:
         return len(self.frames)
 
 
-def thinking(kind: str, input_tokens: Any, pred: Prediction, row: int = 0) -> Thinking:
+def thinking(kind: Task | str, input_tokens: Any, pred: Prediction, row: int = 0) -> Thinking:
     """The `Thinking` of row `row` of a prediction made with keep_segments=True."""
     frames = render.segment_frames(kind, input_tokens, pred.segment_tokens[row])
     q_cont = None if pred.q_continue is None else pred.q_continue[row].tolist()
@@ -47,42 +49,43 @@ def thinking(kind: str, input_tokens: Any, pred: Prediction, row: int = 0) -> Th
 
 @dataclass
 class GridSolution:
-    """One Sudoku or maze solved: kind, the puzzle (digits [n, n] or ASCII maze [h, w]), its display grid, the
-    answer's display grid and natural form, the thinking view and `check` (codecs.SudokuCheck / MazeCheck)."""
+    """One puzzle solved: its task, the puzzle's tokens (int [S]), its display grid, the answer's display grid
+    and natural form, the thinking view and `check` (`Task.check`, None for a task without rules)."""
 
-    kind: str
-    puzzle: np.ndarray
+    task: Task
+    tokens: np.ndarray
     input_grid: np.ndarray
     answer_grid: np.ndarray
-    answer: str
+    answer: Any
     thinking: Thinking
-    check: Any
+    check: Check | None
     votes: list["GridVote"] | None = None
 
 
 @dataclass
 class GridVote:
     """One distinct answer of a vote over augmented versions (`solve_grid(..., tta=K)`): its natural form,
-    votes, mean sigmoid(q_halt) of its votes, and whether it passes the task's verifier (`hrmkit.verify`)."""
+    votes, mean sigmoid(q_halt) of its votes, and whether it passes the task's verifier (`Task.verify`; None
+    for a task without one)."""
 
-    answer: str
+    answer: Any
     votes: int
     mean_q: float
-    verified: bool
+    verified: bool | None
 
 
-def solve_grid(model: Model, text: str, steps: int | None = None, where: str = "INPUT",
+def solve_grid(model: Model, puzzle: Any, steps: int | None = None, where: str = "INPUT",
                tta: int | None = None) -> GridSolution:
-    """Solve one Sudoku or maze given in its natural form, running `steps` ACT segments (default
+    """Solve one puzzle given in its task's natural form, running `steps` ACT segments (default
     halt_max_steps). With `tta` K the answer is the top vote over K augmented versions (`Model.predict_tta`)
     and `votes` holds every distinct answer, best first; the thinking view shows the puzzle itself (version 0).
-    HrmkitError for malformed input or a size the model was not trained on (`Model.encode`)."""
-    from hrmkit.data import maze
-    from hrmkit.verify import verifier_for
-
-    if model.require_kind() not in ("sudoku", "maze"):
-        raise HrmkitError(f"{model.path}: solve_grid solves Sudoku and mazes; this model solves {model.kind} (solve_arc)")
-    tokens = model.encode(text, where)
+    HrmkitError for malformed input, a size the model was not trained on (`Model.encode`), or an ARC model
+    (`solve_arc`: its puzzles are tasks voted over the dataset's versions)."""
+    task = model.task.require_natural_form(str(model.path))
+    if task.votes_over_dataset_versions:
+        raise HrmkitError(f"{model.path}: solve_grid solves one grid puzzle; this model solves {task.title} tasks "
+                          "(solve_arc)")
+    tokens = model.encode(puzzle, where)
     pred = model.predict(tokens[None], segments=steps, keep_segments=True)
     answer_tokens = pred.tokens[0].numpy()
     votes = None
@@ -90,17 +93,13 @@ def solve_grid(model: Model, text: str, steps: int | None = None, where: str = "
         voted = model.predict_tta(tokens[None], tta, segments=steps)
         answer_tokens = voted.tokens[0].numpy()
         cands = np.stack([a for a, _, _ in voted.ranked[0]])
-        ok = verifier_for(model.kind)(np.broadcast_to(tokens, cands.shape), cands)
-        votes = [GridVote(model.decode(a), n, q, bool(v)) for (a, n, q), v in zip(voted.ranked[0], ok)]
-    grid = render.tokens_to_grid(model.kind, answer_tokens)
-    if model.kind == "sudoku":
-        puzzle = codecs.parse_sudoku(text, where)
-        check = codecs.check_sudoku(puzzle, grid)
-    else:
-        puzzle = codecs.parse_maze(text, where)
-        check = codecs.check_maze(puzzle, maze.from_tokens(answer_tokens.reshape(puzzle.shape)))
-    return GridSolution(model.kind, puzzle, render.tokens_to_grid(model.kind, tokens), grid,
-                        model.decode(answer_tokens), thinking(model.kind, tokens, pred), check, votes)
+        ok = (task.verify(np.broadcast_to(tokens, cands.shape), cands) if task.has_verifier
+              else [None] * len(cands))
+        votes = [GridVote(model.decode(a), n, q, None if v is None else bool(v))
+                 for (a, n, q), v in zip(voted.ranked[0], ok)]
+    return GridSolution(task, tokens, render.tokens_to_grid(task, tokens), render.tokens_to_grid(task, answer_tokens),
+                        model.decode(answer_tokens), thinking(task, tokens, pred), task.check(tokens, answer_tokens),
+                        votes)
 
 
 @dataclass
@@ -151,7 +150,7 @@ def task_versions(model: Model, task_id: str) -> list[tuple[int, int, tuple[int,
     return sorted(versions, key=lambda v: (v[1] != 0 or v[2] != arc.IDENTITY_PERM, v[0]))
 
 
-def solve_arc(model: Model, task: codecs.ArcTaskInput, steps: int | None = None,
+def solve_arc(model: Model, task: ArcTaskInput, steps: int | None = None,
               batch_size: int = 256) -> ArcSolution:
     """Run every version of every test input, un-augment and vote (module docstring)."""
     from hrmkit.eval.arc_scoring import ArcPrediction, rank_candidates
@@ -173,5 +172,5 @@ def solve_arc(model: Model, task: codecs.ArcTaskInput, steps: int | None = None,
                    for c in ranked.candidates.get(key, [])]
         first = model.predict(rows[:1], ids[:1], segments=steps, keep_segments=True)
         out.tests.append(ArcTestResult(grid, answers, ranked.n_predictions.get(key, 0), ranked.n_invalid.get(key, 0),
-                                       thinking("arc", rows[0], first), expected))
+                                       thinking(model.task, rows[0], first), expected))
     return out

@@ -55,25 +55,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_solve)
 
 
-def _read_input(arg: str, kind: str) -> tuple[str | Path, str]:
-    """(INPUT's content or, for ARC, its path; the name used in errors)."""
+def _read_input(arg: str, task: Any) -> tuple[Any, str]:
+    """(INPUT as the task's natural form (`Task.parse_text`) or, for ARC, the task file's path; the name used
+    in errors)."""
     if arg == "-":
-        if kind == "arc":
+        if task.votes_over_dataset_versions:
             raise HrmkitError("INPUT -: this checkpoint solves ARC tasks; give a task JSON file, not standard input")
-        return sys.stdin.read(), "INPUT (standard input)"
+        return task.parse_text(sys.stdin.read(), "INPUT (standard input)"), "INPUT (standard input)"
     path = Path(arg)
-    if kind == "arc":
+    if task.votes_over_dataset_versions:
         if not path.is_file():
             raise HrmkitError(f"INPUT {arg!r}: this checkpoint solves ARC tasks; give a task JSON file")
         return path, str(path)
     if path.is_file():
         try:
-            return path.read_text(), str(path)
+            return task.parse_text(path.read_text(), str(path)), str(path)
         except (OSError, UnicodeDecodeError) as e:
             raise HrmkitError(f"{path}: cannot read it as text ({e})") from None
-    if kind == "maze" and "\n" not in arg:
-        raise HrmkitError(f"INPUT {arg!r}: no such file; this checkpoint solves mazes, give a maze text file")
-    return arg, "INPUT"
+    if not task.inline_input and "\n" not in arg:
+        raise HrmkitError(f"INPUT {arg!r}: no such file; this checkpoint solves {task.title} puzzles, give a "
+                          f"{task.title} text file")
+    return task.parse_text(arg, "INPUT"), "INPUT"
 
 
 def _validate_options(args: argparse.Namespace) -> None:
@@ -94,19 +96,19 @@ def _validate_options(args: argparse.Namespace) -> None:
 
 
 def _solve(args: argparse.Namespace) -> int:
-    from hrmkit.deploy import codecs
     from hrmkit.deploy.api import load
     from hrmkit.deploy.solve import solve_arc, solve_grid
+    from hrmkit.tasks.arc import read_arc_task
 
     _validate_options(args)
     model = load(args.checkpoint, args.device, use_ema=not args.raw_weights, data=args.data)
-    kind = model.require_kind()
+    kind = model.task.require_natural_form(str(model.path))
     content, where = _read_input(args.input, kind)
-    if kind == "arc":
+    if kind.votes_over_dataset_versions:
         if args.tta is not None:
             raise HrmkitError("--tta: an ARC task is always voted over every augmented version the model has a puzzle "
                               "embedding for; drop --tta")
-        task = codecs.read_arc_task(content, args.task_id)
+        task = read_arc_task(content, args.task_id)
         result = solve_arc(model, task, args.segments, args.batch_size)
         runs = [t.thinking for t in result.tests]
         text, obj = _arc_report(model, result, args.steps)
@@ -116,7 +118,7 @@ def _solve(args: argparse.Namespace) -> int:
         text, obj = _grid_report(model, result, args.steps)
     gif_error = None
     if args.gif:
-        first = result if kind != "arc" else result.tests[0]
+        first = result.tests[0] if kind.votes_over_dataset_versions else result
         gif_error = _write_gif(args.gif, kind, first.input_grid, runs[0])
         obj["gif"] = None if gif_error else str(args.gif)
         if gif_error:
@@ -130,7 +132,7 @@ def _solve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_gif(path: str, kind: str, input_grid: Any, thinking: Any) -> str | None:
+def _write_gif(path: str, kind: Any, input_grid: Any, thinking: Any) -> str | None:
     """Write the thinking animation to `path`; the reason it failed (naming the file), or None. A failed
     animation must not cost the answer already computed."""
     from hrmkit.data import render
@@ -173,7 +175,7 @@ def _side_by_side(blocks: list[tuple[str, list[str]]], gap: str = "    ") -> lis
     return rows
 
 
-def _steps_text(kind: str, t: Any) -> list[str]:
+def _steps_text(kind: Any, t: Any) -> list[str]:
     from hrmkit.data import render
 
     lines = []
@@ -190,56 +192,35 @@ def _steps_text(kind: str, t: Any) -> list[str]:
 def _grid_report(model: Any, r: Any, steps: bool) -> tuple[str, dict]:
     from hrmkit.data import render
 
-    size = f"{r.puzzle.shape[0]}x{r.puzzle.shape[1]}"
+    h, w = r.input_grid.shape
     lines = [_header(model), ""]
-    lines += _side_by_side([(f"{size} {r.kind}", render.grid_text(r.input_grid, r.kind)),
-                            ("answer", render.grid_text(r.answer_grid, r.kind))])
+    lines += _side_by_side([(f"{h}x{w} {r.task.name}", render.grid_text(r.input_grid, r.task)),
+                            ("answer", render.grid_text(r.answer_grid, r.task))])
     lines += ["", _halting_line(r.thinking)]
-    c = r.check
-    obj: dict[str, Any] = {"kind": r.kind, "answer": r.answer, "segments": r.thinking.segments,
+    obj: dict[str, Any] = {"kind": r.task.name, "answer": r.answer, "segments": r.thinking.segments,
                            "halt_step": r.thinking.halt_step, "q_halt": r.thinking.q_halt,
                            "q_continue": r.thinking.q_continue}
-    if r.kind == "sudoku":
-        unique = {0: "the puzzle has no solution", 1: "the puzzle has exactly one solution",
-                  2: "the puzzle has more than one solution"}[c.solutions]
-        if c.solved:
-            verdict = "a valid solution that keeps every clue"
-        else:
-            from hrmkit.deploy.codecs import sudoku_clash
-
-            why = [w for w in (sudoku_clash(r.answer_grid), f"{int((r.answer_grid == 0).sum())} cells blank"
-                               if (r.answer_grid == 0).any() else None,
-                               None if c.keeps_clues else "a clue was changed") if w]
-            verdict = "NOT a valid solution" + (f": {'; '.join(why)}" if why else "")
-        lines.append(f"Answer: {verdict}; {unique}" + ("" if c.matches_solver is None else
-                     f", and the answer {'is' if c.matches_solver else 'is not'} it") + ".")
-        obj.update(valid=c.valid, keeps_clues=c.keeps_clues, solved=c.solved, puzzle_solutions=c.solutions)
-    else:
-        if c.connected:
-            verdict = f"a path of {c.path_cells} cells connected from S to G"
-            verdict += (", a shortest one" if c.shortest else
-                        f", not a shortest one (shortest: {c.shortest_cells} cells)" if c.shortest_cells is not None else "")
-        else:
-            verdict = ("NOT a path from S to G: " + (f"its {c.path_cells} path cells do not connect them" if c.path_cells
-                                                      else "no path cells"))
-        if not c.only_path_added:
-            verdict += "; the answer also changed walls, S or G"
-        lines.append(f"Answer: {verdict}.")
-        obj.update(connected=c.connected, shortest=c.shortest, only_path_added=c.only_path_added,
-                   path_cells=c.path_cells, shortest_cells=c.shortest_cells)
+    if r.check is not None:
+        lines.append(f"Answer: {r.check.verdict}.")
+        obj.update(r.check.fields)
     if r.votes is not None:
         total = sum(v.votes for v in r.votes)
         lines += ["", f"Vote over {total} augmented versions (answers mapped back; ranked by votes, then mean "
                       f"sigmoid(q_halt)); the answer above is the top one:",
                   f"{'rank':>4}  {'votes':>5}  {'mean q':>6}  {'verifier':>8}  answer"]
         for i, v in enumerate(r.votes):
-            lines.append(f"{i + 1:>4}  {v.votes:>5}  {v.mean_q:>6.3f}  {'passes' if v.verified else 'fails':>8}  "
-                         + v.answer.replace("\n", " / "))
+            passes = "—" if v.verified is None else "passes" if v.verified else "fails"
+            lines.append(f"{i + 1:>4}  {v.votes:>5}  {v.mean_q:>6.3f}  {passes:>8}  " + _one_line(v.answer))
         obj["votes"] = [{"answer": v.answer, "votes": v.votes, "mean_q": v.mean_q, "verified": v.verified}
                         for v in r.votes]
     if steps:
-        lines += ["", *_steps_text(r.kind, r.thinking)]
+        lines += ["", *_steps_text(r.task, r.thinking)]
     return "\n".join(lines), obj
+
+
+def _one_line(answer: Any) -> str:
+    """A natural-form answer on one line (text lines joined by " / ", grids as JSON)."""
+    return answer.replace("\n", " / ") if isinstance(answer, str) else json.dumps(answer)
 
 
 def _arc_report(model: Any, r: Any, steps: bool) -> tuple[str, dict]:
@@ -252,33 +233,33 @@ def _arc_report(model: Any, r: Any, steps: bool) -> tuple[str, dict]:
     tests = []
     for ti, t in enumerate(r.tests):
         blocks = [(f"test input {ti + 1} ({t.input_grid.shape[0]}x{t.input_grid.shape[1]})",
-                   render.grid_text(t.input_grid, "arc"))]
+                   render.grid_text(t.input_grid, model.task))]
         for k, a in enumerate(t.answers[:2]):
             mark = "" if a.correct is None else (" RIGHT" if a.correct else " wrong")
             blocks.append((f"answer {k + 1}: {a.votes} vote{'s' * (a.votes != 1)}, mean q {a.mean_q:.2f}{mark}",
-                           render.grid_text(a.grid, "arc")))
+                           render.grid_text(a.grid, model.task)))
         if t.expected is not None:
-            blocks.append(("expected", render.grid_text(t.expected, "arc")))
+            blocks.append(("expected", render.grid_text(t.expected, model.task)))
         lines += ["", *_side_by_side(blocks)]
         if not t.answers:
             lines.append("no answer: none of the predictions could be decoded to a grid")
         lines.append(f"{t.n_predictions} predictions, {t.n_invalid} could not be decoded; {len(t.answers)} distinct "
                      f"answers. Identity version: {_halting_line(t.thinking)}")
         if steps:
-            lines += ["", "identity version, segment by segment:", *_steps_text("arc", t.thinking)]
+            lines += ["", "identity version, segment by segment:", *_steps_text(model.task, t.thinking)]
         tests.append({"answers": [{"grid": a.grid.tolist(), "votes": a.votes, "mean_q": a.mean_q, "correct": a.correct}
                                   for a in t.answers[:2]], "n_predictions": t.n_predictions, "n_invalid": t.n_invalid,
                       "segments": t.thinking.segments, "halt_step": t.thinking.halt_step})
-    return "\n".join(lines), {"kind": "arc", "task_id": r.task_id, "versions": r.versions, "tests": tests}
+    return "\n".join(lines), {"kind": model.task.name, "task_id": r.task_id, "versions": r.versions, "tests": tests}
 
 
-def _gif_tiles(kind: str, input_grid: Any, t: Any) -> list[list[tuple[Any, str]]]:
+def _gif_tiles(kind: Any, input_grid: Any, t: Any) -> list[list[tuple[Any, str]]]:
     """GIF frames: the input, then the answer after each segment with its changed cells marked."""
     from hrmkit.data import render
 
     grids = [input_grid] + [g for g, _ in t.frames]
     side = max((max(g.shape) for g in grids if g is not None), default=None)
-    given = input_grid != 0 if kind == "sudoku" else None
+    given = render.resolve(kind).given(input_grid)
     frames = [[(render.grid_image(input_grid, kind, given=given, side=side), "input")]]
     for i, (grid, marked) in enumerate(t.frames):
         q = f"q_halt {t.q_halt[i]:.2f}" + (f" q_cont {t.q_continue[i]:.2f}" if t.q_continue else "")

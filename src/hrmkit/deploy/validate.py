@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from hrmkit import tasks
 from hrmkit.data.format import SplitData
 from hrmkit.deploy.onnx_runner import halting_decisions
 from hrmkit.errors import HrmkitError
@@ -171,7 +172,7 @@ def _compare(folder: Path, fmt: str, model: TrainedModel, split: SplitData, batc
     if not seen:
         raise HrmkitError(f"{split.path}: no examples to validate on")
     x, y = np.concatenate(inputs), np.concatenate(labels)
-    task = split.metadata.task or "generic"
+    task = tasks.of_metadata(split.metadata)
     scores = {name: compute_metrics(x, y, np.concatenate(p), task=task)["overall"] for name, p in preds.items()}
     bound = {k: max(tolerance, NOISE_FACTOR * v) if tolerance else 0.0 for k, v in noise.items()}
     rule = (f"max({tolerance:g}, {NOISE_FACTOR:g} x that noise), the policy of hrm verify-reference" if tolerance

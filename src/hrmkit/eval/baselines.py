@@ -20,7 +20,7 @@ Grid-level ARC baselines (original frame, scored with `arc_scoring`), `arc_basel
 Public API
 ----------
 - `compute_baselines(inputs, labels, *, train_labels=None, sets=None, task="generic", mask_fn=None,
-  pad_id=0, ignore_label_id=-100, blank_id=1) -> dict[str, dict]`
+  pad_id=0, ignore_label_id=-100) -> dict[str, dict]`
 - `most_common_token(labels, *, pad_id=0, ignore_label_id=-100) -> int`
 - `arc_baselines(demonstrations, test_inputs, solutions, *, ks=(1, 2)) -> dict[str, dict]`
 - `format_summary(model_metrics, baselines, *, title=None) -> str`
@@ -35,7 +35,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from hrmkit.eval.arc_scoring import ArcPrediction, score_arc
-from hrmkit.eval.metrics import IGNORE_LABEL_ID, PAD_ID, SUDOKU_BLANK_ID, MaskFn, _as_2d, answer_mask, compute_metrics
+from hrmkit.eval.metrics import IGNORE_LABEL_ID, PAD_ID, MaskFn, _as_2d, answer_mask, compute_metrics
+from hrmkit.tasks import Task
 
 
 def most_common_token(labels: Any, *, pad_id: int | None = PAD_ID, ignore_label_id: int = IGNORE_LABEL_ID) -> int:
@@ -54,8 +55,8 @@ def most_common_token(labels: Any, *, pad_id: int | None = PAD_ID, ignore_label_
 
 
 def compute_baselines(inputs: Any, labels: Any, *, train_labels: Any = None, sets: Sequence[str] | None = None,
-                      task: str = "generic", mask_fn: MaskFn | None = None, pad_id: int | None = PAD_ID,
-                      ignore_label_id: int = IGNORE_LABEL_ID, blank_id: int = SUDOKU_BLANK_ID) -> dict[str, dict]:
+                      task: Task | str | None = "generic", mask_fn: MaskFn | None = None,
+                      pad_id: int | None = PAD_ID, ignore_label_id: int = IGNORE_LABEL_ID) -> dict[str, dict]:
     """Score the copy_input and most_common_token baselines on the evaluated examples.
 
     inputs, labels: int [N, S] (the arrays the model was scored on); train_labels: int [M, S] labels of the
@@ -65,8 +66,7 @@ def compute_baselines(inputs: Any, labels: Any, *, train_labels: Any = None, set
     """
     inputs = _as_2d("inputs", inputs)
     labels = _as_2d("labels", labels)
-    kw = dict(sets=sets, task=task, mask_fn=mask_fn, pad_id=pad_id, ignore_label_id=ignore_label_id,
-              blank_id=blank_id)
+    kw = dict(sets=sets, task=task, mask_fn=mask_fn, pad_id=pad_id, ignore_label_id=ignore_label_id)
     out: dict[str, dict] = {}
     copy = compute_metrics(inputs, labels, inputs, **kw)
     copy["baseline"] = {"description": "predict the input unchanged"}

@@ -1,11 +1,9 @@
 """Where a model fails: accuracy by difficulty, a token confusion table and failures ranked by how close
 they came (pure numpy over `evaluate.Predictions`; for `hrm eval --report`).
 
-Difficulty per evaluated row, by task:
-- sudoku: the number of clues (counted from the input) and, when the dataset stores them
-  (`data.sudoku.RATINGS_FILE`), the solver rating (dead ends; power-of-two buckets as the builder's histogram);
-- maze: the shortest path length in moves (the label's path cells + 1);
-- arc: the larger side of the expected output grid (per augmented test row).
+Difficulty per evaluated row is the task's (`Task.difficulty`): Sudoku the number of clues and, when the
+dataset stores them, the solver rating (dead ends; power-of-two buckets as the builder's histogram); mazes the
+shortest path length in moves; ARC the larger side of the expected output grid (per augmented test row).
 Each breakdown table scores the model and the trivial baselines on the same rows of every bucket.
 
 Public API
@@ -25,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from hrmkit.eval.metrics import answer_mask, compute_metrics, exact_correct, scored_mask
+from hrmkit.tasks import Task, resolve
 
 MAX_BUCKETS = 8
-MAZE_PATH_TOKEN = 5  # 'o' in the maze layout "# SGo" -> tokens 1..5
 
 
 def _buckets(values: np.ndarray, max_buckets: int = MAX_BUCKETS) -> tuple[list[str], dict[str, float]]:
@@ -60,37 +58,23 @@ def _pow2_buckets(values: np.ndarray) -> tuple[list[str], dict[str, float]]:
     return labels, keys
 
 
-def _arc_sides(labels: np.ndarray) -> np.ndarray:
-    from hrmkit.data.arc import decode_grids
-
-    grids = decode_grids(labels)  # ignored cells (-100) are no colour, as PAD
-    return np.array([-1 if g is None else max(g.shape) for g in grids], np.int64)
-
-
-def difficulty_columns(task: str, inputs: np.ndarray, labels: np.ndarray,
+def difficulty_columns(task: Task | str | None, inputs: np.ndarray, labels: np.ndarray,
                        split_dir: str | Path | None = None) -> dict[str, tuple[list[str], dict[str, float]]]:
     """{difficulty name: (bucket label per row, sort key per label)} for the rows of one evaluation (module
-    docstring); {} for tasks without a difficulty measure."""
+    docstring); {} for tasks without a difficulty measure. Negative values are "unknown"."""
     out: dict[str, tuple[list[str], dict[str, float]]] = {}
-    if task == "sudoku":
-        if split_dir is not None:
-            from hrmkit.data.sudoku import load_ratings
-
-            ratings = load_ratings(Path(split_dir))
-            if ratings is not None and len(ratings) >= len(inputs):
-                out["rating (solver dead ends)"] = _pow2_buckets(ratings[:len(inputs)])
-        out["clues"] = _buckets((inputs >= 2).sum(axis=1))
-    elif task == "maze":
-        out["shortest path (moves)"] = _buckets((labels == MAZE_PATH_TOKEN).sum(axis=1) + 1)
-    elif task == "arc":
-        sides = _arc_sides(labels)
-        labels_, keys = _buckets(np.maximum(sides, 0))
-        out["output grid side (cells)"] = ([lab if s >= 0 else "unknown" for lab, s in zip(labels_, sides)],
-                                           {**keys, "unknown": -1.0})
+    for name, (scale, values) in resolve(task).difficulty(inputs, labels, split_dir).items():
+        values = np.asarray(values, np.int64)
+        if scale == "pow2":
+            out[name] = _pow2_buckets(values)
+            continue
+        labels_, keys = _buckets(np.maximum(values, 0))
+        out[name] = ([lab if v >= 0 else "unknown" for lab, v in zip(labels_, values.tolist())],
+                     {**keys, "unknown": -1.0})
     return out
 
 
-def breakdown_tables(task: str, inputs: Any, labels: Any, preds: Any, *, split_dir: str | Path | None = None,
+def breakdown_tables(task: Task | str | None, inputs: Any, labels: Any, preds: Any, *, split_dir: str | Path | None = None,
                      train_labels: Any = None) -> list[dict]:
     """Per difficulty measure: {"name", "rows": [{"bucket", "n_examples", "exact_accuracy", "token_accuracy",
     "baselines": {name: exact_accuracy}}]} in difficulty order; rows without an answer are left out."""
@@ -113,7 +97,7 @@ def breakdown_tables(task: str, inputs: Any, labels: Any, preds: Any, *, split_d
     return tables
 
 
-def confusion_table(task: str, inputs: Any, labels: Any, preds: Any, vocab_size: int) -> dict:
+def confusion_table(task: Task | str | None, inputs: Any, labels: Any, preds: Any, vocab_size: int) -> dict:
     """Counts of (expected token, predicted token) over the cells token accuracy scores (Sudoku: the blanks).
     Returns {"task", "tokens": ids in the table, "counts": int [T, T] (row = expected, column = predicted),
     "n_cells"}; tokens are those that occur as expected or predicted."""
@@ -122,7 +106,7 @@ def confusion_table(task: str, inputs: Any, labels: Any, preds: Any, vocab_size:
     want, got = labels[mask], np.clip(preds[mask], 0, vocab_size - 1)
     counts = np.bincount(want * vocab_size + got, minlength=vocab_size * vocab_size).reshape(vocab_size, vocab_size)
     tokens = np.flatnonzero(counts.sum(0) + counts.sum(1))
-    return {"task": task, "tokens": tokens.tolist(), "counts": counts[np.ix_(tokens, tokens)].tolist(),
+    return {"task": resolve(task).name, "tokens": tokens.tolist(), "counts": counts[np.ix_(tokens, tokens)].tolist(),
             "n_cells": int(mask.sum())}
 
 

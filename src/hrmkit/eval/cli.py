@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hrmkit import tasks
 from hrmkit.errors import HrmkitError
 from hrmkit.loading import check_dataset, load_trained, resolve_checkpoints, run_dir_of
 
@@ -143,9 +144,9 @@ def evaluate_checkpoints(paths: list[Path], args: argparse.Namespace,
         if split is None:
             data = Path(args.data or cfg.data_path)
             split = load_split(data, args.split).require_examples()
-            if args.aggregate_checkpoints and (split.metadata.task or "generic") != "arc":
-                raise HrmkitError(f"--aggregate-checkpoints pools ARC votes, but {data} holds task "
-                                  f"{split.metadata.task!r}")
+            task = tasks.of_metadata(split.metadata)
+            if args.aggregate_checkpoints and not task.votes_over_dataset_versions:
+                raise HrmkitError(f"--aggregate-checkpoints pools ARC votes, but {data} holds task {task.name!r}")
         check_dataset(model, split.metadata, data)
         batch_size = args.batch_size or cfg.eval_batch_size or cfg.global_batch_size
         result = evaluate_split(model.head, split, batch_size=batch_size, device=device, max_examples=args.max_examples,
@@ -233,8 +234,8 @@ def _notes(result: EvalResult, pooled: dict | None) -> list[str]:
                      f"given cells included, averaged over examples): {100 * s.reference_token_accuracy:.1f}% "
                      f"(docs/parity.md).")
     copy = result.baselines["copy_input"].exact_accuracy if "copy_input" in result.baselines else None
-    if result.task == "sudoku" and copy is not None:
-        notes.append(f"The copy-input baseline gets {100 * copy:.1f}% exact on Sudoku: copying the given clues "
+    if result.task.clues_given and copy is not None:
+        notes.append(f"The copy-input baseline gets {100 * copy:.1f}% exact on {result.task.title}: copying the given clues "
                      f"never fills the blank cells, so any exact accuracy above {100 * copy:.1f}% is real solving; "
                      "token accuracy counts the blank cells only.")
     arc = pooled["arc"] if pooled else result.arc
@@ -300,12 +301,12 @@ def _examples(result: EvalResult, max_examples: int) -> list[dict]:
     closest failures (fewest wrong cells first) and a seeded sample of solved examples, from their tokens."""
     from hrmkit.eval.arc_eval import arc_examples
     from hrmkit.eval.breakdown import pick_examples
-    from hrmkit.eval.report import KINDS, make_example
+    from hrmkit.eval.report import make_example
 
     if result.arc_ranked is not None:
         return arc_examples(result.arc_ranked, result.arc_tasks, max_examples=max_examples)
     p, kind = result.predictions, result.task
-    if p is None or kind not in KINDS or not len(p.preds):
+    if p is None or not len(p.preds):
         return []
     fails, wins = pick_examples(p.labels, p.preds, max_examples)
     return [make_example(kind, p.inputs[i], p.labels[i], [p.preds[i]], ok, name=f"#{i}")
@@ -354,7 +355,7 @@ def _json_object(results: list[CheckpointEval], pooled: dict | None, report: Pat
     c = results[-1]
     r = c.result
     summary = r.summary.to_dict()
-    out = {"checkpoint": str(c.checkpoint), "step": c.step, "data": str(c.data), "split": c.split, "task": r.task,
+    out = {"checkpoint": str(c.checkpoint), "step": c.step, "data": str(c.data), "split": c.split, "task": r.task.name,
            "summary": summary, "baselines": _baselines_json(r), **summary, "diagnosis": r.diagnosis}
     arc = pooled["arc"] if pooled else r.arc
     if arc:

@@ -19,9 +19,11 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from hrmkit.data.format import SplitData
+from hrmkit import tasks
+from hrmkit.data.format import IGNORE_LABEL_ID, SplitData
 from hrmkit.data.sampler import test_batches
 from hrmkit.errors import HrmkitError
+from hrmkit.tasks import Task
 
 # Rows per forward pass of CPU evaluation. A segment's widest activations (the SwiGLU's [rows x tokens, 2W]) stay
 # within a core's L2 cache at a few dozen rows; at the demo's eval_batch_size of 500 they do not, and the demo
@@ -164,7 +166,7 @@ class EvalResult:
     `tta.Votes` (pooled over checkpoints by --ensemble).
     """
 
-    task: str
+    task: Task
     summary: EvalSummary
     baselines: dict[str, BaselineScore]
     metrics: dict
@@ -276,14 +278,14 @@ class SegmentScores:
     def _add(total, value):
         return value if total is None else total + value
 
-    def start(self, batch: dict[str, torch.Tensor], n_valid: int, task: str) -> None:
-        from hrmkit.eval.metrics import PAD_ID, SUDOKU_BLANK_ID
+    def start(self, batch: dict[str, torch.Tensor], n_valid: int, task: Task) -> None:
+        from hrmkit.eval.metrics import PAD_ID
 
         labels = batch["labels"][:n_valid].long()
         self._labels = labels
-        self._answer = (labels != -100) & (labels != PAD_ID)
+        self._answer = (labels != IGNORE_LABEL_ID) & (labels != PAD_ID)
         self._has = self._answer.any(dim=1)
-        self._scored = self._answer & (batch["inputs"][:n_valid] == SUDOKU_BLANK_ID) if task == "sudoku" else self._answer
+        self._scored = task.scored_mask(batch["inputs"][:n_valid], self._answer)
         self._n, self._stop, self._stop_preds, self._last = n_valid, None, None, None
         self.rows = self._add(self.rows, self._has.sum())
         self.cells = self._add(self.cells, self._scored.sum())
@@ -358,13 +360,14 @@ def predict_split(head: torch.nn.Module, split: SplitData, batch_size: int, devi
     out: dict[str, list[np.ndarray]] = {k: [] for k in Predictions.__dataclass_fields__}
     seen = 0
     total = split.num_examples if max_examples is None else min(split.num_examples, max_examples)
+    task = tasks.of_metadata(split.metadata)
     for batch, n_valid in test_batches(split, batch_size):
         if max_examples is not None and seen >= max_examples:
             break
         n = n_valid if max_examples is None else min(n_valid, max_examples - seen)
         batch = {k: v.to(device) for k, v in batch.items()}
         if scores is not None:
-            scores.start(batch, n, split.metadata.task or "generic")
+            scores.start(batch, n, task)
         r = rollout(head, batch, segments=segments, on_segment=scores)
         if scores is not None:
             scores.finish()
@@ -459,21 +462,21 @@ def diagnosis_batch(split: SplitData, max_rows: int = DIAGNOSIS_ROWS) -> dict[st
 def diagnose_head(head: torch.nn.Module, split: SplitData, device: torch.device | str = "cpu",
                   max_rows: int = DIAGNOSIS_ROWS, seed: int = 0) -> dict | None:
     """`sensitivity.diagnose` of `head` on `diagnosis_batch(split)`: are its outputs input-invariant or
-    collapsed, does it predict tokens no answer holds? Random inputs use the task's tokens
-    (`sensitivity.PERTURB_PRESETS`) below the vocabulary size; answers the task's `ANSWER_TOKENS`.
+    collapsed, does it predict tokens no answer holds? Random inputs use the task's `input_tokens` below the
+    vocabulary size; answers its `answer_tokens`.
     Returns the `make_diagnosis` dict (input_invariant, collapsed, low_sensitivity, invalid_outputs, ok,
     warning, sensitivity, collapse), or None when the split has no labelled row."""
-    from hrmkit.eval.sensitivity import ANSWER_TOKENS, PERTURB_PRESETS, act_predict_fn, diagnose
+    from hrmkit.eval.sensitivity import act_predict_fn, diagnose
 
     batch = diagnosis_batch(split, max_rows)
     if batch is None:
         return None
-    task = split.metadata.task or "generic"
-    valid, keep = PERTURB_PRESETS.get(task, (None, None))
+    task, vocab = tasks.of_metadata(split.metadata), split.metadata.vocab_size
+    valid, keep = task.input_tokens(vocab) or (None, None)
     if valid is not None:
-        valid = [t for t in valid if t < split.metadata.vocab_size]
+        valid = [t for t in valid if t < vocab]
     return diagnose(act_predict_fn(head, torch.device(device)), batch, task=task, valid_tokens=valid,
-                    keep_tokens=keep, seed=seed, answer_tokens=ANSWER_TOKENS.get(task))
+                    keep_tokens=keep, seed=seed, answer_tokens=task.answer_tokens(vocab))
 
 
 def evaluate_split(head: torch.nn.Module, split: SplitData, batch_size: int, device: torch.device | str = "cpu",
@@ -498,18 +501,16 @@ def evaluate_split(head: torch.nn.Module, split: SplitData, batch_size: int, dev
     from hrmkit.eval.baselines import compute_baselines
     from hrmkit.eval.metrics import compute_metrics
 
-    task = split.metadata.task or "generic"
+    task = tasks.of_metadata(split.metadata)
     segments = check_segments(segments)
     aug = None
     if tta is not None:
         from hrmkit.eval.tta import task_augmentation
 
         aug = task_augmentation(task, split.metadata.seq_len, tta, tta_seed)
-    if verify:
-        from hrmkit.verify import verifier_for
-
-        if verifier_for(task) is None:
-            raise HrmkitError(f"--verify: task {task!r} of {split.path} has no verifier (Sudoku and mazes have one)")
+    if verify and not task.has_verifier:
+        raise HrmkitError(f"--verify: task {task.name!r} of {split.path} has no verifier (no rules to check an "
+                          "answer against; Sudoku and mazes have one)")
     scores = SegmentScores()
     start = time.perf_counter()
     p = predict_split(head, split, batch_size, device, max_examples, progress, segments=segments, scores=scores)
@@ -536,7 +537,7 @@ def evaluate_split(head: torch.nn.Module, split: SplitData, batch_size: int, dev
         result.votes = predict_versions(head, split, aug, batch_size, device, max_examples, segments=segments,
                                         name=checkpoint_name)
         result.tta = tta_block([result.votes], task, verify)
-    if task == "arc":
+    if task.votes_over_dataset_versions:
         from hrmkit.eval.arc_eval import score_arc_split
 
         arc = score_arc_split(p, split, submission_path=submission_path)

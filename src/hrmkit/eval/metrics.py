@@ -7,22 +7,22 @@ token accuracy only counts cells the model actually has to predict.
 Cells (arrays are [N, S]: N examples, S sequence positions):
 - answer cells: labels that are neither `ignore_label_id` (-100 at batch time) nor `pad_id` (0 in every
   hrmkit token layout; pass `pad_id=None` if 0 is a real label). Exact accuracy needs all of them right.
-- scored cells (token accuracy): the answer cells; for `task="sudoku"` only those whose input is the blank
-  token (1), i.e. the given clues are excluded (copying them is free). A custom `mask_fn(inputs, labels) ->
-  bool [N, S]` replaces the task rule (it is ANDed with the answer cells).
+- scored cells (token accuracy): the answer cells, narrowed by the task's `scored_mask` (Sudoku: only the
+  cells whose input is the blank token, i.e. the given clues are excluded: copying them is free). A custom
+  `mask_fn(inputs, labels) -> bool [N, S]` replaces the task rule (it is ANDed with the answer cells).
+`task` is a `hrmkit.tasks.Task` or a registered task name ("generic" by default).
 Examples without any answer cell (the padding rows of a test batch) are left out of every count and
 reported as `n_empty`.
 
 Public API
 ----------
 - `compute_metrics(inputs, labels, preds, *, q_halt=None, steps=None, sets=None, task="generic",
-  mask_fn=None, pad_id=0, ignore_label_id=-100, blank_id=1) -> dict`
+  mask_fn=None, pad_id=0, ignore_label_id=-100) -> dict`
 - `answer_mask(labels, *, pad_id=0, ignore_label_id=-100) -> bool [N, S]`
-- `scored_mask(inputs, labels, *, task="generic", mask_fn=None, pad_id=0, ignore_label_id=-100,
-  blank_id=1) -> bool [N, S]`
+- `scored_mask(inputs, labels, *, task="generic", mask_fn=None, pad_id=0, ignore_label_id=-100) -> bool [N, S]`
 - `exact_correct(labels, preds, *, pad_id=0, ignore_label_id=-100) -> bool [N]`
 - `accuracy_pair(inputs, labels, preds, *, task) -> (exact, token)`: the two headline figures alone
-- constants `IGNORE_LABEL_ID` (from data/format.py), `PAD_ID`, `SUDOKU_BLANK_ID`, `TASKS`.
+- constants `IGNORE_LABEL_ID` (from data/format.py), `PAD_ID`.
 """
 
 from __future__ import annotations
@@ -32,10 +32,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from hrmkit.data.format import IGNORE_LABEL_ID
+from hrmkit.tasks import Task, resolve
 
 PAD_ID = 0
-SUDOKU_BLANK_ID = 1
-TASKS = ("generic", "sudoku", "maze", "arc")
 
 MaskFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -68,17 +67,16 @@ def answer_mask(labels: Any, *, pad_id: int | None = PAD_ID, ignore_label_id: in
     return mask
 
 
-def scored_mask(inputs: Any, labels: Any, *, task: str = "generic", mask_fn: MaskFn | None = None,
-                pad_id: int | None = PAD_ID, ignore_label_id: int = IGNORE_LABEL_ID,
-                blank_id: int = SUDOKU_BLANK_ID) -> np.ndarray:
-    """Cells counted by token accuracy: answer cells, minus the given clues for Sudoku.
+def scored_mask(inputs: Any, labels: Any, *, task: Task | str | None = "generic", mask_fn: MaskFn | None = None,
+                pad_id: int | None = PAD_ID, ignore_label_id: int = IGNORE_LABEL_ID) -> np.ndarray:
+    """Cells counted by token accuracy: answer cells, narrowed by the task's `scored_mask` (Sudoku: minus the
+    given clues).
 
-    inputs, labels: int [N, S]. task: one of `TASKS`; "sudoku" keeps only cells whose input is `blank_id`.
-    mask_fn: optional `(inputs, labels) -> bool [N, S]` used instead of the task rule (ANDed with the answer
-    cells). Returns bool [N, S]. Raises ValueError on an unknown task or a mask of the wrong shape.
+    inputs, labels: int [N, S]. mask_fn: optional `(inputs, labels) -> bool [N, S]` used instead of the task
+    rule (ANDed with the answer cells). Returns bool [N, S]. Raises HrmkitError on an unknown task name and
+    ValueError on a mask of the wrong shape.
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    t = resolve(task)
     inputs = _as_2d("inputs", inputs)
     labels = _as_2d("labels", labels)
     mask = answer_mask(labels, pad_id=pad_id, ignore_label_id=ignore_label_id)
@@ -87,9 +85,7 @@ def scored_mask(inputs: Any, labels: Any, *, task: str = "generic", mask_fn: Mas
         if extra.shape != mask.shape:
             raise ValueError(f"mask_fn returned shape {extra.shape}, expected {mask.shape}")
         return mask & extra
-    if task == "sudoku":
-        mask &= inputs == blank_id
-    return mask
+    return t.scored_mask(inputs, mask)
 
 
 def exact_correct(labels: Any, preds: Any, *, pad_id: int | None = PAD_ID,
@@ -104,7 +100,7 @@ def exact_correct(labels: Any, preds: Any, *, pad_id: int | None = PAD_ID,
     return ((preds == labels) | ~mask).all(axis=1) & mask.any(axis=1)
 
 
-def accuracy_pair(inputs: Any, labels: Any, preds: Any, *, task: str = "generic") -> tuple[float | None, float | None]:
+def accuracy_pair(inputs: Any, labels: Any, preds: Any, *, task: Task | str | None = "generic") -> tuple[float | None, float | None]:
     """(exact accuracy, token accuracy) as `compute_metrics` counts them overall: exact over the examples with
     answer cells, token over the `scored_mask` cells (Sudoku: the blank ones). None when nothing is counted.
     inputs, labels, preds: int [N, S]."""
@@ -147,15 +143,15 @@ def _summarise(rows: np.ndarray, exact: np.ndarray, tok_right: np.ndarray, tok_t
 
 
 def compute_metrics(inputs: Any, labels: Any, preds: Any, *, q_halt: Any = None, steps: Any = None,
-                    sets: Sequence[str] | None = None, task: str = "generic", mask_fn: MaskFn | None = None,
-                    pad_id: int | None = PAD_ID, ignore_label_id: int = IGNORE_LABEL_ID,
-                    blank_id: int = SUDOKU_BLANK_ID) -> dict:
+                    sets: Sequence[str] | None = None, task: Task | str | None = "generic",
+                    mask_fn: MaskFn | None = None, pad_id: int | None = PAD_ID,
+                    ignore_label_id: int = IGNORE_LABEL_ID) -> dict:
     """Exact, token and q-halt accuracy and ACT steps, overall and per set.
 
     inputs, labels, preds: int [N, S] (numpy or torch); labels use `ignore_label_id` for ignored cells.
     q_halt: float [N] halting logits (q-halt accuracy is `(q_halt >= 0) == exact`), optional.
     steps: int [N] ACT segments run per example, optional. sets: str [N] set/group name per example,
-    optional. task / mask_fn / pad_id / blank_id: which cells count, see the module docstring.
+    optional. task / mask_fn / pad_id: which cells count, see the module docstring.
 
     Returns a JSON-serialisable dict::
 
@@ -182,7 +178,7 @@ def compute_metrics(inputs: Any, labels: Any, preds: Any, *, q_halt: Any = None,
 
     answer = answer_mask(labels, pad_id=pad_id, ignore_label_id=ignore_label_id)
     scored = scored_mask(inputs, labels, task=task, mask_fn=mask_fn, pad_id=pad_id,
-                         ignore_label_id=ignore_label_id, blank_id=blank_id)
+                         ignore_label_id=ignore_label_id)
     has_answer = answer.any(axis=1)
     exact = ((preds == labels) | ~answer).all(axis=1) & has_answer
     tok_right = ((preds == labels) & scored).sum(axis=1)
@@ -191,7 +187,7 @@ def compute_metrics(inputs: Any, labels: Any, preds: Any, *, q_halt: Any = None,
     row_accuracy = ((preds == labels) & answer).sum(axis=1) / np.maximum(answer.sum(axis=1), 1)
 
     result: dict[str, Any] = {
-        "task": task,
+        "task": resolve(task).name,
         "overall": _summarise(has_answer, exact, tok_right, tok_total, q, st, int((~has_answer).sum()), row_accuracy),
     }
     if sets is not None:

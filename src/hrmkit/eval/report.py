@@ -8,7 +8,7 @@ Everything is inline (CSS, and SVG drawn here and by `hrmkit.data.render`; no sc
 accuracy and the trivial baselines (docs/design.md §7).
 
 Example dicts (`examples` argument), one per shown example:
-    {"kind": "sudoku" | "maze" | "arc", "input": grid, "expected": grid, "predictions": [grid | None, ...]
+    {"kind": the task (`hrmkit.tasks.Task` or its name), "input": grid, "expected": grid, "predictions": [grid | None, ...]
      (best first; None = could not be decoded), "correct": bool, optional "name": str,
      optional "votes": [int per prediction], optional "q": [float per prediction]}
 Grids: sudoku int [9, 9] digits 0..9 (0 = blank); arc int [h, w] colours 0..9; maze str [h, w] of
@@ -22,8 +22,8 @@ Public API
   thinking=(), breakdown=(), confusion=None, halting=None, model_info=None) -> Path`
 - `render_report(...same...) -> str` (the HTML, without writing)
 - `load_metrics_jsonl(path) -> list[dict]`
-- `tokens_to_grid(kind, tokens, *, decode_fn=None) -> np.ndarray | None` (from `hrmkit.data.render`)
-- `make_example(kind, input_tokens, label_tokens, pred_tokens, correct, *, name="", decode_fn=None) -> dict`
+- `tokens_to_grid(task, tokens, *, dataset_row=False) -> np.ndarray | None` (from `hrmkit.data.render`)
+- `make_example(task, input_tokens, label_tokens, pred_tokens, correct, *, name="", dataset_row=False) -> dict`
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from hrmkit.data.render import DIFF_COLOUR, KINDS, diff_mask, grid_svg, tokens_to_grid
+from hrmkit.data.render import diff_mask, grid_svg, tokens_to_grid
 from hrmkit.eval.baselines import _flat, _pct, baseline_verdict, summary_rows
 from hrmkit.fsutil import atomic_write_bytes
+from hrmkit.tasks import Task, resolve
+from hrmkit.tasks.sudoku import DIFF_COLOUR as SUDOKU_DIFF_COLOUR
 
 SERIES_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
@@ -88,16 +90,16 @@ def _flatten(obj: Mapping, prefix: str = "") -> dict:
     return out
 
 
-def make_example(kind: str, input_tokens: Any, label_tokens: Any, pred_tokens: Sequence[Any], correct: bool, *,
-                 name: str = "", decode_fn: Callable | None = None) -> dict:
+def make_example(kind: Task | str, input_tokens: Any, label_tokens: Any, pred_tokens: Sequence[Any], correct: bool,
+                 *, name: str = "", dataset_row: bool = False) -> dict:
     """An example dict for `write_report` from token rows (labels may use -100 for ignored cells; those
     cells are shown as the input's value, i.e. PAD)."""
     labels = np.asarray(label_tokens.detach().cpu() if hasattr(label_tokens, "detach") else label_tokens)
     labels = np.where(labels < 0, 0, labels)
     return {"kind": kind, "name": name, "correct": bool(correct),
-            "input": tokens_to_grid(kind, input_tokens, decode_fn=decode_fn),
-            "expected": tokens_to_grid(kind, labels, decode_fn=decode_fn),
-            "predictions": [tokens_to_grid(kind, p, decode_fn=decode_fn) for p in pred_tokens]}
+            "input": tokens_to_grid(kind, input_tokens, dataset_row=dataset_row),
+            "expected": tokens_to_grid(kind, labels, dataset_row=dataset_row),
+            "predictions": [tokens_to_grid(kind, p, dataset_row=dataset_row) for p in pred_tokens]}
 
 
 # ----------------------------------------------------------------------------------------------- svg
@@ -306,9 +308,7 @@ def _arc_section(arc_table: Sequence[Mapping] | None) -> str:
 
 
 def _example_html(ex: Mapping) -> str:
-    kind = ex.get("kind", "arc")
-    if kind not in KINDS:
-        raise ValueError(f"example kind must be one of {KINDS}, got {kind!r}")
+    kind = resolve(ex.get("kind", "arc"))
     expected = ex.get("expected")
     correct = bool(ex.get("correct"))
     figs = [f"<figure>{grid_svg(ex.get('input'), kind)}<figcaption>input</figcaption></figure>",
@@ -329,7 +329,7 @@ def _example_html(ex: Mapping) -> str:
                 n_diff = int(diff.sum())
                 cap += f" ({n_diff} cell{'s' * (n_diff != 1)} differ{'s' * (n_diff == 1)})" if n_diff else " (right)"
         figs.append(f"<figure>{grid_svg(pred, kind, marked=diff)}<figcaption>{_esc(cap)}</figcaption></figure>")
-    title = f"{'✓ solved' if correct else '✗ failed'} — {kind} {ex.get('name', '')}"
+    title = f"{'✓ solved' if correct else '✗ failed'} — {kind.name} {ex.get('name', '')}"
     return (f'<div class="example {"correct" if correct else "wrong"}"><b>{_esc(title)}</b><br>'
             f"{''.join(figs)}</div>")
 
@@ -340,7 +340,7 @@ def _examples_section(examples: Sequence[Mapping], max_examples: int) -> str:
     fails = [e for e in examples if not e.get("correct")][:max_examples]
     wins = [e for e in examples if e.get("correct")][:max_examples]
     parts = ["<h2>Examples</h2>", '<p class="note">Cells that differ from the expected answer: '
-             f'<span style="color:{DIFF_COLOUR}">red digits</span> (Sudoku) or a cross (ARC, maze).</p>']
+             f'<span style="color:{SUDOKU_DIFF_COLOUR}">red digits</span> (Sudoku) or a cross (ARC, maze).</p>']
     parts += [f"<h3>Failures ({len(fails)} shown)</h3>"] + [_example_html(e) for e in fails]
     parts += [f"<h3>Successes ({len(wins)} shown)</h3>"] + [_example_html(e) for e in wins]
     return "\n".join(parts)
@@ -369,9 +369,9 @@ def _comparison_section(comparison: Sequence[Mapping] | None) -> str:
 
 
 def _thinking_html(t: Mapping) -> str:
-    kind, frames, q_halt, q_cont = t["kind"], t["frames"], t["q_halt"], t.get("q_continue")
+    kind, frames, q_halt, q_cont = resolve(t["kind"]), t["frames"], t["q_halt"], t.get("q_continue")
     halt = int(t["halt_step"])
-    given = np.asarray(t["input"]) != 0 if kind == "sudoku" and t.get("input") is not None else None
+    given = kind.given(t["input"]) if t.get("input") is not None else None
     figs = [f"<figure>{grid_svg(t.get('input'), kind)}<figcaption>input</figcaption></figure>"]
     for i, (grid, marked) in enumerate(frames):
         n = "?" if marked is None else int(np.asarray(marked).sum())
@@ -382,7 +382,7 @@ def _thinking_html(t: Mapping) -> str:
                     f"{' ■ halting rule stops' if i + 1 == halt else ''}</figcaption></figure>")
     figs.append(f"<figure>{grid_svg(t.get('expected'), kind, given=given)}<figcaption>expected</figcaption></figure>")
     ok = bool(t.get("correct"))
-    title = (f"{'✓ solved' if ok else '✗ failed'} — {kind} {t.get('name', '')}"
+    title = (f"{'✓ solved' if ok else '✗ failed'} — {kind.name} {t.get('name', '')}"
              + ("" if ok else f" ({t.get('wrong_cells', '?')} answer cells wrong at the end)"))
     return (f'<div class="strip {"correct" if ok else "wrong"}"><b>{_esc(title)}</b><br>{"".join(figs)}</div>')
 
@@ -395,7 +395,7 @@ def _thinking_section(thinking: Sequence[Mapping]) -> str:
     parts = ['<h2 id="thinking">How the answers form: the grid after every ACT segment</h2>',
              '<p class="note">Evaluation runs every ACT segment; each figure is the answer (argmax) after one '
              "segment, the cells changed since the previous segment marked (Sudoku: "
-             f'<span style="color:{DIFF_COLOUR}">red digits</span> on pink; mazes and ARC: a cross). Captions '
+             f'<span style="color:{SUDOKU_DIFF_COLOUR}">red digits</span> on pink; mazes and ARC: a cross). Captions '
              "give the q_halt (and q_continue) logits; ■ marks the segment after which the halting rule "
              "(q_halt &gt; q_continue, or q_halt &gt; 0) said stop. Failures are the closest ones (fewest wrong "
              "cells).</p>"]
@@ -581,7 +581,7 @@ def write_report(out_dir: str | Path, summary: Mapping, baselines: Mapping[str, 
     `breakdown.breakdown_tables` (accuracy by difficulty). confusion: `breakdown.confusion_table`. halting: {"histogram": {"step": count}, "segments": K, "mean"}. model_info:
     {"num_parameters", "config"}. scaling: {"segments_curve", "at_halt", "seconds", "tta"} as `hrm eval --json`
     gives them (test-time scaling charts with the time of each setting).
-    Raises ValueError on an unknown example kind.
+    Raises HrmkitError on an example of an unknown task.
     """
     text = render_report(summary, baselines, diagnosis, metrics_jsonl_path, examples, arc_table, comparison,
                          title=title, max_examples=max_examples, notes=notes, thinking=thinking, breakdown=breakdown,

@@ -25,7 +25,7 @@ Thresholds (documented defaults):
   `COLLAPSE_ENTROPY_RATIO` (0.5) of the label entropy; or at least `COLLAPSE_MODE_SHARE` (0.5) of the
   examples get the very same prediction while no label is shared by that many examples.
 - `INVALID_OUTPUT_SHARE = 0.05`: with `answer_tokens` given (the tokens an answer can hold, e.g.
-  `ANSWER_TOKENS[task]`), *invalid outputs* are flagged when more than 5% of the answer cells get another
+  `Task.answer_tokens`), *invalid outputs* are flagged when more than 5% of the answer cells get another
   token (PAD, the Sudoku blank, ...): the model has not learned the output format. This is what flags a
   randomly initialised network, which is input-dependent (not invariant) but predicts arbitrary tokens.
 
@@ -39,8 +39,7 @@ Public API
 - `collapse_metrics(preds, labels=None, *, mask=None, pad_id=0, ignore_label_id=-100, answer_tokens=None) -> dict`
 - `make_diagnosis(sensitivity, collapse) -> dict`; `diagnose(predict_fn, batch, **kw) -> dict`
 - `act_predict_fn(head, device=None) -> predict_fn` for an hrmkit loss head (ACT loop to the end)
-- `PERTURB_PRESETS`: per task (valid_tokens, keep_tokens) for the hrmkit token layouts;
-  `ANSWER_TOKENS`: per task, the tokens an answer cell can hold.
+The token sets come from the task (`hrmkit.tasks.Task.input_tokens`, `answer_tokens`).
 """
 
 from __future__ import annotations
@@ -50,26 +49,13 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from hrmkit.eval.metrics import IGNORE_LABEL_ID, PAD_ID, _to_numpy
+from hrmkit.tasks import Task, resolve
 
 DEFAULT_INVARIANCE_THRESHOLD = 0.05
 LOW_SENSITIVITY_CELL_SHARE = 0.02
 COLLAPSE_ENTROPY_RATIO = 0.5
 COLLAPSE_MODE_SHARE = 0.5
 INVALID_OUTPUT_SHARE = 0.05
-
-# task -> (valid tokens for random inputs, tokens left in place). docs/design.md §1 layouts.
-PERTURB_PRESETS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
-    "sudoku": (tuple(range(1, 11)), (0,)),  # blank + digits; PAD kept
-    "maze": (tuple(range(1, 6)), (0,)),  # "# SGo"; PAD kept
-    "arc": (tuple(range(2, 12)), (0, 1)),  # colours; PAD and EOS (the grid frame) kept
-}
-
-# task -> tokens a (non-ignored) answer cell can hold. docs/design.md §1 layouts.
-ANSWER_TOKENS: dict[str, tuple[int, ...]] = {
-    "sudoku": tuple(range(2, 11)),  # digits
-    "maze": tuple(range(1, 6)),  # "# SGo"
-    "arc": tuple(range(1, 12)),  # EOS (the answer's frame) and colours
-}
 
 PredictFn = Callable[[dict], Any]
 
@@ -147,7 +133,7 @@ def _change_stats(base: np.ndarray, new: np.ndarray, mask: np.ndarray, rows: np.
     }
 
 
-def input_sensitivity(predict_fn: PredictFn, batch: Mapping, *, task: str | None = None,
+def input_sensitivity(predict_fn: PredictFn, batch: Mapping, *, task: Task | str | None = None,
                       valid_tokens: Sequence[int] | None = None, keep_tokens: Sequence[int] | None = None,
                       seed: int = 0, base_preds: Any = None, pad_id: int | None = PAD_ID,
                       ignore_label_id: int = IGNORE_LABEL_ID,
@@ -157,7 +143,8 @@ def input_sensitivity(predict_fn: PredictFn, batch: Mapping, *, task: str | None
     predict_fn: `batch dict -> preds int [B, S]` (numpy or torch), deterministic; it is called 2-3 times.
     batch: dict with "inputs" int [B, S] (numpy or torch; perturbed copies keep type, dtype and device),
     optionally "labels" (selects the compared cells) and anything else predict_fn needs (passed unchanged).
-    task: a `PERTURB_PRESETS` key giving valid/keep tokens; `valid_tokens` / `keep_tokens` override it.
+    task: a `Task` (or name) whose `input_tokens` give valid/keep tokens; `valid_tokens` / `keep_tokens`
+    override them.
     Without either, valid tokens are the distinct non-kept tokens seen in the batch and keep = (pad_id,).
     base_preds: the unperturbed predictions if already computed. seed: RNG seed (reproducible).
 
@@ -168,7 +155,8 @@ def input_sensitivity(predict_fn: PredictFn, batch: Mapping, *, task: str | None
     inputs = _to_numpy(batch["inputs"]).astype(np.int64)
     if inputs.ndim != 2:
         raise ValueError(f"batch['inputs'] must be [B, S], got shape {inputs.shape}")
-    preset_valid, preset_keep = PERTURB_PRESETS.get(task or "", (None, None))
+    preset_valid, preset_keep = (resolve(task).input_tokens(int(inputs.max(initial=0)) + 1) if task is not None
+                                 else None) or (None, None)
     keep = tuple(keep_tokens if keep_tokens is not None else preset_keep if preset_keep is not None
                  else (() if pad_id is None else (pad_id,)))
     valid = valid_tokens if valid_tokens is not None else preset_valid
@@ -308,13 +296,13 @@ def make_diagnosis(sensitivity: Mapping | None, collapse: Mapping | None) -> dic
             "warning": " ".join(msgs), "sensitivity": sensitivity, "collapse": collapse}
 
 
-def diagnose(predict_fn: PredictFn, batch: Mapping, *, task: str | None = None,
+def diagnose(predict_fn: PredictFn, batch: Mapping, *, task: Task | str | None = None,
              valid_tokens: Sequence[int] | None = None, keep_tokens: Sequence[int] | None = None, seed: int = 0,
              pad_id: int | None = PAD_ID, ignore_label_id: int = IGNORE_LABEL_ID,
              threshold: float = DEFAULT_INVARIANCE_THRESHOLD, answer_tokens: Sequence[int] | None = None) -> dict:
     """Run `input_sensitivity` and `collapse_metrics` on one batch and combine them (`make_diagnosis`).
 
-    Arguments as `input_sensitivity`; `answer_tokens` (e.g. `ANSWER_TOKENS[task]`) turns on the
+    Arguments as `input_sensitivity`; `answer_tokens` (e.g. the task's `answer_tokens`) turns on the
     invalid-outputs check (see the module docstring). Use a batch of real examples (a few dozen to a few
     hundred rows, padding rows are ignored). Returns the `make_diagnosis` dict.
     """

@@ -1,23 +1,22 @@
 """Test-time voting: run K augmented versions of every puzzle (and optionally several checkpoints), map each
 answer back to the puzzle's frame and vote.
 
-Each task votes through its own augmentations and their inverses (`task_augmentation`): Sudoku through
-digit relabelling, transpose (square boxes) and band, stack, row and column shuffles
-(`data.augment.sudoku_symmetries`); mazes through the 8 dihedral transforms. Version 0 is always the puzzle
-itself, so K = 1 is the plain evaluation. ARC is voted over the augmented versions its dataset holds, as
-`hrm eval` always did (`arc_eval`), not here.
+Each task votes through its own augmentations and their inverses (`Task.augmentation`, the ones its data
+is built with): Sudoku through digit relabelling, transpose (square boxes) and band, stack, row and column
+shuffles; mazes through the 8 dihedral transforms; grids through dihedral transforms and colour permutations.
+Version 0 is always the puzzle itself, so K = 1 is the plain evaluation. ARC is voted over the augmented
+versions its dataset holds, as `hrm eval` always did (`arc_eval`), not here.
 
 Candidates are ranked by votes, then by the mean sigmoid(q_halt) of their votes, then by first appearance,
 as ARC's (`arc_scoring`). The model never sees a label: every version runs with ignored labels, and the labels
 are read only to score the voted answer (a test shuffles the split's labels and checks the votes are the
-same). A verifier (`hrmkit.verify`) may pick the best-ranked candidate that passes it; that is reported as a
+same). A verifier (`Task.verify`) may pick the best-ranked candidate that passes it; that is reported as a
 separate figure, because the verifier knows the rules the model was supposed to learn.
 
 Public API
 ----------
 - `check_versions(k, where="--tta")`: 1..MAX_TTA_VERSIONS or HrmkitError.
-- `Augmentation` (task, versions, `forward(tokens [B, S]) -> [K, B, S]`, `inverse(tokens [K, B, S])`);
-  `task_augmentation(task, seq_len, versions, seed=0)`.
+- `task_augmentation(task, seq_len, versions, seed=0) -> tasks.Augmentation`.
 - `predict_versions(head, split, aug, batch_size, device, ...) -> Votes` (answers of every version, in the
   puzzle's frame).
 - `vote(votes_list, verifier=None) -> Tally` (votes pooled over checkpoints; top answer per puzzle).
@@ -35,59 +34,9 @@ import torch
 
 from hrmkit.data.format import SplitData
 from hrmkit.errors import HrmkitError
+from hrmkit.tasks import Augmentation, Task, resolve
 
 MAX_TTA_VERSIONS = 1024  # versions per puzzle; each is one more full evaluation
-
-
-def _side(seq_len: int, task: str) -> int:
-    side = int(round(seq_len ** 0.5))
-    if side * side != seq_len:
-        raise HrmkitError(f"--tta: {task} rows of {seq_len} tokens are not a square grid")
-    return side
-
-
-@dataclass
-class Augmentation:
-    """K versions of a task's puzzles (version 0: the identity). `forward(tokens [B, S]) -> [K, B, S]`
-    augments token rows; `inverse(tokens [K, B, S]) -> [K, B, S]` maps answers of version v back to the
-    puzzle's frame. Tokens keep their dtype."""
-
-    task: str
-    versions: int
-    forward: Callable[[np.ndarray], np.ndarray]
-    inverse: Callable[[np.ndarray], np.ndarray]
-
-
-def _sudoku_augmentation(seq_len: int, versions: int, rng: np.random.Generator) -> Augmentation:
-    from hrmkit.data.augment import apply_sudoku_symmetry, invert_sudoku_symmetry, sudoku_symmetries
-    from hrmkit.data.sudoku import BOXES
-
-    n = _side(seq_len, "sudoku")
-    if n not in BOXES:
-        raise HrmkitError(f"--tta: no Sudoku has {seq_len} cells")
-    sym = sudoku_symmetries(BOXES[n], versions, rng, identity_first=True)
-    # offset 1: the dataset tokens are digit + 1 (1 = blank, 0 = PAD stays PAD)
-    return Augmentation("sudoku", versions,
-                        lambda x: apply_sudoku_symmetry(np.broadcast_to(x, (versions,) + x.shape), sym, offset=1),
-                        lambda y: invert_sudoku_symmetry(y, sym, offset=1))
-
-
-def _maze_augmentation(seq_len: int, versions: int) -> Augmentation:
-    from hrmkit.data.augment import dihedral_transform, inverse_dihedral_transform
-
-    side = _side(seq_len, "maze")
-    if versions > 8:
-        raise HrmkitError(f"--tta {versions}: a maze has 8 dihedral versions; use --tta 8 or fewer")
-
-    def forward(x: np.ndarray) -> np.ndarray:
-        return np.stack([np.stack([dihedral_transform(g, t) for g in x.reshape(-1, side, side)]).reshape(x.shape)
-                         for t in range(versions)])
-
-    def inverse(y: np.ndarray) -> np.ndarray:
-        return np.stack([np.stack([inverse_dihedral_transform(g, t) for g in y[t].reshape(-1, side, side)]
-                                  ).reshape(y.shape[1:]) for t in range(versions)])
-
-    return Augmentation("maze", versions, forward, inverse)
 
 
 def check_versions(versions: int, where: str = "--tta") -> int:
@@ -97,24 +46,11 @@ def check_versions(versions: int, where: str = "--tta") -> int:
     return int(versions)
 
 
-def task_augmentation(task: str | None, seq_len: int, versions: int, seed: int = 0) -> Augmentation:
-    """The `versions` test-time versions of `task`'s puzzles (module docstring); the same seed gives the same
-    versions, so checkpoints of an ensemble vote on the same puzzles. HrmkitError for versions outside
-    1..MAX_TTA_VERSIONS, more than 8 for mazes, ARC (voted over its dataset's versions) and tasks without
-    augmentations (only versions=1 then)."""
-    versions = check_versions(versions)
-    task = task or "generic"
-    if task == "sudoku":
-        return _sudoku_augmentation(seq_len, versions, np.random.default_rng(seed))
-    if task == "maze":
-        return _maze_augmentation(seq_len, versions)
-    if task == "arc":
-        raise HrmkitError("--tta/--ensemble: ARC is already voted over the augmented versions its dataset holds "
-                          "(pass@k in the summary; `hrm data arc --num-aug K` sets how many) and ARC checkpoints pool "
-                          "their votes with --aggregate-checkpoints; --tta and --ensemble are for Sudoku and mazes")
-    if versions == 1:
-        return Augmentation(task, 1, lambda x: x[None], lambda y: y)
-    raise HrmkitError(f"--tta {versions}: task {task!r} declares no augmentations (Sudoku and mazes do)")
+def task_augmentation(task: Task | str | None, seq_len: int, versions: int, seed: int = 0) -> Augmentation:
+    """The `versions` test-time versions of `task`'s puzzles (its `Task.augmentation`); the same seed gives the
+    same versions, so checkpoints of an ensemble vote on the same puzzles. HrmkitError for versions outside
+    1..MAX_TTA_VERSIONS or more than the task has (ARC: voted over its dataset's versions instead)."""
+    return resolve(task).augmentation(seq_len, check_versions(versions), seed)
 
 
 @dataclass
@@ -239,7 +175,7 @@ def _points(k: int) -> list[int]:
     return pts + [k]
 
 
-def tta_block(votes: Sequence[Votes], task: str, verify: bool = False) -> dict:
+def tta_block(votes: Sequence[Votes], task: Task | str | None, verify: bool = False) -> dict:
     """The `tta` block of `hrm eval --json`: versions (per checkpoint), checkpoints, votes (per puzzle),
     exact_accuracy and token_accuracy of the top-voted answer, unanimous_share (puzzles whose votes all
     agree), mean_candidates, seconds (all the versions' predictions), and `curve`: [{"versions": k, "votes",
@@ -247,11 +183,11 @@ def tta_block(votes: Sequence[Votes], task: str, verify: bool = False) -> dict:
     (est_seconds: k/K of the measured time). With `verify` and a task verifier: `verified`
     {"exact_accuracy", "token_accuracy", "passed_share"}, the best-ranked candidate passing the verifier."""
     from hrmkit.eval.metrics import accuracy_pair
-    from hrmkit.verify import verifier_for
 
+    task = resolve(task)
     inputs, labels = votes[0].inputs, votes[0].labels
     K = votes[0].answers.shape[0]
-    checker = verifier_for(task) if verify else None
+    checker = task.verify if verify and task.has_verifier else None
     tally = vote(votes, checker)
     exact, token = accuracy_pair(inputs, labels, tally.top, task=task)
     seconds = float(sum(v.seconds for v in votes))

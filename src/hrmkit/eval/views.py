@@ -23,15 +23,16 @@ from hrmkit.data import render
 from hrmkit.eval import breakdown
 from hrmkit.eval.evaluate import EvalResult, rollout
 from hrmkit.eval.metrics import exact_correct
+from hrmkit.tasks import Task
 
 
 @torch.no_grad()
-def segment_strips(head: torch.nn.Module, p: Any, rows: Sequence[int], kind: str,
+def segment_strips(head: torch.nn.Module, p: Any, rows: Sequence[int], kind: Task | str,
                    device: torch.device | str = "cpu") -> list[dict]:
-    """Thinking-view dicts (module docstring) for rows `rows` of `p` (an `evaluate.Predictions`); [] when no
-    rows are given or `kind` is not one of `render.KINDS`."""
+    """Thinking-view dicts (module docstring) for rows `rows` of `p` (an `evaluate.Predictions`) of task
+    `kind`; [] when no rows are given."""
     rows = np.asarray(rows, np.int64)
-    if not rows.size or kind not in render.KINDS:
+    if not rows.size:
         return []
     head.eval()
     batch = {"inputs": torch.from_numpy(p.inputs[rows]).to(device, torch.int32),

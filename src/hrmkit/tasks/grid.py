@@ -381,6 +381,11 @@ class GridTask(Task):
         self._check_seq_len(t.size, "grid")
         return crop_canvas(t, self.canvas, self.num_values)
 
+    def dataset_lines(self, tokens: Any, extra: Any = None) -> list[str]:
+        """The display grid, one character per value (`hrm data inspect`)."""
+        g = self.grid(tokens)
+        return ["(no grid)"] if g is None else self.text_lines(g)
+
     def puzzle_text(self, input_grid: Any) -> str:
         """The grid as JSON (what `encode` reads back)."""
         return json.dumps(np.asarray(input_grid).astype(np.int64).tolist())

@@ -32,6 +32,12 @@ class RunData:
         """seq_len, vocab_size, num_puzzle_identifiers of the train split: the shape the model is built for."""
         return self.train.metadata.model_shape
 
+    @property
+    def task_record(self) -> dict | None:
+        """The train split's task {"name", "params"} (None when it records none): checkpoints keep it."""
+        meta = self.train.metadata
+        return {"name": meta.task, "params": dict(meta.task_params)} if meta.task else None
+
 
 def demo_data_path(cfg: TrainConfig) -> Path | None:
     """The one folder `ensure_demo_data` may build: the `data_path` of the config's own preset, when that preset

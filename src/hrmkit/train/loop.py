@@ -96,6 +96,7 @@ def train(cfg: TrainConfig, resume_dir: str | None = None, on_step: Callable[[Tr
             torch.manual_seed(cfg.seed + dist.rank)  # per-rank exploration, as the reference
         scheduler = EvalScheduler(cfg.eval, budget.full_eval_every, cfg.early_stop_patience)
         state = new_state(cfg, data.model_shape, model, sampler, scheduler)
+        state.task = data.task_record
         if hasattr(segment_loss, "state_dict") and hasattr(segment_loss, "load_state_dict"):
             state.objective = segment_loss  # its state is checkpointed with the rest
         stash = PuzzleGradStash(puzzle_embedding_params(model)) if cfg.grad_accum_steps > 1 else None

@@ -52,6 +52,7 @@ class TrainState:
     finished: bool = False
     stop_reason: str | None = None
     objective: Any = None  # a stateful segment loss (train/step.py), e.g. a distillation teacher's carry
+    task: dict | None = None  # the train split's task record (`hrmkit.tasks.Task.record`), saved for loading
     epoch: int = 0
     epoch_step: int = 0
     grad_norm: float = float("nan")
@@ -103,7 +104,7 @@ class TrainState:
             "guards": self.guard.state_dict(), "log_window": self.log.state_dict(), "wall_time": self.wall_time,
             "healthy_checkpoint": self.healthy_checkpoint, "finished": self.finished, "stop_reason": self.stop_reason,
             "objective": mine["objective"],
-            "config": json.dumps(self.config.model_dump()), "model_shape": self.model_shape,
+            "config": json.dumps(self.config.model_dump()), "model_shape": self.model_shape, "task": self.task,
         }
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device, rank: int = 0, world_size: int = 1,
