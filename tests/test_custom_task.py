@@ -99,7 +99,7 @@ def test_a_task_from_a_test_file_runs_data_training_eval_solve_and_export(parity
 
 
 def test_a_checkpoint_of_an_unregistered_task_is_a_clear_error(tmp_path):
-    with pytest.raises(HrmkitError, match="unknown task 'no-such-task'.*register"):
+    with pytest.raises(HrmkitError, match="unknown task 'no-such-task'.*--task-file"):
         tasks.from_record({"name": "no-such-task", "params": {}})
 
 
@@ -151,3 +151,17 @@ def test_a_jsonl_grid_puzzle_trains_is_evaluated_beside_baselines_and_solved_fro
 
     assert hrm(["export", str(run), "--out", str(tmp_path / "export")]) == 0
     assert json.loads((tmp_path / "export" / "config.json").read_text())["task"]["name"] == "grid"
+
+
+def test_training_on_an_unregistered_task_stops_before_any_run_folder(parity_task, tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    data = tmp_path / "parity"
+    write_task_dataset(data, parity_task, _parity_examples(16, rng), _parity_examples(4, rng), vocab_size=3)
+    for split in ("train", "test"):
+        meta = data / split / "dataset.json"
+        meta.write_text(meta.read_text().replace('"test-parity"', '"nobody-registered-this"'))
+    runs = tmp_path / "runs"
+    assert hrm(["train", f"data_path={data}", f"out_dir={runs}", "max_steps=2"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown task 'nobody-registered-this'" in err and "--task-file" in err and "dataset.json" in err
+    assert not runs.exists() or not any(runs.iterdir())

@@ -13,7 +13,7 @@ from hrmkit.cli import main as hrm
 from hrmkit.config import resolve_config
 from hrmkit.data import arc, sudoku
 from hrmkit.data.format import load_identifiers, load_split
-from hrmkit.tasks import arc as arc_task, maze as maze_task, sudoku as sudoku_task
+from hrmkit.tasks import maze as maze_task, sudoku as sudoku_task
 from hrmkit.errors import HrmkitError
 from hrmkit.eval.evaluate import evaluate_split
 from hrmkit.loading import load_model

@@ -7,8 +7,6 @@ import pytest
 from PIL import Image
 
 from hrmkit.data import arc, render
-from hrmkit.tasks.base import ARC_COLOURS
-from hrmkit.tasks.maze import COLOURS as MAZE_COLOURS
 from hrmkit.tasks.sudoku import DIFF_COLOUR as SUDOKU_DIFF, MARK_FILL as SUDOKU_MARK
 
 

@@ -24,7 +24,6 @@ version voted), on the same model thread, one task at a time.
 # No `from __future__ import annotations` here: FastAPI reads the annotations of the route functions, which are
 # defined inside `create_app`, at run time.
 
-import asyncio
 import hmac
 import json
 import logging

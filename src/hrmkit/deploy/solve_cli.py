@@ -3,11 +3,13 @@
     hrm solve --checkpoint RUN "1...3....1..2..."        a Sudoku string ('.' or '0' blank; 16, 36 or 81 cells)
     hrm solve --checkpoint RUN maze.txt                  a maze text file ('#', ' ', 'S', 'G')
     hrm solve --checkpoint RUN task.json                 an ARC task: every augmented version voted, top 2 shown
+    hrm solve --checkpoint RUN grid.json                 a grid puzzle ({"input": grid} or a bare grid), or any
+                                                         registered task's text form (`Task.parse_text`)
     hrm solve ... --steps                                the grid after every ACT segment, changed cells marked
     hrm solve ... --gif OUT.gif                          the same as an animation
     hrm solve ... --segments 16 --tta 8                  think 16 segments, vote over 8 augmented versions
 
-Which of the three INPUT is, the checkpoint decides (the task it was trained on). Malformed input is refused
+What INPUT is, the checkpoint decides (the task it was trained on, which it records). Malformed input is refused
 with `hrm: error: ...` and exit code 2 before the model runs; nothing is written then.
 """
 
@@ -25,14 +27,16 @@ from hrmkit.limits import MAX_SEGMENTS
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "solve", help="run a trained model on one Sudoku, maze or ARC task and show its answer",
+        "solve", help="run a trained model on one puzzle (Sudoku, maze, ARC task, grid, ...) and show its answer",
         description="Run a trained model on one puzzle: print the answer as a grid, the ACT segments run and "
         "where the halting rule stopped, and whether the answer is right (Sudoku: a valid solution keeping every "
         "clue; maze: a path connected from S to G; ARC: the top-2 voted answers over every augmented version, "
-        "checked against the test output when the task file has one).",
+        "checked against the test output when the task file has one; other tasks: their own check, if they have "
+        "rules).",
     )
-    p.add_argument("input", metavar="INPUT", help="a Sudoku string (or a file holding one), a maze text file, or an "
-                   "ARC task JSON file; '-' reads standard input")
+    p.add_argument("input", metavar="INPUT", help="a Sudoku string (or a file holding one), a maze text file, an "
+                   "ARC task JSON file, a grid JSON file ({\"input\": grid} or a bare grid), or a registered task's "
+                   "text form; '-' reads standard input")
     p.add_argument("--checkpoint", required=True, metavar="PATH",
                    help="a run folder (its newest checkpoint), RUN/best/ or a checkpoint file")
     p.add_argument("--steps", action="store_true", help="print the grid after every ACT segment, changed cells marked "
@@ -42,8 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--segments", type=int, default=None, metavar="N",
                    help="ACT segments to run, 1..%d (default: the model's halt_max_steps, as in evaluation)" % MAX_SEGMENTS)
     p.add_argument("--tta", type=int, default=None, metavar="K",
-                   help="Sudoku and mazes: vote over K augmented versions of the puzzle (Sudoku: digit relabelling, "
-                        "transpose, band and stack shuffles; mazes: dihedral, K <= 8) and print the vote table")
+                   help="vote over K augmented versions of the puzzle (the task's augmentations: Sudoku digit "
+                        "relabelling, transpose, band and stack shuffles; mazes dihedral, K <= 8; grids dihedral "
+                        "and colours) and print the vote table")
     p.add_argument("--data", metavar="DIR", help="the dataset the model was trained on, when its data_path does not "
                    "lead there (ARC reads its identifiers.json)")
     p.add_argument("--task-id", default=None, help="ARC: the task id (default: the file name without .json)")

@@ -94,11 +94,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", type=int, default=None, metavar="K",
                    help="also vote over K versions of every puzzle through the task's augmentations and their "
                         "inverses (Sudoku: digit relabelling, transpose, band and stack shuffles; mazes: dihedral, "
-                        "K <= 8); answers ranked by votes, then mean sigmoid(q_halt); reported in a tta block")
+                        "K <= 8; grids: dihedral and colours; other tasks: their own); answers ranked by votes, then mean sigmoid(q_halt); reported in a tta block")
     p.add_argument("--ensemble", action="store_true",
                    help="pool the votes of all the checkpoints given (one task; combinable with --tta)")
     p.add_argument("--verify", action="store_true",
-                   help="Sudoku and mazes: also report the best-ranked voted answer that passes the task's verifier "
+                   help="tasks with rules (Sudoku, mazes, ...): also report the best-ranked voted answer that passes the task's verifier "
                         "(a separate 'verified' figure: the verifier knows rules the model was to learn)")
     p.add_argument("--tta-seed", type=int, default=0, metavar="S", help="seed of the augmented versions (default 0)")
     p.set_defaults(func=_eval)
@@ -189,7 +189,7 @@ def _check_options(args: argparse.Namespace, paths: list[Path]) -> None:
                           "TARGETs (or a run with --all-checkpoints)")
     if args.ensemble and args.aggregate_checkpoints:
         raise HrmkitError("--ensemble and --aggregate-checkpoints both pool checkpoints: use --aggregate-checkpoints "
-                          "for ARC, --ensemble for Sudoku and mazes")
+                          "for ARC, --ensemble for tasks voted by test-time augmentation (Sudoku, mazes, grids, ...)")
 
 
 def _pass_keys(d: dict) -> dict:

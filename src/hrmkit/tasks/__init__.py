@@ -110,8 +110,8 @@ def get(name: str) -> type[Task]:
     if name not in _REGISTRY:
         _load_entry_points()
     if name not in _REGISTRY:
-        raise HrmkitError(f"unknown task {name!r}; known tasks: {', '.join(names())} (register yours with "
-                          "hrmkit.tasks.register, see docs/tasks.md)")
+        raise HrmkitError(f"unknown task {name!r}; known tasks: {', '.join(names())} (a task defined in a Python "
+                          "file: load it with hrm --task-file FILE.py or HRMKIT_TASK_FILES; see docs/tasks.md)")
     return _REGISTRY[name]
 
 
@@ -129,10 +129,14 @@ def from_record(record: Any, where: str = "task") -> Task:
     """The task a dataset, checkpoint or export recorded: {"name": str, "params": {...}} (or a bare name, as
     dataset.json files before parameters were recorded). HrmkitError naming `where` for anything else."""
     if isinstance(record, str):
-        return get(record).from_params(None, where)
+        record = {"name": record}
     if not isinstance(record, dict) or not isinstance(record.get("name"), str):
         raise HrmkitError(f"{where}: expected a task record {{\"name\": ..., \"params\": {{...}}}}, got {record!r}")
-    return get(record["name"]).from_params(record.get("params"), where)
+    try:
+        cls = get(record["name"])
+    except HrmkitError as e:
+        raise HrmkitError(f"{where}: {e}") from None
+    return cls.from_params(record.get("params"), where)
 
 
 def for_layout(vocab_size: int, seq_len: int) -> Task | None:

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from hrmkit import tasks
 from hrmkit.config import TRAIN_PRESETS, DemoDataConfig, TrainConfig
 from hrmkit.data.format import SplitData, load_split
 from hrmkit.data.sampler import TrainSampler
@@ -90,6 +91,9 @@ def load_run_data(cfg: TrainConfig) -> RunData:
     if bad:
         raise HrmkitError(f"{test.path}: does not fit the model built for the train split {train.path}: "
                           f"{'; '.join(bad)}")
+    # the task must be known now, not at the first evaluation hours later (an unregistered one names itself)
+    for split in (train, test):
+        tasks.of_metadata(split.metadata, str(split.path / "dataset.json"))
     return RunData(train, test)
 
 
