@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from hrmkit.deploy.batching import Job, MicroBatcher, Overloaded, RowResult, run_model
-from hrmkit.deploy.onnx_runner import halting_decisions
+from hrmkit.halting import halting_decisions
 from hrmkit.errors import HrmkitError
 
 log = logging.getLogger("hrmkit.serve")

@@ -161,7 +161,9 @@ def _halting_line(t: Any) -> str:
 
 
 def _wants_halt(t: Any, i: int) -> bool:
-    return t.q_halt[i] > (t.q_continue[i] if t.q_continue else 0.0)
+    from hrmkit.halting import halting_decisions
+
+    return bool(halting_decisions(t.q_halt[i], t.q_continue[i] if t.q_continue else None))
 
 
 def _side_by_side(blocks: list[tuple[str, list[str]]], gap: str = "    ") -> list[str]:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from hrmkit.data.format import SplitData
-from hrmkit.deploy.onnx_runner import halting_decisions
+from hrmkit.halting import halting_decisions
 from hrmkit.errors import HrmkitError
 from hrmkit.loading import TrainedModel
 

@@ -22,6 +22,7 @@ import torch
 from hrmkit.data.format import SplitData
 from hrmkit.data.sampler import test_batches
 from hrmkit.errors import HrmkitError
+from hrmkit.halting import first_halt_step, halting_decisions
 
 # Rows per forward pass of CPU evaluation. A segment's widest activations (the SwiGLU's [rows x tokens, 2W]) stay
 # within a core's L2 cache at a few dozen rows; at the demo's eval_batch_size of 500 they do not, and the demo
@@ -245,14 +246,13 @@ def rollout(head: torch.nn.Module, batch: dict[str, torch.Tensor], keep_segments
             if keep_segments:
                 preds.append(outputs["preds"])
             if on_segment is not None:
-                on_segment(len(halts), outputs, q_halt > (conts[-1] if q_cont is not None else 0.0))
+                on_segment(len(halts), outputs, halting_decisions(q_halt, conts[-1] if q_cont is not None else None))
             if (len(halts) >= fixed) if fixed is not None else bool(all_finished):
                 break
     q_halt = torch.stack(halts, dim=1)
     q_cont = torch.stack(conts, dim=1) if conts else None
     n = q_halt.shape[1]
-    wants_halt = q_halt > (q_cont if q_cont is not None else 0.0)  # [B, K]
-    first = torch.where(wants_halt.any(dim=1), wants_halt.float().argmax(dim=1) + 1, n).long()
+    first = first_halt_step(halting_decisions(q_halt, q_cont))  # [B]
     return Rollout(outputs, n, first, q_halt, q_cont, torch.stack(preds, dim=1) if keep_segments else None)
 
 
