@@ -153,9 +153,9 @@ def read_reference_checkpoint(path: str | Path, *, seq_len: int | None = None,
         if seq_len is None and meta.exists():
             seq_len = json.loads(meta.read_text())["seq_len"]
     if seq_len is None:
-        from hrmkit.models.trm import trm_puzzle_len
+        from hrmkit.models.puzzle_embedding import puzzle_prefix_len
 
-        P = trm_puzzle_len(arch) if arch.name == "trm" else -(arch.puzzle_emb_ndim // -arch.hidden_size)
+        P = puzzle_prefix_len(arch)
         if "model.inner.embed_pos.embedding_weight" in sd:
             seq_len = sd["model.inner.embed_pos.embedding_weight"].shape[0] - P
         elif "model.inner.L_level.layers.0.mlp_t.gate_up_proj.weight" in sd:
@@ -288,7 +288,7 @@ class VerifyReport:
 
 
 def _fixture_spec(npz_path: Path) -> dict:
-    from hrmkit.data.format import read_json
+    from hrmkit.fsutil import read_json
 
     js = npz_path.with_suffix(".json")
     if not js.exists():
