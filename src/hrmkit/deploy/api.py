@@ -24,11 +24,10 @@ import numpy as np
 import torch
 
 from hrmkit.data import render
+from hrmkit.data.format import IGNORE_LABEL_ID
 from hrmkit.errors import HrmkitError
 from hrmkit.limits import check_int
 from hrmkit.loading import TrainedModel, load_model, run_dir_of
-
-IGNORE_LABEL_ID = -100
 
 
 @dataclass

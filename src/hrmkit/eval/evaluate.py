@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from hrmkit.data.format import SplitData
+from hrmkit.data.format import IGNORE_LABEL_ID, SplitData
 from hrmkit.data.sampler import test_batches
 from hrmkit.errors import HrmkitError
 from hrmkit.halting import first_halt_step, halting_decisions
@@ -281,7 +281,7 @@ class SegmentScores:
 
         labels = batch["labels"][:n_valid].long()
         self._labels = labels
-        self._answer = (labels != -100) & (labels != PAD_ID)
+        self._answer = (labels != IGNORE_LABEL_ID) & (labels != PAD_ID)
         self._has = self._answer.any(dim=1)
         self._scored = self._answer & (batch["inputs"][:n_valid] == SUDOKU_BLANK_ID) if task == "sudoku" else self._answer
         self._n, self._stop, self._stop_preds, self._last = n_valid, None, None, None
@@ -418,7 +418,7 @@ def train_label_sample(split: SplitData, max_rows: int = TRAIN_LABEL_ROWS) -> np
                 idx = np.unique(np.linspace(0, n - 1, min(n, max_rows)).astype(np.int64)) if n else np.zeros(0, int)
                 rows = np.asarray(arrs.labels[idx]).astype(np.int64)
                 if train.metadata.ignore_label_id is not None:
-                    rows[rows == train.metadata.ignore_label_id] = -100
+                    rows[rows == train.metadata.ignore_label_id] = IGNORE_LABEL_ID
                 parts.append(rows)
             _train_labels_cache[key] = np.concatenate(parts) if parts else None
     return _train_labels_cache[key]

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from hrmkit.config import ArchConfig, LossConfig
+from hrmkit.data.format import IGNORE_LABEL_ID
 from hrmkit.errors import HrmkitError
 from hrmkit.models.build import build_model
 from hrmkit.models.losses import ACTLossHead
@@ -398,7 +399,7 @@ def record_fixture(path: str | Path, config: dict, *, loss_type: str = "stablema
     B, S, V = config["batch_size"], config["seq_len"], config["vocab_size"]
     inputs = torch.randint(1, V, (B, S), generator=g, dtype=torch.int32)
     labels = torch.randint(1, V, (B, S), generator=g, dtype=torch.int32)
-    labels[torch.rand(B, S, generator=g) < 0.3] = -100
+    labels[torch.rand(B, S, generator=g) < 0.3] = IGNORE_LABEL_ID
     pids = torch.randint(0, config["num_puzzle_identifiers"], (B,), generator=g, dtype=torch.int32)
     batch = {"inputs": inputs, "labels": labels, "puzzle_identifiers": pids}
     arrays = {f"state_dict.{k}": _np(v) for k, v in head.state_dict().items()}
