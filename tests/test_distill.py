@@ -51,6 +51,7 @@ def test_distill_trains_a_half_width_student_and_writes_the_comparison(teacher, 
     run = _only_run(tmp_path)
     ticks = [m for m in _metrics(run) if m["kind"] == "train"]
     assert ticks[-1]["loss"] < 0.8 * ticks[0]["loss"]
+    assert all(m["distill_kl"] > 0 for m in ticks)  # DistillLoss's own metric reaches metrics.jsonl
     cfg = resolve_config(base=yaml.safe_load((run / "config.yaml").read_text()))
     t = load_checkpoint(list_checkpoints(teacher)[-1])
     assert (cfg.arch.hidden_size, cfg.arch.num_heads) == (16, 1)  # teacher 32 / 2: head size 16 kept
