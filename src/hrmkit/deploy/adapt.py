@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from hrmkit.data import arc
-from hrmkit.data.format import read_json
+from hrmkit.fsutil import read_json
 from hrmkit.errors import HrmkitError, RunCrashed
 
 # Adaptation defaults (BENCHMARKS.md "hrm adapt"): a short constant-rate fine-tune, the puzzle embeddings at the
