@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 
 from hrmkit.cli import main as hrm
-from hrmkit.config import resolve_config
 from hrmkit.data.format import load_split
 from hrmkit.data.sampler import TrainSampler
 from hrmkit.models import build_model, build_optimizers
+from hrmkit.presets import resolve_config
 from hrmkit.train.checkpoint import list_checkpoints
 from hrmkit.train.loop import train
 

@@ -23,7 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_reference import random_batches, sides_for  # noqa: E402
 
-from hrmkit.config import TRAIN_PRESETS, ArchConfig  # noqa: E402
+from hrmkit.config import ArchConfig  # noqa: E402
+from hrmkit.presets import TRAIN_PRESETS  # noqa: E402
 
 S, V, B = 36, 8, 64
 

@@ -73,7 +73,7 @@ def test_mistyped_data_path_on_resume_and_distill_writes_nothing(sudoku4_run, tm
 
 def test_demo_preset_still_builds_its_own_path(tmp_path, monkeypatch):
     """The rule's other side: the demo preset's own data_path (relative to the working folder) is built."""
-    from hrmkit.config import resolve_config
+    from hrmkit.presets import resolve_config
     from hrmkit.train.data import demo_data_path, ensure_demo_data
 
     monkeypatch.chdir(tmp_path)

@@ -1,7 +1,7 @@
 import pytest
 
-from hrmkit.config import TRAIN_PRESETS, resolve_config
 from hrmkit.errors import HrmkitError
+from hrmkit.presets import TRAIN_PRESETS, resolve_config
 from hrmkit.train.schedule import cosine_with_warmup
 
 
@@ -68,7 +68,7 @@ def test_demo_4x4_preset_is_the_first_demo_recipe():
 
 
 def test_demo_preset_holds_out_solutions():
-    from hrmkit.models.presets import get_preset
+    from hrmkit.presets import get_preset
 
     cfg = resolve_config(preset="demo")
     assert cfg.demo_data.disjoint_solutions and cfg.demo_data.size == 6

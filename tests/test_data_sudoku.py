@@ -182,7 +182,7 @@ def test_disjoint_solutions_impossible_is_a_clear_error(tmp_path, capsys):
 
 def test_demo_recipe_has_no_test_solution_in_train(tmp_path):
     """The `demo` preset's data recipe, at a reduced size, writes no test solution grid that occurs in train."""
-    from hrmkit.config import resolve_config
+    from hrmkit.presets import resolve_config
 
     from hrmkit.train.data import build_demo_data
 

@@ -10,7 +10,6 @@ import torch
 
 import hrmkit
 from hrmkit.cli import main as hrm
-from hrmkit.config import resolve_config
 from hrmkit.data import arc, sudoku
 from hrmkit.data.format import load_identifiers, load_split
 from hrmkit.deploy import codecs
@@ -18,6 +17,7 @@ from hrmkit.errors import HrmkitError
 from hrmkit.eval.evaluate import evaluate_split
 from hrmkit.loading import load_model
 from hrmkit.models import build_model
+from hrmkit.presets import resolve_config
 
 from conftest import TINY_ARCH as TINY
 

@@ -11,10 +11,11 @@ import torch
 import yaml
 
 from hrmkit.cli import main as hrm
-from hrmkit.config import ArchConfig, DistillConfig, resolve_config
+from hrmkit.config import ArchConfig, DistillConfig
 from hrmkit.data.format import load_split
 from hrmkit.data.sampler import test_batches
 from hrmkit.models import build_model
+from hrmkit.presets import resolve_config
 from hrmkit.train.checkpoint import list_checkpoints, load_checkpoint
 from hrmkit.train.distill import DistillLoss, half_width
 from hrmkit.train.loop import train

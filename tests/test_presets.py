@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hrmkit.cli import main as hrm_main
-from hrmkit.config import PRESET_NOTES, REFERENCE_PRESETS, resolve_config
+from hrmkit.presets import PRESET_NOTES, REFERENCE_PRESETS, resolve_config
 
 RECORDED = json.loads((Path(__file__).parent / "fixtures" / "reference" / "presets.json").read_text())
 

@@ -106,7 +106,7 @@ def test_learning_rate_is_that_of_step_plus_one():
 def test_a_small_run_takes_the_reference_step_count(tmp_path):
     """A real `hrm train` run: its optimizer steps are min(total_steps formula, batches of its iterations), the
     schedule is sized by the formula and the first update uses warmup step 1."""
-    from hrmkit.config import resolve_config
+    from hrmkit.presets import resolve_config
     from hrmkit.train.data import load_run_data, make_sampler, step_budget
     from hrmkit.train.loop import train
 

@@ -1,5 +1,5 @@
 """The ACT halting rule, in one place for every side that applies or reports it: the model in training
-(`models.act.ACTModel`), evaluation (`eval.evaluate.rollout`) and the exported graph's runner
+(`models.act.ACTModel`), evaluation (`eval.rollout.rollout`) and the exported graph's runner
 (`deploy.onnx_runner`, which runs without PyTorch).
 
 The functions use only operators and methods that numpy arrays and torch tensors share (`>`, `cumsum`, `sum`,

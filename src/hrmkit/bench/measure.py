@@ -127,7 +127,7 @@ def run_bench(cfg: TrainConfig, device: torch.device, shape: Shape, *, warmup_st
     inference mode) of `eval_batch_size` rows after one untimed one. Times are medians of single steps/batches.
     Raises HrmkitError for `global_batch_size: auto` (give a number).
     """
-    from hrmkit.eval.evaluate import rollout
+    from hrmkit.eval.rollout import rollout
     from hrmkit.models import build_model, build_optimizers, compile_model, count_parameters, flops_per_token
     from hrmkit.models.layers import resolve_dtype
     from hrmkit.train.step import bare_step

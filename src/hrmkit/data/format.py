@@ -51,7 +51,6 @@ Public API
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 from array import array

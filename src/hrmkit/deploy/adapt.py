@@ -41,8 +41,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from hrmkit.data import arc
-from hrmkit.fsutil import read_json
 from hrmkit.errors import HrmkitError, RunCrashed
+from hrmkit.fsutil import read_json
 
 # Adaptation defaults (BENCHMARKS.md "hrm adapt"): a short constant-rate fine-tune, the puzzle embeddings at the
 # references' rate. Every key is a `hrm train` key and can be overridden with key=value.
@@ -216,7 +216,7 @@ def _votes(head, data: Path, batch_size: int, device) -> Any:
     from hrmkit.data.sampler import test_batches
     from hrmkit.eval.arc_eval import test_indices
     from hrmkit.eval.arc_scoring import ArcPrediction, VoteTally
-    from hrmkit.eval.evaluate import rollout
+    from hrmkit.eval.rollout import rollout
 
     split = load_split(data, "test")
     names = load_identifiers(data)
@@ -270,7 +270,7 @@ def _baselines(tasks: list[arc.ArcTask], solutions: dict | None) -> dict | None:
 def train_config(cfg: AdaptConfig, data: Path, max_time_s: float | None):
     """The TrainConfig of the adaptation run: ADAPT_DEFAULTS < the call's fixed keys < key=value overrides
     (`max_time_s` from the budget caps any given one). Raises HrmkitError for a bad key or value."""
-    from hrmkit.config import resolve_config
+    from hrmkit.presets import resolve_config
 
     fixed = {"data_path": str(data), "init_from": str(cfg.checkpoint), "init_from_puzzle_rows": "extend",
              "out_dir": str(Path(cfg.out) / RUNS), "device": cfg.device}

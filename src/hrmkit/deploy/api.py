@@ -7,7 +7,7 @@
     print(model.decode(out.tokens[0]), out.halt_step[0], out.segment_tokens.shape)
 
 `load` reads whatever `hrmkit.loading.load_model` reads and does not care which kind it got. Prediction
-uses the evaluation semantics (`eval.evaluate.rollout`: every row runs `halt_max_steps` segments from a fresh
+uses the evaluation semantics (`eval.rollout.rollout`: every row runs `halt_max_steps` segments from a fresh
 carry and the answer is the argmax after the last one), so `predict(...).tokens` equals what `hrm eval`
 scores on the same rows. `predict(..., segments=N)` thinks longer (or shorter); `predict_tta(x, K)` votes over K
 augmented versions of every row (`eval.tta`, what `hrm eval --tta` scores).
@@ -142,7 +142,7 @@ class Model:
         Returns a `Prediction`. Raises HrmkitError for a wrong shape, a token or identifier out of range, or a
         segment count out of range.
         """
-        from hrmkit.eval.evaluate import check_segments, rollout
+        from hrmkit.eval.rollout import check_segments, rollout
 
         if steps is not None and segments is not None and steps != segments:
             raise HrmkitError(f"predict: steps={steps!r} and segments={segments!r} disagree (steps is the old name)")

@@ -49,7 +49,7 @@ class RowResult:
     tokens: int64 [S], the argmax after the last segment run; segment_tokens: int64 [segments, S], the argmax
     after every segment; q_halt, q_continue: the halting logits per segment (q_continue None without that
     head); halted_at: the first segment (1-based) after which the halting rule said stop, `segments` when it
-    never did (the rule of `eval.evaluate.rollout`)."""
+    never did (the rule of `eval.rollout.rollout`)."""
 
     tokens: np.ndarray
     segment_tokens: np.ndarray

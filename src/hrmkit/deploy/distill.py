@@ -15,8 +15,9 @@ import argparse
 import os
 from pathlib import Path
 
-from hrmkit.config import parse_override, resolve_config
+from hrmkit.config import parse_override
 from hrmkit.errors import HrmkitError
+from hrmkit.presets import resolve_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -92,8 +93,8 @@ def student_config(args: argparse.Namespace):
 
 def _distill(args: argparse.Namespace) -> int:
     from hrmkit.data.format import load_split
-    from hrmkit.device import pick_device
     from hrmkit.deploy.compare import compare
+    from hrmkit.device import pick_device
     from hrmkit.loading import load_model
     from hrmkit.train.data import ensure_demo_data
     from hrmkit.train.distill import DistillLoss

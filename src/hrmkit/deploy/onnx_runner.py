@@ -14,7 +14,7 @@ hrmkit.models.act.ACTModel) as a graph of plain tensors, batch size free:
     z_H_out, z_L_out, steps_out, halted_out           the new carry (halted_out: steps_out >= halt_max_steps)
 
 `ACTRunner` starts every row halted (so the first segment loads it) and calls the graph until every row has
-halted, which in evaluation mode is after exactly halt_max_steps segments, as `hrmkit.eval.evaluate.rollout`
+halted, which in evaluation mode is after exactly halt_max_steps segments, as `hrmkit.eval.rollout.rollout`
 does. The halting rule (`hrmkit.halting`: q_halt > q_continue, or q_halt > 0 for models trained without
 Q-continue) is not applied to the loop; the runner reports per segment whether it said stop, and the first segment where it did.
 This module imports numpy and onnxruntime only, so it runs where PyTorch is not installed (an edge device).

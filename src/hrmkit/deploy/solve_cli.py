@@ -77,7 +77,7 @@ def _read_input(arg: str, kind: str) -> tuple[str | Path, str]:
 
 
 def _validate_options(args: argparse.Namespace) -> None:
-    from hrmkit.eval.evaluate import check_segments
+    from hrmkit.eval.rollout import check_segments
     from hrmkit.eval.tta import check_versions
 
     check_segments(args.segments, "--segments")

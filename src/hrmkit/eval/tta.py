@@ -142,7 +142,7 @@ def predict_versions(head: torch.nn.Module, split: SplitData, aug: Augmentation,
     about `batch_size` rows per forward pass, `segments` ACT segments each (default halt_max_steps), with
     ignored labels; answers are inverted into the puzzle's frame. Returns `Votes`."""
     from hrmkit.data.sampler import test_batches
-    from hrmkit.eval.evaluate import rollout
+    from hrmkit.eval.rollout import rollout
 
     head.eval()
     device = torch.device(device)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from hrmkit.config import TRAIN_PRESETS, TrainConfig, preset_table, resolve_config
+from hrmkit.config import TrainConfig
 from hrmkit.errors import HrmkitError
+from hrmkit.presets import TRAIN_PRESETS, preset_table, resolve_config
 
 
 def _keys_help() -> str:

@@ -13,10 +13,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from hrmkit.config import TRAIN_PRESETS, DemoDataConfig, TrainConfig
+from hrmkit.config import DemoDataConfig, TrainConfig
 from hrmkit.data.format import SplitData, load_split
 from hrmkit.data.sampler import TrainSampler
 from hrmkit.errors import HrmkitError
+from hrmkit.presets import TRAIN_PRESETS
 from hrmkit.train.schedule import iteration_epochs, reference_step_plan
 
 
