@@ -296,7 +296,7 @@ def test_heartbeat_in_the_future_is_not_running(tmp_path, capsys):
     import socket
 
     from hrmkit.fsutil import atomic_write_json
-    from hrmkit.train.runs import observe_state
+    from hrmkit.train.run_folders import observe_state
 
     run = tmp_path / "run"
     run.mkdir()
@@ -327,7 +327,7 @@ def test_csv_header_with_a_utf8_bom_is_accepted(tmp_path):
 
 def test_default_student_of_a_small_trm_is_valid():
     from hrmkit.config import ArchConfig
-    from hrmkit.train.distill import half_width
+    from hrmkit.train.distill_loss import half_width
 
     teacher = ArchConfig(name="trm", hidden_size=32, num_heads=2, H_layers=0, L_layers=1, puzzle_emb_ndim=64,
                          puzzle_emb_len=2, pos_encodings="none")

@@ -2,7 +2,7 @@ import pytest
 
 from hrmkit.errors import HrmkitError
 from hrmkit.presets import TRAIN_PRESETS, resolve_config
-from hrmkit.train.schedule import cosine_with_warmup
+from hrmkit.train.lr_schedule import cosine_with_warmup
 
 
 def test_preset_then_file_then_overrides(tmp_path):

@@ -17,7 +17,7 @@ from hrmkit.data.sampler import test_batches
 from hrmkit.models import build_model
 from hrmkit.presets import resolve_config
 from hrmkit.train.checkpoint import list_checkpoints, load_checkpoint
-from hrmkit.train.distill import DistillLoss, half_width
+from hrmkit.train.distill_loss import DistillLoss, half_width
 from hrmkit.train.loop import train
 from test_train import _metrics, _one_thread  # noqa: F401 (autouse fixture)
 
@@ -140,7 +140,7 @@ def test_bad_teachers_and_data_exit_2(teacher, tmp_path, capsys):
 def test_an_architecture_preset_replaces_the_half_width_student(teacher):
     import argparse
 
-    from hrmkit.deploy.distill import student_config
+    from hrmkit.deploy.distill_cli import student_config
 
     cfg, _ = student_config(argparse.Namespace(resume=None, teacher=str(teacher), config=None,
                                                overrides=["model=trm-mlp", "arch.L_cycles=3"]))

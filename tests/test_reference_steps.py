@@ -15,7 +15,7 @@ import pytest
 
 from hrmkit.data.format import SplitWriter, load_split
 from hrmkit.data.sampler import TrainSampler
-from hrmkit.train.schedule import lr_at, lr_for_update, reference_step_plan, reference_total_steps
+from hrmkit.train.lr_schedule import lr_at, lr_for_update, reference_step_plan, reference_total_steps
 
 RECORDED = json.loads((Path(__file__).parent / "fixtures" / "reference" / "iteration_batches.json").read_text())
 

@@ -355,7 +355,7 @@ def test_run_id_collision_draws_another_id(sudoku4, tmp_path, monkeypatch):
 
     ids = iter(["20260101-000000-aaaa", "20260101-000000-aaaa", "20260101-000000-bbbb"])
     monkeypatch.setattr(status, "new_run_id", lambda: next(ids))
-    monkeypatch.setattr("hrmkit.train.run.new_run_id", status.new_run_id, raising=False)
+    monkeypatch.setattr("hrmkit.train.run_context.new_run_id", status.new_run_id, raising=False)
     (tmp_path / "20260101-000000-aaaa").mkdir()
     assert _train(sudoku4, tmp_path, "max_steps=2") == 0
     assert (tmp_path / "20260101-000000-bbbb" / "status.json").is_file()

@@ -19,10 +19,10 @@ from hrmkit.models import build_model, build_optimizers
 from hrmkit.presets import resolve_config
 from hrmkit.train.accumulate import PuzzleGradStash
 from hrmkit.train.autobatch import find_batch_size
+from hrmkit.train.eval_schedule import EvalRecord, EvalScheduler
 from hrmkit.train.evaluation import archive_best, diagnosis_of, fast_subset
 from hrmkit.train.guards import StepGuard, clip_, sanitize_carry, total_norm, weights_norm
-from hrmkit.train.schedule import cosine_restarts, lr_at
-from hrmkit.train.scheduler import EvalRecord, EvalScheduler
+from hrmkit.train.lr_schedule import cosine_restarts, lr_at
 from hrmkit.train.sinks import EVAL_GOALS, Console, Sinks, check_dependencies, use_bar
 from hrmkit.train.status import StatusFile, memory_report
 from hrmkit.train.ticks import STATS, LogWindow, RateWindow, stat_names, tick_record

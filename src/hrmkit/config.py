@@ -276,7 +276,7 @@ class TrainConfig(_Strict):
     # checkpoint's rows, TinyRecursiveModels' load_checkpoint) or `extend` (the checkpoint's rows kept as rows
     # 0..N-1, the new identifiers N.. set to the mean of its trained rows 1..N-1: `hrm adapt`, issue #18)
     init_from_puzzle_rows: Literal["mean", "extend"] = "mean"
-    distill: DistillConfig = DistillConfig()  # `hrm distill` (deploy/distill.py)
+    distill: DistillConfig = DistillConfig()  # `hrm distill` (deploy/distill_cli.py)
 
 
 def parse_override(item: str) -> dict:

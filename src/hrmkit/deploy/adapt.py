@@ -373,7 +373,7 @@ def adapt(cfg: AdaptConfig, log: Callable[[str], None] = print) -> AdaptResult:
 def _train(tc, log: Callable[[str], None]):
     """Train (or resume the unfinished adaptation run in out_dir) and return its RunResult."""
     from hrmkit.train.loop import train
-    from hrmkit.train.runs import find_resumable
+    from hrmkit.train.run_folders import find_resumable
 
     found = find_resumable(Path(tc.out_dir))
     if found is not None:

@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from hrmkit.train.loop import train
-    from hrmkit.train.runs import find_resumable, read_run_config
+    from hrmkit.train.run_folders import find_resumable, read_run_config
 
     resume = args.resume
     if resume == "auto":
@@ -106,7 +106,7 @@ def _fmt_age(seconds: float | None) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from hrmkit.train.runs import heartbeat_age_s, observe_state, read_status
+    from hrmkit.train.run_folders import heartbeat_age_s, observe_state, read_status
 
     path = Path(args.run_dir) / "status.json"
     if not path.is_file():
@@ -152,7 +152,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from hrmkit.train.runs import format_runs, list_runs
+    from hrmkit.train.run_folders import format_runs, list_runs
 
     rows = list_runs(Path(args.root))
     for row in rows:

@@ -28,7 +28,7 @@ from hrmkit.models import puzzle_embedding_params
 from hrmkit.train.accumulate import PuzzleGradStash
 from hrmkit.train.distributed import Dist
 from hrmkit.train.guards import clip_, sanitize_carry, total_norm, weights_norm
-from hrmkit.train.schedule import lr_for_update
+from hrmkit.train.lr_schedule import lr_for_update
 from hrmkit.train.state import TrainState
 from hrmkit.train.ticks import STATS, stat_names
 
