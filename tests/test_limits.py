@@ -208,9 +208,17 @@ def test_decode_of_a_wrong_length_names_the_expected_length(model):
         model.decode([1, 2, 3])
 
 
-def test_numpy_integer_steps_are_accepted(model):
-    out = model.predict(np.ones((2, 16), np.int64), steps=np.int64(2))
+def test_numpy_integer_segments_are_accepted(model):
+    out = model.predict(np.ones((2, 16), np.int64), segments=np.int64(2))
     assert out.segments == 2 and out.q_halt.shape == (2, 2)
+
+
+def test_predict_takes_segments_by_name_only(model):
+    """`steps` (optimizer steps elsewhere) is not an alias of the ACT segment count."""
+    with pytest.raises(TypeError):
+        model.predict(np.ones((2, 16), np.int64), steps=2)
+    with pytest.raises(TypeError):
+        model.predict(np.ones((2, 16), np.int64), None, 2)
 
 
 def test_uint64_token_is_shown_as_given(model):
@@ -225,8 +233,8 @@ def test_uint64_token_is_shown_as_given(model):
 def test_segments_beyond_the_maximum_are_refused(sudoku4_run, puzzle, model, capsys):
     rc, err = _cli(capsys, "solve", "--checkpoint", sudoku4_run, puzzle, "--segments", "100000")
     assert rc == 2 and "--segments" in err and str(limits.MAX_SEGMENTS) in err, err
-    with pytest.raises(HrmkitError, match="steps"):
-        model.predict(np.ones((1, 16), np.int64), steps=100000)
+    with pytest.raises(HrmkitError, match="segments"):
+        model.predict(np.ones((1, 16), np.int64), segments=100000)
 
 
 @pytest.mark.parametrize("command", [["arc", "--tasks-dir", "nowhere"], ["sudoku", "--size", "4", "--train", "10",

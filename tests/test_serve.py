@@ -141,7 +141,7 @@ def test_run_model_mixes_segment_counts_in_one_pass_and_equals_predict(model, pu
         del model.predict
     assert calls == [5]  # one forward pass for the whole batch, at the largest count
     for i, s in enumerate(segs):
-        alone = model.predict(x[i:i + 1], steps=s, keep_segments=True)
+        alone = model.predict(x[i:i + 1], segments=s, keep_segments=True)
         assert np.array_equal(rows[i].tokens, alone.tokens[0].numpy())
         assert np.array_equal(rows[i].segment_tokens, alone.segment_tokens[0].numpy())
         assert rows[i].halted_at == int(alone.halt_step[0])

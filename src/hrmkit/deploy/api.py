@@ -129,13 +129,13 @@ class Model:
     # -------------------------------------------------------------------------------------- prediction
 
     @torch.no_grad()
-    def predict(self, inputs: Any, puzzle_identifiers: Any = None, steps: int | None = None, *,
-                segments: int | None = None, keep_segments: bool = False, batch_size: int = 256) -> Prediction:
+    def predict(self, inputs: Any, puzzle_identifiers: Any = None, *, segments: int | None = None,
+                keep_segments: bool = False, batch_size: int = 256) -> Prediction:
         """Run the model on token rows; no labels needed.
 
         inputs: int [B, seq_len] tokens (numpy, torch or lists; one row [seq_len] is taken as B = 1).
         puzzle_identifiers: int [B] (default: 0, the blank identifier, as Sudoku and maze datasets use).
-        segments (or its older name `steps`): ACT segments to run, an int or numpy integer in
+        segments: ACT segments to run, an int or numpy integer in
         1..`limits.MAX_SEGMENTS` (default `halt_max_steps`, the evaluation setting; more lets the model think
         longer, the carry simply goes on).
         keep_segments: also return the prediction after every segment. batch_size: rows per forward pass.
@@ -144,9 +144,7 @@ class Model:
         """
         from hrmkit.eval.rollout import check_segments, rollout
 
-        if steps is not None and segments is not None and steps != segments:
-            raise HrmkitError(f"predict: steps={steps!r} and segments={segments!r} disagree (steps is the old name)")
-        segments = check_segments(segments, "segments") if segments is not None else check_segments(steps, "steps")
+        segments = check_segments(segments, "segments")
         x = _rows(inputs, "inputs", 2, self.vocab_size)
         if x.shape[1] != self.seq_len:
             raise HrmkitError(f"inputs: rows of {x.shape[1]} tokens, but the model reads seq_len {self.seq_len}")

@@ -3,7 +3,7 @@
     hrm solve --checkpoint RUN "1...3....1..2..."        a Sudoku string ('.' or '0' blank; 16, 36 or 81 cells)
     hrm solve --checkpoint RUN maze.txt                  a maze text file ('#', ' ', 'S', 'G')
     hrm solve --checkpoint RUN task.json                 an ARC task: every augmented version voted, top 2 shown
-    hrm solve ... --steps                                the grid after every ACT segment, changed cells marked
+    hrm solve ... --show-segments                        the grid after every ACT segment, changed cells marked
     hrm solve ... --gif OUT.gif                          the same as an animation
     hrm solve ... --segments 16 --tta 8                  think 16 segments, vote over 8 augmented versions
 
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "ARC task JSON file; '-' reads standard input")
     p.add_argument("--checkpoint", required=True, metavar="PATH",
                    help="a run folder (its newest checkpoint), RUN/best/ or a checkpoint file")
-    p.add_argument("--steps", action="store_true", help="print the grid after every ACT segment, changed cells marked "
+    p.add_argument("--show-segments", action="store_true", help="print the grid after every ACT segment, changed cells marked "
                    "(ARC: of each test input's identity version)")
     p.add_argument("--gif", metavar="OUT.gif", help="write the input and the grid after every segment as an animated "
                    "GIF (ARC: the first test input's identity version)")
@@ -109,11 +109,11 @@ def _solve(args: argparse.Namespace) -> int:
         task = codecs.read_arc_task(content, args.task_id)
         result = solve_arc(model, task, args.segments, args.batch_size)
         runs = [t.thinking for t in result.tests]
-        text, obj = _arc_report(model, result, args.steps)
+        text, obj = _arc_report(model, result, args.show_segments)
     else:
         result = solve_grid(model, content, args.segments, where, tta=args.tta)
         runs = [result.thinking]
-        text, obj = _grid_report(model, result, args.steps)
+        text, obj = _grid_report(model, result, args.show_segments)
     gif_error = None
     if args.gif:
         first = result if kind != "arc" else result.tests[0]
@@ -175,7 +175,7 @@ def _side_by_side(blocks: list[tuple[str, list[str]]], gap: str = "    ") -> lis
     return rows
 
 
-def _steps_text(kind: str, t: Any) -> list[str]:
+def _segments_text(kind: str, t: Any) -> list[str]:
     from hrmkit.data import render
 
     lines = []
@@ -189,7 +189,7 @@ def _steps_text(kind: str, t: Any) -> list[str]:
     return lines
 
 
-def _grid_report(model: Any, r: Any, steps: bool) -> tuple[str, dict]:
+def _grid_report(model: Any, r: Any, show_segments: bool) -> tuple[str, dict]:
     from hrmkit.data import render
 
     size = f"{r.puzzle.shape[0]}x{r.puzzle.shape[1]}"
@@ -239,12 +239,12 @@ def _grid_report(model: Any, r: Any, steps: bool) -> tuple[str, dict]:
                          + v.answer.replace("\n", " / "))
         obj["votes"] = [{"answer": v.answer, "votes": v.votes, "mean_q": v.mean_q, "verified": v.verified}
                         for v in r.votes]
-    if steps:
-        lines += ["", *_steps_text(r.kind, r.thinking)]
+    if show_segments:
+        lines += ["", *_segments_text(r.kind, r.thinking)]
     return "\n".join(lines), obj
 
 
-def _arc_report(model: Any, r: Any, steps: bool) -> tuple[str, dict]:
+def _arc_report(model: Any, r: Any, show_segments: bool) -> tuple[str, dict]:
     from hrmkit.data import render
 
     lines = [_header(model), "",
@@ -266,8 +266,8 @@ def _arc_report(model: Any, r: Any, steps: bool) -> tuple[str, dict]:
             lines.append("no answer: none of the predictions could be decoded to a grid")
         lines.append(f"{t.n_predictions} predictions, {t.n_invalid} could not be decoded; {len(t.answers)} distinct "
                      f"answers. Identity version: {_halting_line(t.thinking)}")
-        if steps:
-            lines += ["", "identity version, segment by segment:", *_steps_text("arc", t.thinking)]
+        if show_segments:
+            lines += ["", "identity version, segment by segment:", *_segments_text("arc", t.thinking)]
         tests.append({"answers": [{"grid": a.grid.tolist(), "votes": a.votes, "mean_q": a.mean_q, "correct": a.correct}
                                   for a in t.answers[:2]], "n_predictions": t.n_predictions, "n_invalid": t.n_invalid,
                       "segments": t.thinking.segments, "halt_step": t.thinking.halt_step})
