@@ -1,4 +1,4 @@
-"""Evaluation speed (issue 12, item 3): model inference in puzzles/s per dtype, whether bf16 keeps the exact
+"""Evaluation speed: model inference in puzzles/s per dtype, whether bf16 keeps the exact
 accuracy of float32, and the scoring that follows inference (metrics, baselines, ARC voting) on a whole split.
 
     # a trained model on its test split (float32 against bfloat16: accuracy equality and speed)
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from hrmkit.bench.measure import machine_summary
-from hrmkit.data.format import load_split
 from hrmkit.device import keep_freed_cpu_memory
+from hrmkit.data.format import load_split
 from hrmkit.eval.evaluate import Predictions, predict_split
 from hrmkit.eval.metrics import compute_metrics
 from hrmkit.models import build_model, compile_model, forward_dtype

@@ -1,4 +1,4 @@
-"""Training speed of hrmkit against the reference implementations, side by side on one machine (issue 12).
+"""Training speed of hrmkit against the reference implementations, side by side on one machine.
 
     .venv/bin/python benchmarks/bench_reference.py --hrm-ref /tmp/HRM --trm-ref /tmp/TinyRecursiveModels \
         [--configs hrm-27m,hrm-1m,trm-7m,trm-mlp,hrm-27m-bf16,demo] [--repeats 5] [--steps 2] [--compile] [--threads N]

@@ -1,4 +1,4 @@
-"""`hrm adapt` (issue #18): a reference-trained TRM checkpoint adapted to ARC-AGI-1 evaluation tasks it never
+"""`hrm adapt`: a reference-trained TRM checkpoint adapted to ARC-AGI-1 evaluation tasks it never
 saw writes a valid Kaggle submission and reports pass@k; no test output enters the data; bad input exits 2
 with nothing written; the puzzle table is extended, not reset; a time budget is kept."""
 

@@ -1,4 +1,4 @@
-"""Issue #21's second adversarial round (items 1-4 and 7), each failure reproduced through the `hrm` command or
+"""A second adversarial round, each failure reproduced through the `hrm` command or
 the function it names: no requeue loop, no demo data at a mistyped data_path, no overwritten results, no
 validation that passes a broken model, no leftovers and no message without the file."""
 

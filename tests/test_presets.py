@@ -1,4 +1,4 @@
-"""The reference presets (issue #10) against the hyperparameters extracted from the references' own config files
+"""The reference presets against the hyperparameters extracted from the references' own config files
 and README run commands (fixtures/reference/presets.json; how: fixtures/reference/README.md)."""
 
 from __future__ import annotations

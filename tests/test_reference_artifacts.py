@@ -1,4 +1,4 @@
-"""Reference checkpoints and reference-built datasets (issue #10), against numbers recorded by running the
+"""Reference checkpoints and reference-built datasets, against numbers recorded by running the
 reference code itself on CPU (tests/fixtures/reference/README.md says how):
 
 - `hrm eval CKPT --data DIR` on a reference checkpoint (`step_N` + `all_config.yaml`) reproduces the reference

@@ -1,4 +1,4 @@
-"""Whole-run step count and batching against the references (issue #10): iterations of eval_interval epochs with
+"""Whole-run step count and batching against the references: iterations of eval_interval epochs with
 one partial batch dropped per iteration, total_steps by the reference formula, the learning rate at step + 1.
 
 `fixtures/reference/iteration_batches.json` holds batches per iteration counted by running the references'

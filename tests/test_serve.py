@@ -1,4 +1,4 @@
-"""`hrm serve`: the acceptance list of issue #20 on loopback against a real `hrm serve` process (a solve answers
+"""`hrm serve`: what it promises, on loopback against a real `hrm serve` process (a solve answers
 200; malformed bodies get 4xx and the server keeps serving; a burst of 300 requests 20 at a time all 200; `/`
 and `/metrics`; token 401/200; SIGTERM drains and exits 0 within 10 s), the batcher (mixed segment counts in one
 pass equal `Model.predict` row by row; a full queue refuses at once), body limit and 503 in process, option

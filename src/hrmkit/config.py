@@ -156,7 +156,7 @@ class EvalConfig(_Strict):
     best_metric: str = "exact_accuracy"
     best_mode: Literal["max", "min"] = "max"
     # ARC: also pool the votes of every full evaluation of the run so far (TinyRecursiveModels' aggregated
-    # voting), reported under `arc_aggregated/` keys beside the per-evaluation pass@k (issue #10)
+    # voting), reported under `arc_aggregated/` keys beside the per-evaluation pass@k
     arc_aggregate: bool = False
 
 
@@ -268,13 +268,13 @@ class TrainConfig(_Strict):
     memory_headroom: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
     auto_batch_max: Positive = 8192
     dist_timeout_s: PositiveFloat = 7200.0
-    # --- issue #10: fine-tuning (`loading.init_from_checkpoint`) ---
+    # --- fine-tuning (`loading.init_from_checkpoint`) ---
     # start from this checkpoint's weights: an hrmkit run folder or checkpoint, or a reference step_N file whose
     # all_config.yaml also gives the architecture unless model= or arch.* keys are set
     init_from: str | None = None
     # how init_from fills a puzzle-embedding table of another size: `mean` (every row the mean of the
     # checkpoint's rows, TinyRecursiveModels' load_checkpoint) or `extend` (the checkpoint's rows kept as rows
-    # 0..N-1, the new identifiers N.. set to the mean of its trained rows 1..N-1: `hrm adapt`, issue #18)
+    # 0..N-1, the new identifiers N.. set to the mean of its trained rows 1..N-1: `hrm adapt`)
     init_from_puzzle_rows: Literal["mean", "extend"] = "mean"
     distill: DistillConfig = DistillConfig()  # `hrm distill` (deploy/distill_cli.py)
 

@@ -1,10 +1,10 @@
-"""Test-time training on new ARC tasks (`hrm adapt`, issue #18): a pretrained HRM/TRM learns the puzzle
+"""Test-time training on new ARC tasks (`hrm adapt`): a pretrained HRM/TRM learns the puzzle
 embeddings of tasks it never saw from their demonstration pairs, then answers their test inputs by voting over
 augmented versions, into a Kaggle `submission.json`.
 
-The references reach their ARC scores by training on the evaluation tasks' demonstration pairs (sapientinc/HRM
-issue #18, TinyRecursiveModels' builder does the same); a model never trained on a task has no puzzle
-embedding for it. `adapt` does that training after the fact, for the new tasks only:
+The references reach their ARC scores by training on the evaluation tasks' demonstration pairs
+(github.com/sapientinc/HRM/issues/18; TinyRecursiveModels' builder does the same); a model never trained on a
+task has no puzzle embedding for it. `adapt` does that training after the fact, for the new tasks only:
 
 1. the challenges file (Kaggle layout `{task_id: {"train": [...], "test": [{"input": ...}]}}`) is validated;
    any test `output` in it is dropped, so no test answer can enter the data (`--solutions` is read for scoring

@@ -25,8 +25,9 @@ from hrmkit.eval.rollout import check_segments, rollout
 
 # Rows per forward pass of CPU evaluation. A segment's widest activations (the SwiGLU's [rows x tokens, 2W]) stay
 # within a core's L2 cache at a few dozen rows; at the demo's eval_batch_size of 500 they do not, and the demo
-# model evaluated 1.4-1.7x slower per puzzle (BENCHMARKS.md, issue #19 section). Bigger models are matmul-bound
-# at 32 rows already (32 x 81 tokens).
+# model evaluated 1.4-1.7x slower per puzzle (BENCHMARKS.md, section "Speed on the demo recipe against the
+# reference, evaluation speed, fresh-clone demo"). Bigger models are matmul-bound at 32 rows already (32 x 81
+# tokens).
 CPU_EVAL_ROWS = 32
 
 
