@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from hrmkit import limits as L
 
@@ -32,11 +32,18 @@ class _Strict(BaseModel):
 
 
 class LossConfig(_Strict):
-    """ACT loss head options (reference `arch.loss`)."""
+    """ACT loss head options (reference `arch.loss`; the head is always `models.losses.ACTLossHead`)."""
 
-    name: str = "ACTLossHead"
     loss_type: Literal["stablemax_cross_entropy", "softmax_cross_entropy"] = "stablemax_cross_entropy"
     label_smoothing: Beta = 0.0  # LM loss, training only (not in the reference)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_old_name(cls, data: Any) -> Any:
+        # Runs, checkpoints and exports written before the key was dropped hold `name: ACTLossHead`; they still load.
+        if isinstance(data, dict) and "name" in data:
+            data = {k: v for k, v in data.items() if k != "name"}
+        return data
 
 
 class ArchConfig(_Strict):
