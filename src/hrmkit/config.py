@@ -1,4 +1,6 @@
-"""Typed configuration: one place for every knob, YAML files and `key=value` overrides (`arch.L_cycles=6`).
+"""Typed configuration: one place for every knob (the schemas, with their ranges), and `parse_override` for
+`key=value` overrides (`arch.L_cycles=6`). Presets and the resolution of defaults < preset < YAML file <
+overrides into a `TrainConfig` are in hrmkit/presets.py; this module imports nothing that loads a model.
 
 Keys use the reference implementations' names where they exist (sapientinc/HRM `cfg_pretrain.yaml`,
 `config/arch/hrm_v1.yaml`). Validation errors name the key and the bad value.
