@@ -1,4 +1,4 @@
-"""Evaluation speed (issue 12, item 3): model inference in puzzles/s per dtype, whether bf16 keeps the exact
+"""Evaluation speed: model inference in puzzles/s per dtype, whether bf16 keeps the exact
 accuracy of float32, and the scoring that follows inference (metrics, baselines, ARC voting) on a whole split.
 
     # a trained model on its test split (float32 against bfloat16: accuracy equality and speed)

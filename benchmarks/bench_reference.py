@@ -1,4 +1,4 @@
-"""Training speed of hrmkit against the reference implementations, side by side on one machine (issue 12).
+"""Training speed of hrmkit against the reference implementations, side by side on one machine.
 
     .venv/bin/python benchmarks/bench_reference.py --hrm-ref /tmp/HRM --trm-ref /tmp/TinyRecursiveModels \
         [--configs hrm-27m,hrm-1m,trm-7m,trm-mlp,hrm-27m-bf16,demo] [--repeats 5] [--steps 2] [--compile] [--threads N]
@@ -46,8 +46,8 @@ import torch.nn.functional as F
 
 from hrmkit.bench.measure import machine_summary
 from hrmkit.models import build_model, build_optimizers, compile_model
-from hrmkit.models.presets import get_preset
 from hrmkit.models.reference import load_reference_state_dict
+from hrmkit.presets import get_preset
 
 SEQ_LEN, VOCAB, NUM_IDS = 81, 11, 1
 # name: (model preset, arch overrides, batch size, title)
@@ -203,7 +203,7 @@ def run_demo(refs: dict[str, Path], args) -> dict:
     sides = (["reference"] + ["reference compile"] * args.reference_compile) * ("trm" in refs)
     sides += ["hrmkit"] + ["hrmkit compile"] * args.compile
     res = run_demo_loops(args.data, refs.get("trm"), sides, args.loop_warmup, args.loop_steps, args.round_steps)
-    from hrmkit.config import TRAIN_PRESETS
+    from hrmkit.presets import TRAIN_PRESETS
 
     B = int(TRAIN_PRESETS["demo"]["global_batch_size"])
     return {label: {"step_s": r["step_s"], "samples_per_s": B / r["step_s"], "rounds": [round(B * x, 2) for x in r["rounds"]],

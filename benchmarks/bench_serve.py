@@ -1,4 +1,4 @@
-"""`hrm serve` under load (issue 20): throughput and p50/p99 latency against 1, 8, 32 and 128 concurrent clients,
+"""`hrm serve` under load: throughput and p50/p99 latency against 1, 8, 32 and 128 concurrent clients,
 batching on (--max-batch 32 --max-wait-ms 5) and off (--max-batch 1), on loopback.
 
     .venv/bin/python benchmarks/bench_serve.py --checkpoint runs/RUN [--requests 400] [--clients 1,8,32,128]

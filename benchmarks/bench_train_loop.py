@@ -21,12 +21,13 @@ from pathlib import Path
 import torch
 
 from hrmkit.cli import main as hrm
-from hrmkit.config import resolve_config
 from hrmkit.data.format import load_split
 from hrmkit.data.sampler import TrainSampler
 from hrmkit.models import build_model, build_optimizers
+from hrmkit.presets import resolve_config
 from hrmkit.train.checkpoint import list_checkpoints
 from hrmkit.train.loop import train
+from hrmkit.train.step import bare_step
 
 TINY = ["arch.hidden_size=32", "arch.num_heads=2", "arch.H_layers=1", "arch.L_layers=1", "arch.H_cycles=1",
         "arch.L_cycles=2", "arch.halt_max_steps=2", "arch.puzzle_emb_ndim=32", "global_batch_size=32",
@@ -43,12 +44,7 @@ def bare_steps(cfg, steps: int) -> float:
     t = time.perf_counter()
     for _ in range(steps):
         _, _, batch = next(it)
-        carry = carry or head.initial_carry(batch)
-        carry, loss, _, _, _ = head(carry, batch)
-        (loss / cfg.global_batch_size).backward()
-        for o in opts:
-            o.step()
-            o.zero_grad(set_to_none=True)
+        carry = bare_step(head, carry, [batch], opts)
     return (time.perf_counter() - t) / steps
 
 

@@ -1,4 +1,4 @@
-"""Test-time scaling (issue 17): what thinking longer and voting buy on a trained model, and what each costs.
+"""Test-time scaling: what thinking longer and voting buy on a trained model, and what each costs.
 
     .venv/bin/python benchmarks/bench_tts.py --model runs/RUN [--data DIR] [--segments 1,2,4,8,16]
         [--tta 1,2,4,8,16] [--combine] [--batch-size 1000] [--max-examples N]

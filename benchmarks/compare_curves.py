@@ -1,5 +1,5 @@
-"""Two or more training runs' learning curves side by side, from their metrics.jsonl (issue 12: the demo in
-bfloat16 against float32, same seed).
+"""Two or more training runs' learning curves side by side, from their metrics.jsonl (BENCHMARKS.md,
+section "bf16 training on the CPU": the demo in bfloat16 against float32, same seed).
 
     .venv/bin/python benchmarks/compare_curves.py runs/RUN_A runs/RUN_B [--every 500] [--names float32,bfloat16]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check (issue 19, item 5): on a CUDA machine, in one go and in under 10 minutes on an H100/H200:
+# GPU check: on a CUDA machine, in one go and in under 10 minutes on an H100/H200:
 #   1. install hrmkit over the machine's own CUDA torch (a venv with --system-site-packages; no torch download
 #      when one is installed),
 #   2. run the CUDA-marked tests (tests/test_cuda.py: CPU vs CUDA step and rollout, bf16, compile, hrm train),

@@ -1,5 +1,5 @@
 """The demo model's bare training step, hrmkit against the TinyRecursiveModels reference: losses, interleaved
-timing and a torch.profiler table per side (issue 19).
+timing and a torch.profiler table per side.
 
     .venv/bin/python benchmarks/profile_demo_step.py --trm-ref /tmp/ref-trm [--rounds 6] [--steps 20] [--profile]
 
@@ -7,7 +7,8 @@ One step = forward + backward + AdamAtan2 on a random 6x6-Sudoku-shaped batch (b
 ACT carry kept; both sides start from the reference's weights (loaded into hrmkit), so their losses print side by
 side and must agree (the first 11 are the same numbers bit for bit since the `mlp_t` layout change). Timing:
 `--rounds` rounds of `--steps` steps per side, the order alternating; median ms per step. With `--profile`, 10
-more steps per side under torch.profiler, self CPU time by operator (the table in BENCHMARKS.md, issue #19).
+more steps per side under torch.profiler, self CPU time by operator (the table in BENCHMARKS.md, section
+"Speed on the demo recipe against the reference, evaluation speed, fresh-clone demo").
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_reference import random_batches, sides_for  # noqa: E402
 
-from hrmkit.config import TRAIN_PRESETS, ArchConfig  # noqa: E402
+from hrmkit.config import ArchConfig  # noqa: E402
+from hrmkit.presets import TRAIN_PRESETS  # noqa: E402
 
 S, V, B = 36, 8, 64
 

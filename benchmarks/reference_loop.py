@@ -73,7 +73,7 @@ class Rounds:
 
 
 def _hrmkit_side(rounds: Rounds, data: str, compile_: bool, total_steps: int) -> None:
-    from hrmkit.config import resolve_config
+    from hrmkit.presets import resolve_config
     from hrmkit.train.loop import train
 
     out = tempfile.mkdtemp(prefix="hrmkit-loop-")
@@ -121,7 +121,7 @@ def _reference_side(rounds: Rounds, data: str, checkout: Path, compile_: bool, t
     import pretrain
 
     pretrain.torch = _CpuTorch(torch)
-    from hrmkit.config import TRAIN_PRESETS
+    from hrmkit.presets import TRAIN_PRESETS
 
     demo = TRAIN_PRESETS["demo"]  # the same recipe, in the reference's config
     arch = dict(demo["arch"], name="recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",

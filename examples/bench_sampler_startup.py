@@ -18,7 +18,7 @@ if which != "new":
     smp = importlib.util.module_from_spec(spec); spec.loader.exec_module(smp)
 else:
     import hrmkit.data.sampler as smp
-from hrmkit.train.schedule import reference_step_plan
+from hrmkit.train.lr_schedule import reference_step_plan
 
 E = int(sys.argv[2])  # epochs per iteration (eval_interval; the whole run when there is none)
 rng = np.random.default_rng(0)

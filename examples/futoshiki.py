@@ -37,8 +37,8 @@ then givens removed while the solution stays unique, by a backtracking solver co
 to a minimal puzzle or to `max_blanks` blank cells). The CPU recipe that builds a
 dataset and trains a model is examples/futoshiki_recipe.py.
 
-Use it from the `hrm` command with `hrm --task-file examples/futoshiki.py ...` or `HRMKIT_TASK_FILES=examples/futoshiki.py`,
-or from Python by importing this file (it registers the task `futoshiki`).
+Use it from the `hrm` command with `hrm --task-file examples/futoshiki.py ...` or
+`HRMKIT_TASK_FILES=examples/futoshiki.py`, or from Python by importing this file (it registers the task `futoshiki`).
 
 Parameters: {"size": n} (optional; read from the row length when absent).
 """
@@ -159,7 +159,8 @@ class Puzzle:
         g = np.asarray(grid).astype(np.int64)
         h = g[::2, 1::2]
         v = g[1::2, ::2]
-        return cls(g[::2, ::2].copy(), np.select([h == LT, h == GT], [1, -1], 0), np.select([v == UP, v == DOWN], [1, -1], 0))
+        return cls(g[::2, ::2].copy(), np.select([h == LT, h == GT], [1, -1], 0),
+                   np.select([v == UP, v == DOWN], [1, -1], 0))
 
 
 # ------------------------------------------------------------------------------------------------ natural form
@@ -495,7 +496,9 @@ def futoshiki_solved(inputs: Any, preds: Any, parts: bool = False):
     d = y[:, ::2, ::2] - 1  # [B, n, n] digits
     in_range = ((d >= 1) & (d <= n)).all(axis=(1, 2))
     want = np.arange(1, n + 1)
-    latin = in_range & (np.sort(d, axis=2) == want).all(axis=(1, 2)) & (np.sort(d, axis=1) == want[:, None]).all(axis=(1, 2))
+    rows_ok = (np.sort(d, axis=2) == want).all(axis=(1, 2))
+    cols_ok = (np.sort(d, axis=1) == want[:, None]).all(axis=(1, 2))
+    latin = in_range & rows_ok & cols_ok
     hs, vs = x[:, ::2, 1::2], x[:, 1::2, ::2]
     left, right, up, down = d[:, :, :-1], d[:, :, 1:], d[:, :-1, :], d[:, 1:, :]
     ok_h = ((hs != sign_token(n, LT)) | (left < right)) & ((hs != sign_token(n, GT)) | (left > right))

@@ -2,9 +2,10 @@
 
     python examples/futoshiki_recipe.py --out runs/futoshiki --threads 1
 
-About 12 minutes on a 2-core CPU: 1-2 to generate and build, 10 of training (max_time_s 600), 1 to evaluate.
-The defaults: 3000 training puzzles x 16 versions, 1000 test puzzles, 5x5 with 14 blank cells (11 given
-digits) and about 12 signs each; 600 steps of batch 64. BENCHMARKS.md has the measured scores.
+About 12 minutes on a shared 2-core CPU: 1 to generate and build, 10 of training (at most max_time_s 600),
+1 to evaluate. The defaults: 3000 training puzzles x 16 versions, 1000 test puzzles, 5x5 with 14 blank cells (11 given
+digits) and about 12 signs each; 600 steps of batch 64. Measured (2026-12-03, a shared 2-core Xeon, --threads 1):
+held-out exact accuracy 83.4%, token accuracy 94.5% over the blank cells; both trivial baselines 0%.
 
 Steps (each prints what it did; everything goes under --out):
 1. Generate --test puzzles, then --train puzzles whose solutions share no orbit with a test solution (no test
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import sys
 import time
@@ -77,7 +79,8 @@ def build(out: Path, n: int, train: int, test: int, num_aug: int, seed: int, sig
     gen_s = time.time() - t0
     clues = [int(((x[None].reshape(2 * n - 1, -1)[::2, ::2] >= 2)).sum()) for x, _, _ in test_ex]
     stats = {"size": n, "train_puzzles": train, "test_puzzles": test, "num_aug": num_aug, "seed": seed,
-             "sign_density": sign_density, "max_blanks": max_blanks, "held_out_orbit_share": share, "test_mean_givens": float(np.mean(clues)),
+             "sign_density": sign_density, "max_blanks": max_blanks, "held_out_orbit_share": share,
+             "test_mean_givens": float(np.mean(clues)),
              "test_blank_share": float(1 - np.mean(clues) / (n * n)), "generate_s": round(gen_s, 1)}
     print(f"generated {test} test and {train} train puzzles ({n}x{n}, held-out solutions) in {gen_s:.0f}s; "
           f"test puzzles give {stats['test_mean_givens']:.1f} digits on average", flush=True)
@@ -119,6 +122,19 @@ def evaluate(run_dir: Path, data: Path) -> dict:
             "verified_share": verified}
 
 
+def machine() -> str:
+    """The CPU model and core count, e.g. "Intel(R) Xeon(R) Processor, 2 cores (x86_64)"."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores ({platform.machine()})"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="folder for the dataset (OUT/data), runs (OUT/runs), result.json")
@@ -155,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = train_run(data, out / "runs", args.max_steps, args.max_time_s, args.seed, args.overrides)
     train_s = time.time() - t0
     result = evaluate(run_dir, data)
-    result.update({"command": " ".join([Path(sys.executable).name, *sys.argv]), "date": started.isoformat(timespec="seconds"),
-                   "machine": f"{platform.machine()} {platform.processor() or ''} CPU".strip(),
+    result.update({"command": " ".join([Path(sys.executable).name, *sys.argv]),
+                   "date": started.isoformat(timespec="seconds"),
+                   "machine": machine(),
                    "run_dir": str(run_dir), "train_wall_s": round(train_s, 1), "data": stats})
     s, b = result["summary"], result["baselines"]
     print(f"\nheld-out test ({s['n_examples']} puzzles), checkpoint at step {result['step']}, trained {train_s:.0f}s:")

@@ -29,7 +29,7 @@ TINY_ARCH = [
 
 @pytest.fixture(scope="session")
 def sudoku4_run(sudoku4, tmp_path_factory):
-    from hrmkit.config import resolve_config
+    from hrmkit.presets import resolve_config
     from hrmkit.train.loop import train
 
     return train(resolve_config(preset="demo-4x4", overrides=TINY_ARCH + [

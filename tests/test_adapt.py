@@ -1,4 +1,4 @@
-"""`hrm adapt` (issue #18): a reference-trained TRM checkpoint adapted to ARC-AGI-1 evaluation tasks it never
+"""`hrm adapt`: a reference-trained TRM checkpoint adapted to ARC-AGI-1 evaluation tasks it never
 saw writes a valid Kaggle submission and reports pass@k; no test output enters the data; bad input exits 2
 with nothing written; the puzzle table is extended, not reset; a time budget is kept."""
 
@@ -76,9 +76,9 @@ def test_adapt_a_reference_trm_checkpoint_to_unseen_tasks(kaggle, tmp_path, caps
 
 
 def test_extend_keeps_the_trained_rows_and_starts_new_ones_at_their_mean(tmp_path):
-    from hrmkit.config import resolve_config
     from hrmkit.loading import init_from_checkpoint, load_model
     from hrmkit.models import build_model
+    from hrmkit.presets import resolve_config
 
     ref = load_model(CKPT, data=FIX / "arc-trm").head.state_dict()["model.inner.puzzle_emb.weights"]
     cfg = resolve_config(overrides=[f"init_from={CKPT}", f"data_path={FIX / 'arc-trm'}"])

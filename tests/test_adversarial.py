@@ -1,4 +1,4 @@
-"""Issue #21's second adversarial round (items 1-4 and 7), each failure reproduced through the `hrm` command or
+"""A second adversarial round, each failure reproduced through the `hrm` command or
 the function it names: no requeue loop, no demo data at a mistyped data_path, no overwritten results, no
 validation that passes a broken model, no leftovers and no message without the file."""
 
@@ -73,7 +73,7 @@ def test_mistyped_data_path_on_resume_and_distill_writes_nothing(sudoku4_run, tm
 
 def test_demo_preset_still_builds_its_own_path(tmp_path, monkeypatch):
     """The rule's other side: the demo preset's own data_path (relative to the working folder) is built."""
-    from hrmkit.config import resolve_config
+    from hrmkit.presets import resolve_config
     from hrmkit.train.data import demo_data_path, ensure_demo_data
 
     monkeypatch.chdir(tmp_path)
@@ -296,7 +296,7 @@ def test_heartbeat_in_the_future_is_not_running(tmp_path, capsys):
     import socket
 
     from hrmkit.fsutil import atomic_write_json
-    from hrmkit.train.runs import observe_state
+    from hrmkit.train.run_folders import observe_state
 
     run = tmp_path / "run"
     run.mkdir()
@@ -327,7 +327,7 @@ def test_csv_header_with_a_utf8_bom_is_accepted(tmp_path):
 
 def test_default_student_of_a_small_trm_is_valid():
     from hrmkit.config import ArchConfig
-    from hrmkit.train.distill import half_width
+    from hrmkit.train.distill_loss import half_width
 
     teacher = ArchConfig(name="trm", hidden_size=32, num_heads=2, H_layers=0, L_layers=1, puzzle_emb_ndim=64,
                          puzzle_emb_len=2, pos_encodings="none")

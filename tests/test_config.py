@@ -1,8 +1,10 @@
 import pytest
+import yaml
 
-from hrmkit.config import TRAIN_PRESETS, resolve_config
+from hrmkit.config import TrainConfig
 from hrmkit.errors import HrmkitError
-from hrmkit.train.schedule import cosine_with_warmup
+from hrmkit.presets import TRAIN_PRESETS, resolve_config
+from hrmkit.train.lr_schedule import cosine_with_warmup
 
 
 def test_preset_then_file_then_overrides(tmp_path):
@@ -68,8 +70,22 @@ def test_demo_4x4_preset_is_the_first_demo_recipe():
 
 
 def test_demo_preset_holds_out_solutions():
-    from hrmkit.models.presets import get_preset
+    from hrmkit.presets import get_preset
 
     cfg = resolve_config(preset="demo")
     assert cfg.demo_data.disjoint_solutions and cfg.demo_data.size == 6
     assert get_preset("demo") == cfg.arch and get_preset("demo-4x4") == resolve_config(preset="demo-4x4").arch
+
+
+def test_an_old_config_with_the_loss_name_still_loads(tmp_path):
+    """Run folders, checkpoints and exports written before `arch.loss.name` was dropped hold
+    `loss: {name: ACTLossHead, ...}`: the key is accepted and ignored."""
+    old = resolve_config(preset="demo").model_dump()
+    old["arch"]["loss"] = {"name": "ACTLossHead", "loss_type": "softmax_cross_entropy", "label_smoothing": 0.0}
+    f = tmp_path / "config.yaml"
+    f.write_text(yaml.safe_dump(old))
+    for cfg in (resolve_config(config_file=str(f)), resolve_config(base=yaml.safe_load(f.read_text())),
+                TrainConfig.model_validate(old)):
+        assert cfg.arch.loss.loss_type == "softmax_cross_entropy" and "name" not in cfg.arch.loss.model_dump()
+    with pytest.raises(HrmkitError, match="arch.loss.no_such_key"):
+        resolve_config(overrides=["arch.loss.no_such_key=1"])  # other unknown keys are still refused

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hrmkit.cli import main as hrm
-from hrmkit.eval.evaluate import rollout
+from hrmkit.eval.rollout import rollout
 from hrmkit.models import build_model, compile_model, forward_dtype
 from test_speed import FAMILIES, NIDS, S, V, batch, rel, train_step
 

@@ -61,7 +61,7 @@ def _parity_examples(n, rng):
 
 
 def test_a_task_from_a_test_file_runs_data_training_eval_solve_and_export(parity_task, tmp_path, capsys):
-    from hrmkit.config import resolve_config
+    from hrmkit.presets import resolve_config
     from hrmkit.train.loop import train
 
     rng = np.random.default_rng(0)
@@ -119,7 +119,7 @@ def _flip_examples(n, rng):
 
 
 def test_a_jsonl_grid_puzzle_trains_is_evaluated_beside_baselines_and_solved_from_a_json_grid(tmp_path, capsys):
-    from hrmkit.config import resolve_config
+    from hrmkit.presets import resolve_config
     from hrmkit.train.loop import train
 
     rng = np.random.default_rng(1)

@@ -1,5 +1,5 @@
 """Using a trained model: `hrmkit.load` / `Model.predict` (no labels, per-segment predictions, equal to what
-`hrm eval` scores), the natural-form codecs, and `hrm solve` (answers, checks, --steps, --gif, ARC voting as
+`hrm eval` scores), the natural-form codecs, and `hrm solve` (answers, checks, --show-segments, --gif, ARC voting as
 the evaluation does, every malformed input refused with exit code 2)."""
 
 import json
@@ -10,14 +10,14 @@ import torch
 
 import hrmkit
 from hrmkit.cli import main as hrm
-from hrmkit.config import resolve_config
-from hrmkit.data import arc, sudoku
+from hrmkit.data import arc, maze, sudoku
 from hrmkit.data.format import load_identifiers, load_split
 from hrmkit.tasks import maze as maze_task, sudoku as sudoku_task
 from hrmkit.errors import HrmkitError
 from hrmkit.eval.evaluate import evaluate_split
 from hrmkit.loading import load_model
 from hrmkit.models import build_model
+from hrmkit.presets import resolve_config
 
 from conftest import TINY_ARCH as TINY
 
@@ -80,8 +80,8 @@ def test_predict_needs_no_labels_and_matches_hrm_eval(model, run, sudoku4):
 def test_predict_steps_runs_fewer_or_more_segments(model, sudoku4):
     x = np.asarray(load_split(sudoku4, "test").sets["all"].inputs[:8])
     full = model.predict(x, keep_segments=True)
-    short = model.predict(x, steps=2, keep_segments=True)
-    long = model.predict(x, steps=5, keep_segments=True)
+    short = model.predict(x, segments=2, keep_segments=True)
+    long = model.predict(x, segments=5, keep_segments=True)
     assert short.segments == 2 and long.segments == 5 and model.halt_max_steps == 3  # restored
     assert torch.equal(short.segment_tokens, full.segment_tokens[:, :2])
     assert torch.equal(long.segment_tokens[:, :3], full.segment_tokens)
@@ -93,7 +93,7 @@ def test_predict_steps_runs_fewer_or_more_segments(model, sudoku4):
     (lambda m: m.predict(np.ones((2, 16), int), puzzle_identifiers=[0, 1]), "puzzle_identifiers: 1 outside 0..0"),
     (lambda m: m.predict(np.ones((2, 16), int), puzzle_identifiers=[0]), "expected 2 values"),
     (lambda m: m.predict(np.ones((2, 16)) * 0.5), "integer tokens"),
-    (lambda m: m.predict(np.ones((2, 16), int), steps=0), "steps"),
+    (lambda m: m.predict(np.ones((2, 16), int), segments=0), "segments"),
     (lambda m: m.encode("." * 80), "81 (9x9) cells, got 80"),
 ])
 def test_predict_and_encode_refuse_bad_input(model, call, needle):
@@ -130,7 +130,7 @@ def test_sudoku_check_and_clash_messages():
 def test_maze_parse_and_check():
     text = "#####\n#S  #\n# # #\n#  G#\n#####\n"
     grid = maze_task.parse_maze(text)
-    assert grid.shape == (5, 5) and maze_task.maze_text(grid) + "\n" == text
+    assert grid.shape == (5, 5) and maze.render(grid) + "\n" == text
     answer = grid.copy()
     answer[[1, 1, 2], [2, 3, 3]] = ord("o")  # S o o / # . o / . G: connected, one of the two shortest paths
     c = maze_task.check_maze(grid, answer)
@@ -167,7 +167,7 @@ def test_solve_steps_and_gif(run, tmp_path, capsys):
     from PIL import Image, ImageSequence
 
     gif = tmp_path / "think.gif"
-    rc, out, err = _solve(capsys, "--checkpoint", run, "1...3....1..2...", "--steps", "--gif", gif)
+    rc, out, err = _solve(capsys, "--checkpoint", run, "1...3....1..2...", "--show-segments", "--gif", gif)
     assert rc == 0, err
     assert "segment 1/3:" in out and "segment 3/3:" in out and "[" in out  # changed cells marked as [d]
     with Image.open(gif) as img:
@@ -282,7 +282,7 @@ def test_solve_arc_votes_as_the_evaluation_does(arc_setup, tmp_path, capsys):
     assert sum(c.votes for c in cands) == 6
     assert r["tests"][0]["n_invalid"] == sum(c.votes for c in cands if c.grid.size == 0)
     assert all(a["correct"] == (a["grid"] == TASK["test"][0]["output"]) for a in got)
-    rc, out, _ = _solve(capsys, "--checkpoint", ckpt, task_file, "--steps")
+    rc, out, _ = _solve(capsys, "--checkpoint", ckpt, task_file, "--show-segments")
     assert rc == 0 and "ARC task aa01: 1 test input, 6 versions" in out and "segment 1/3" in out
 
 

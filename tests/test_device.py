@@ -1,4 +1,4 @@
-"""`device=mps` (issue #10): availability check, operator probe and CPU fallback, testable without a Mac."""
+"""`device=mps`: availability check, operator probe and CPU fallback, testable without a Mac."""
 
 import pytest
 import torch

@@ -11,12 +11,13 @@ import torch
 import yaml
 
 from hrmkit.cli import main as hrm
-from hrmkit.config import ArchConfig, DistillConfig, resolve_config
+from hrmkit.config import ArchConfig, DistillConfig
 from hrmkit.data.format import load_split
 from hrmkit.data.sampler import test_batches
 from hrmkit.models import build_model
+from hrmkit.presets import resolve_config
 from hrmkit.train.checkpoint import list_checkpoints, load_checkpoint
-from hrmkit.train.distill import DistillLoss, half_width
+from hrmkit.train.distill_loss import DistillLoss, half_width
 from hrmkit.train.loop import train
 from test_train import _metrics, _one_thread  # noqa: F401 (autouse fixture)
 
@@ -51,6 +52,7 @@ def test_distill_trains_a_half_width_student_and_writes_the_comparison(teacher, 
     run = _only_run(tmp_path)
     ticks = [m for m in _metrics(run) if m["kind"] == "train"]
     assert ticks[-1]["loss"] < 0.8 * ticks[0]["loss"]
+    assert all(m["distill_kl"] > 0 for m in ticks)  # DistillLoss's own metric reaches metrics.jsonl
     cfg = resolve_config(base=yaml.safe_load((run / "config.yaml").read_text()))
     t = load_checkpoint(list_checkpoints(teacher)[-1])
     assert (cfg.arch.hidden_size, cfg.arch.num_heads) == (16, 1)  # teacher 32 / 2: head size 16 kept
@@ -138,7 +140,7 @@ def test_bad_teachers_and_data_exit_2(teacher, tmp_path, capsys):
 def test_an_architecture_preset_replaces_the_half_width_student(teacher):
     import argparse
 
-    from hrmkit.deploy.distill import student_config
+    from hrmkit.deploy.distill_cli import student_config
 
     cfg, _ = student_config(argparse.Namespace(resume=None, teacher=str(teacher), config=None,
                                                overrides=["model=trm-mlp", "arch.L_cycles=3"]))

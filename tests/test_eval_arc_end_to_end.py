@@ -144,7 +144,7 @@ def test_repacked_subset_keeps_test_indices(arc_data):
 
 
 def test_kaggle_test_challenges_are_predicted_into_the_submission_unscored(tmp_path, monkeypatch, capsys):
-    """Issue #10 item 6: a Kaggle folder with training challenges + solutions and the competition's test
+    """A Kaggle folder with training challenges + solutions and the competition's test
     challenges (no solutions file): `hrm data arc` builds the test tasks into the test split, `hrm eval` writes
     their predictions to submission.json and scores nothing it cannot."""
     kag = tmp_path / "kaggle"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hrmkit.eval.arc_scoring import (ArcPrediction, VoteTally, arc_task_table, build_submission, rank_candidates,
-                                     score_arc, score_arc_checkpoints, score_ranked)
+                                     score_arc, score_ranked)
 
 
 arc = pytest.importorskip("hrmkit.data.arc")
@@ -119,12 +119,11 @@ def test_submission_two_attempts_and_grid_records():
     assert all(isinstance(v, int) for row in sub["t"][0]["attempt_1"] for v in row)
 
 
-def test_checkpoint_aggregation_is_explicit():
+def test_votes_pooled_over_checkpoints_are_one_prediction_set():
     ckpt1 = [pred("t", 0, B), pred("t", 0, A, q=-1.0)]  # alone: B first (tie on votes, higher q)
     ckpt2 = [pred("t", 0, A)]
     assert score_arc(ckpt1, {"t": [A]})["pass@1"] == 0.0
-    pooled = score_arc_checkpoints([ckpt1, ckpt2], {"t": [A]})
-    assert pooled["pass@1"] == 1.0 and pooled["n_prediction_sets"] == 2
+    assert score_arc(ckpt1 + ckpt2, {"t": [A]})["pass@1"] == 1.0
 
 
 def test_custom_decode_and_invert_and_table():

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from hrmkit.cli import main as hrm
-from hrmkit.config import TrainConfig, resolve_config
+from hrmkit.config import TrainConfig
 from hrmkit.eval import cli as eval_cli
 from hrmkit.models import build_model
+from hrmkit.presets import resolve_config
 from hrmkit.train.checkpoint import list_checkpoints, load_checkpoint
 from hrmkit.train.loop import train
 

@@ -11,14 +11,15 @@ import pytest
 import torch
 
 from hrmkit.cli import main as hrm
-from hrmkit.config import ArchConfig, TrainConfig, resolve_config
+from hrmkit.config import ArchConfig, TrainConfig
 from hrmkit.data.format import load_split
 from hrmkit.data.sampler import test_batches as split_batches
 from hrmkit.deploy.export import export_model, write_onnx
 from hrmkit.errors import HrmkitError
-from hrmkit.eval.evaluate import rollout
+from hrmkit.eval.rollout import rollout
 from hrmkit.loading import TrainedModel, load_model
 from hrmkit.models import build_model, puzzle_embedding_params
+from hrmkit.presets import resolve_config
 from hrmkit.train.loop import train
 from conftest import TINY_ARCH as TINY
 

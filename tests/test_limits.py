@@ -1,4 +1,4 @@
-"""Issue #21 items 5 and 6: every value read from a file or an argument has a range, and a value outside it is
+"""Every value read from a file or an argument has a range, and a value outside it is
 refused with exit code 2 and a message naming the file and field (no traceback, no exit 1, nothing allocated or
 written); an exported folder's model card hashes are checked on load; work that would explode is refused."""
 
@@ -66,7 +66,7 @@ def _set(*keys_and_value):
 
 
 SHAPE = {"seq_len": 16, "vocab_size": 6, "num_puzzle_identifiers": 1}
-EXPORT_CASES = {  # issue #21 item 5 (and item 6: H_cycles), each: the edit and what the message must name
+EXPORT_CASES = {  # each: the edit of an export's config.json and what the message must name
     "model_shape-extra-key": (_set("model_shape", {**SHAPE, "x": 1}), "model_shape"),
     "model_shape-list": (_set("model_shape", [16, 6, 1]), "model_shape"),
     "model_shape-string": (_set("model_shape", "16x6"), "model_shape"),
@@ -208,9 +208,17 @@ def test_decode_of_a_wrong_length_names_the_expected_length(model):
         model.decode([1, 2, 3])
 
 
-def test_numpy_integer_steps_are_accepted(model):
-    out = model.predict(np.ones((2, 16), np.int64), steps=np.int64(2))
+def test_numpy_integer_segments_are_accepted(model):
+    out = model.predict(np.ones((2, 16), np.int64), segments=np.int64(2))
     assert out.segments == 2 and out.q_halt.shape == (2, 2)
+
+
+def test_predict_takes_segments_by_name_only(model):
+    """`steps` (optimizer steps elsewhere) is not an alias of the ACT segment count."""
+    with pytest.raises(TypeError):
+        model.predict(np.ones((2, 16), np.int64), steps=2)
+    with pytest.raises(TypeError):
+        model.predict(np.ones((2, 16), np.int64), None, 2)
 
 
 def test_uint64_token_is_shown_as_given(model):
@@ -220,13 +228,13 @@ def test_uint64_token_is_shown_as_given(model):
         model.predict(x)
 
 
-# --- item 6: limits where work explodes ---------------------------------------------------------------------------
+# --- limits where work explodes ---------------------------------------------------------------------------
 
 def test_segments_beyond_the_maximum_are_refused(sudoku4_run, puzzle, model, capsys):
     rc, err = _cli(capsys, "solve", "--checkpoint", sudoku4_run, puzzle, "--segments", "100000")
     assert rc == 2 and "--segments" in err and str(limits.MAX_SEGMENTS) in err, err
-    with pytest.raises(HrmkitError, match="steps"):
-        model.predict(np.ones((1, 16), np.int64), steps=100000)
+    with pytest.raises(HrmkitError, match="segments"):
+        model.predict(np.ones((1, 16), np.int64), segments=100000)
 
 
 @pytest.mark.parametrize("command", [["arc", "--tasks-dir", "nowhere"], ["sudoku", "--size", "4", "--train", "10",

@@ -14,10 +14,9 @@ import torch
 from hrmkit.cli import main as hrm_main
 from hrmkit.errors import HrmkitError
 from hrmkit.models import build_model, count_parameters
-from hrmkit.models.presets import MODEL_PRESETS
-from hrmkit.models.reference import (
-    arch_from_reference_config, load_reference_checkpoint, load_reference_state_dict, record_fixture, verify_reference,
-)
+from hrmkit.models.reference import arch_from_reference_config, load_reference_state_dict, verify_reference
+from hrmkit.presets import MODEL_PRESETS
+from reference_fixture import load_reference_checkpoint, record_fixture
 
 FIXTURES = Path(os.environ.get("HRMKIT_FIXTURES", Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"))
 FIXTURE_FILES = sorted(FIXTURES.glob("*.npz")) if FIXTURES.is_dir() else []

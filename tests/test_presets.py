@@ -1,4 +1,4 @@
-"""The reference presets (issue #10) against the hyperparameters extracted from the references' own config files
+"""The reference presets against the hyperparameters extracted from the references' own config files
 and README run commands (fixtures/reference/presets.json; how: fixtures/reference/README.md)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hrmkit.cli import main as hrm_main
-from hrmkit.config import PRESET_NOTES, REFERENCE_PRESETS, resolve_config
+from hrmkit.presets import PRESET_NOTES, REFERENCE_PRESETS, resolve_config
 
 RECORDED = json.loads((Path(__file__).parent / "fixtures" / "reference" / "presets.json").read_text())
 

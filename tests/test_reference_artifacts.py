@@ -1,4 +1,4 @@
-"""Reference checkpoints and reference-built datasets (issue #10), against numbers recorded by running the
+"""Reference checkpoints and reference-built datasets, against numbers recorded by running the
 reference code itself on CPU (tests/fixtures/reference/README.md says how):
 
 - `hrm eval CKPT --data DIR` on a reference checkpoint (`step_N` + `all_config.yaml`) reproduces the reference
@@ -129,7 +129,7 @@ def test_reference_checkpoint_without_its_config_is_a_clear_error(tmp_path, caps
 
 def test_init_from_a_reference_checkpoint_fine_tunes(tmp_path, capsys):
     """Same dataset: the weights are the checkpoint's at step 0 (architecture from its all_config.yaml)."""
-    from hrmkit.config import resolve_config
+    from hrmkit.presets import resolve_config
     from hrmkit.train.loop import train
 
     ckpt = _checkpoint("hrm-sudoku")
@@ -160,7 +160,7 @@ def test_init_from_a_reference_checkpoint_fine_tunes(tmp_path, capsys):
 def test_init_from_rebuilds_a_puzzle_table_of_another_size(tmp_path, capsys):
     """A TRM ARC checkpoint (22 puzzle identifiers) fine-tuned on an hrmkit ARC dataset with another number of
     identifiers: every row of the new table is the mean of the checkpoint's rows (TRM load_checkpoint)."""
-    from hrmkit.config import resolve_config
+    from hrmkit.presets import resolve_config
     from hrmkit.train.data import load_run_data
     from hrmkit.train.loop import initial_model
 

@@ -1,4 +1,4 @@
-"""Whole-run step count and batching against the references (issue #10): iterations of eval_interval epochs with
+"""Whole-run step count and batching against the references: iterations of eval_interval epochs with
 one partial batch dropped per iteration, total_steps by the reference formula, the learning rate at step + 1.
 
 `fixtures/reference/iteration_batches.json` holds batches per iteration counted by running the references'
@@ -15,7 +15,7 @@ import pytest
 
 from hrmkit.data.format import SplitWriter, load_split
 from hrmkit.data.sampler import TrainSampler
-from hrmkit.train.schedule import lr_at, lr_for_update, reference_step_plan, reference_total_steps
+from hrmkit.train.lr_schedule import lr_at, lr_for_update, reference_step_plan, reference_total_steps
 
 RECORDED = json.loads((Path(__file__).parent / "fixtures" / "reference" / "iteration_batches.json").read_text())
 
@@ -106,7 +106,7 @@ def test_learning_rate_is_that_of_step_plus_one():
 def test_a_small_run_takes_the_reference_step_count(tmp_path):
     """A real `hrm train` run: its optimizer steps are min(total_steps formula, batches of its iterations), the
     schedule is sized by the formula and the first update uses warmup step 1."""
-    from hrmkit.config import resolve_config
+    from hrmkit.presets import resolve_config
     from hrmkit.train.data import load_run_data, make_sampler, step_budget
     from hrmkit.train.loop import train
 

@@ -14,7 +14,7 @@ import pytest
 from hrmkit.cli import main as hrm
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_write_json
-from hrmkit.train.runs import RunLock, find_resumable, list_runs, observe_state, pid_alive
+from hrmkit.train.run_folders import RunLock, find_resumable, list_runs, observe_state, pid_alive
 from hrmkit.train.status import utc_now
 from test_train import TINY, hrm_process
 

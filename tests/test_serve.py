@@ -1,4 +1,4 @@
-"""`hrm serve`: the acceptance list of issue #20 on loopback against a real `hrm serve` process (a solve answers
+"""`hrm serve`: what it promises, on loopback against a real `hrm serve` process (a solve answers
 200; malformed bodies get 4xx and the server keeps serving; a burst of 300 requests 20 at a time all 200; `/`
 and `/metrics`; token 401/200; SIGTERM drains and exits 0 within 10 s), the batcher (mixed segment counts in one
 pass equal `Model.predict` row by row; a full queue refuses at once), body limit and 503 in process, option
@@ -142,7 +142,7 @@ def test_run_model_mixes_segment_counts_in_one_pass_and_equals_predict(model, pu
         del model.predict
     assert calls == [5]  # one forward pass for the whole batch, at the largest count
     for i, s in enumerate(segs):
-        alone = model.predict(x[i:i + 1], steps=s, keep_segments=True)
+        alone = model.predict(x[i:i + 1], segments=s, keep_segments=True)
         assert np.array_equal(rows[i].tokens, alone.tokens[0].numpy())
         assert np.array_equal(rows[i].segment_tokens, alone.segment_tokens[0].numpy())
         assert rows[i].halted_at == int(alone.halt_step[0])

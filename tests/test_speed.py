@@ -13,7 +13,7 @@ import torch
 
 from hrmkit.cli import main as hrm
 from hrmkit.config import ArchConfig
-from hrmkit.eval.evaluate import rollout
+from hrmkit.eval.rollout import rollout
 from hrmkit.models import build_model, build_optimizers, compile_model, forward_dtype
 from hrmkit.models.layers import Block, apply_rope
 

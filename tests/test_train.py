@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hrmkit.cli import main as hrm
-from hrmkit.config import resolve_config
+from hrmkit.presets import resolve_config
 from hrmkit.train.checkpoint import list_checkpoints, load_checkpoint
 from hrmkit.train.loop import train
 

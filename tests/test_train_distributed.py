@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from hrmkit.config import resolve_config
+from hrmkit.presets import resolve_config
 from hrmkit.train.checkpoint import list_checkpoints, load_checkpoint
 from hrmkit.train.loop import train
 from test_train import SUBPROCESS_ENV, TINY, _metrics, _one_thread  # noqa: F401 (autouse fixture)

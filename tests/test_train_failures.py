@@ -1,4 +1,4 @@
-"""Issue #11's adversarial pass, each failure reproduced through the `hrm` command: a failed or pointless resume
+"""An adversarial pass over training, each failure reproduced through the `hrm` command: a failed or pointless resume
 changes nothing, both splits are validated before the first step, the final checkpoint comes before the final
 evaluation, divergence never archives broken weights, bad values and files give exit 2 with a message naming
 the key or path (no traceback, nothing changed in the run folder), and interrupts give 130/143."""
@@ -16,7 +16,7 @@ from hrmkit.cli import main as hrm
 from hrmkit.data.format import load_split
 from test_train import _one_thread  # noqa: F401 (autouse fixture)
 
-# The tiny configuration of the issue's reproductions.
+# The tiny configuration of these reproductions.
 TINY = ["arch.hidden_size=32", "arch.num_heads=2", "arch.H_layers=1", "arch.L_layers=1", "arch.H_cycles=1",
         "arch.L_cycles=1", "arch.halt_max_steps=2", "arch.puzzle_emb_ndim=0", "global_batch_size=16", "device=cpu",
         "eval_max_examples=16", "log_every=2"]
@@ -355,7 +355,7 @@ def test_run_id_collision_draws_another_id(sudoku4, tmp_path, monkeypatch):
 
     ids = iter(["20260101-000000-aaaa", "20260101-000000-aaaa", "20260101-000000-bbbb"])
     monkeypatch.setattr(status, "new_run_id", lambda: next(ids))
-    monkeypatch.setattr("hrmkit.train.run.new_run_id", status.new_run_id, raising=False)
+    monkeypatch.setattr("hrmkit.train.run_context.new_run_id", status.new_run_id, raising=False)
     (tmp_path / "20260101-000000-aaaa").mkdir()
     assert _train(sudoku4, tmp_path, "max_steps=2") == 0
     assert (tmp_path / "20260101-000000-bbbb" / "status.json").is_file()

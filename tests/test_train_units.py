@@ -10,21 +10,22 @@ import numpy as np
 import pytest
 import torch
 
-from hrmkit.config import EvalConfig, GuardsConfig, LogConfig, resolve_config
+from hrmkit.config import EvalConfig, GuardsConfig, LogConfig
 from hrmkit.data.format import load_split
 from hrmkit.data.sampler import test_batches
 from hrmkit.errors import HrmkitError, RunCrashed
+from hrmkit.eval.evaluate import EvalResult, EvalSummary
 from hrmkit.models import build_model, build_optimizers
+from hrmkit.presets import resolve_config
 from hrmkit.train.accumulate import PuzzleGradStash
 from hrmkit.train.autobatch import find_batch_size
-from hrmkit.eval.evaluate import EvalResult, EvalSummary
+from hrmkit.train.eval_schedule import EvalRecord, EvalScheduler
 from hrmkit.train.evaluation import archive_best, diagnosis_of, fast_subset
 from hrmkit.train.guards import StepGuard, clip_, sanitize_carry, total_norm, weights_norm
-from hrmkit.train.scheduler import EvalRecord, EvalScheduler
-from hrmkit.train.schedule import cosine_restarts, lr_at
+from hrmkit.train.lr_schedule import cosine_restarts, lr_at
 from hrmkit.train.sinks import EVAL_GOALS, Console, Sinks, check_dependencies, use_bar
 from hrmkit.train.status import StatusFile, memory_report
-from hrmkit.train.ticks import LogWindow, RateWindow, tick_record
+from hrmkit.train.ticks import STATS, LogWindow, RateWindow, stat_names, tick_record
 from test_train import _one_thread  # noqa: F401 (autouse fixture)
 
 # --- schedules ---------------------------------------------------------------------------------------------
@@ -114,6 +115,21 @@ def test_log_window_survives_a_checkpoint():
     rec = tick_record(restored, batch_size=4, global_step=7)
     assert rec["global_step"] == 7 and rec["loss"] == 0.0 / 16 and rec["accuracy"] == 2.0 / 1.0
     assert restored.segments == 0 and w.segments == 4
+
+
+def test_log_window_carries_an_objectives_own_metrics_by_name():
+    names = stat_names({"loss": 0, "count": 0, "distill_kl": 0})
+    assert names[0] == "loss" and names[-2:] == ("distill_kl", "bad")
+    w = LogWindow()
+    w.add(np.arange(10.0), 1)  # a step before the objective's name appeared: its sums are kept
+    w.add(np.arange(11.0), 1, names)
+    restored = LogWindow()
+    restored.load_state_dict(w.state_dict())
+    rec = tick_record(restored, batch_size=4, global_step=1)
+    assert rec["distill_kl"] == 9.0 / 8 and rec["loss"] == 0.0 and rec["lm_loss"] == 12.0 / 8
+    old = LogWindow()  # a checkpoint written before the window carried names: STATS in order
+    old.load_state_dict({"sums": np.arange(10.0).tolist(), "segments": 1})
+    assert old.names == STATS and "distill_kl" not in tick_record(old, batch_size=1)
 
 
 def test_status_heartbeat_interval_and_memory(tmp_path):

@@ -28,7 +28,7 @@ TINY_TRM = [
 
 @pytest.fixture(scope="module")
 def run(sudoku4, tmp_path_factory):
-    from hrmkit.config import resolve_config
+    from hrmkit.presets import resolve_config
     from hrmkit.train.loop import train
 
     return train(resolve_config(preset="demo", overrides=TINY_TRM + [

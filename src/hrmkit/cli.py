@@ -29,7 +29,7 @@ _COMMAND_MODULES = [
     "hrmkit.deploy.solve_cli",
     "hrmkit.bench.cli",
     "hrmkit.deploy.export_cli",
-    "hrmkit.deploy.distill",
+    "hrmkit.deploy.distill_cli",
     "hrmkit.deploy.serve_cli",
     "hrmkit.deploy.adapt_cli",
 ]
@@ -117,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
         else:
             print(f"hrm: error: {e.strerror or e} (the file was not reported)", file=sys.stderr, flush=True)
         return 2
-    except KeyboardInterrupt as e:  # Ctrl-C, or a second signal during `hrm train` (train/run.py SecondSignal)
+    except KeyboardInterrupt as e:  # Ctrl-C, or a second signal during `hrm train` (train/run_context.py SecondSignal)
         print("hrm: interrupted", file=sys.stderr, flush=True)
         return 128 + getattr(e, "signum", 2)
     return int(rc or 0)

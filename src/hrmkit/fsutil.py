@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from hrmkit.errors import HrmkitError
 from hrmkit.proc import pid_alive
 
 # .NAME.HOST-PID.RANDOM.tmp (HOST without dots; RANDOM from tempfile: letters, digits, underscore)
@@ -164,3 +165,27 @@ def read_jsonl(path: str | os.PathLike, warn=None) -> list[Any]:
                    f"(first: line {bad[0]})")
         (warn or (lambda m: print(f"hrm: warning: {m}", file=sys.stderr, flush=True)))(message)
     return out
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; HrmkitError naming the file (and line/column) when unreadable or invalid."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        raise HrmkitError(f"{path}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise HrmkitError(f"{path}: invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise HrmkitError(f"{path}: cannot read JSON ({e})") from None
+
+
+def read_json_object_or_none(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The JSON object (dict) in the file at `path`, or None when the file is missing, unreadable, not JSON or
+    holds another JSON value: for files another process may be writing or may never have written (status.json,
+    lock files, a run's metrics.json), where absence is an answer, not an error. `read_json` raises instead."""
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError both are ValueErrors
+        return None
+    return obj if isinstance(obj, dict) else None

@@ -13,7 +13,7 @@ from typing import Any
 
 from hrmkit.errors import HrmkitError
 
-# ACT segments one evaluation, `hrm solve --segments` or `predict(steps=)` runs: the papers use 16; each segment
+# ACT segments one evaluation, `hrm solve --segments` or `predict(segments=)` runs: the papers use 16; each segment
 # is a full forward pass, so thousands would run for minutes on one puzzle without changing the answer.
 MAX_SEGMENTS = 512
 # H_cycles / L_cycles: each cycle is a full pass of the blocks inside one segment (papers: 2-6).

@@ -161,7 +161,8 @@ def load_reference(path: Path, device: torch.device | str = "cpu", data: str | P
     seq_len comes from the dataset the checkpoint was trained on when it is found where its config says, else
     from `data`'s dataset.json. Raises HrmkitError for an unreadable file, a missing or wrong all_config.yaml,
     or weights that do not fit the architecture."""
-    from hrmkit.data.format import DatasetMetadata, read_json
+    from hrmkit.data.format import DatasetMetadata
+    from hrmkit.fsutil import read_json
     from hrmkit.models.reference import (build_reference_model, read_all_config, read_reference_checkpoint,
                                          reference_data_paths)
 
@@ -336,7 +337,7 @@ def checkpoint_arch(target: str | Path) -> dict:
 def read_export_config(folder: Path) -> dict[str, Any]:
     """The `config.json` of an exported folder, checked to be an hrmkit export of a known format version.
     Raises HrmkitError naming the file and field otherwise."""
-    from hrmkit.data.format import read_json
+    from hrmkit.fsutil import read_json
 
     path = Path(folder) / EXPORT_CONFIG
     config = read_json(path)

@@ -1,4 +1,4 @@
-"""Whether a process still runs on this host: the liveness test behind stale run locks (train/runs.py) and the
+"""Whether a process still runs on this host: the liveness test behind stale run locks (train/run_folders.py) and the
 sweep of temporary folders left by killed writers (fsutil.sweep_leftovers)."""
 
 from __future__ import annotations

@@ -40,9 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def bench_config(preset: str | None, config_file: str | None, overrides: list[str]):
     """The TrainConfig benchmarked: `preset` is a training preset or a model preset (then `model=NAME`), the
     demo preset when neither it nor a config file is given. Raises HrmkitError for an unknown preset."""
-    from hrmkit.config import TRAIN_PRESETS, resolve_config
     from hrmkit.errors import HrmkitError
-    from hrmkit.models.presets import get_preset
+    from hrmkit.presets import TRAIN_PRESETS, get_preset, resolve_config
 
     overrides = list(overrides)
     if preset is not None and preset not in TRAIN_PRESETS:
@@ -58,7 +57,8 @@ def bench_config(preset: str | None, config_file: str | None, overrides: list[st
 
 def _shape(cfg, args):
     from hrmkit.bench.measure import Shape
-    from hrmkit.data.format import DatasetMetadata, read_json
+    from hrmkit.data.format import DatasetMetadata
+    from hrmkit.fsutil import read_json
 
     meta_path = Path(cfg.data_path) / "train" / "dataset.json"
     if meta_path.is_file():

@@ -121,15 +121,16 @@ def run_bench(cfg: TrainConfig, device: torch.device, shape: Shape, *, warmup_st
     """Benchmark `cfg`'s model on `device` with random batches of `shape`.
 
     Training: `warmup_steps` untimed steps (compilation with `compile: true` happens there), then
-    `train_steps` timed steps, each forward + backward (loss / batch) + every optimizer (`build_optimizers`),
-    the ACT carry kept across steps (the bare step of `hrm train`, without its logging and guards; one step is
-    `grad_accum_steps` segments). Evaluation: `eval_batches` timed rollouts (eval mode, halt_max_steps segments,
+    `train_steps` timed steps of `train.step.bare_step` (`grad_accum_steps` segments, forward + backward, then
+    every optimizer of `build_optimizers`; the ACT carry kept across steps: `hrm train`'s step without its
+    all-reduce, guards, clipping, schedule and statistics). Evaluation: `eval_batches` timed rollouts (eval mode, halt_max_steps segments,
     inference mode) of `eval_batch_size` rows after one untimed one. Times are medians of single steps/batches.
     Raises HrmkitError for `global_batch_size: auto` (give a number).
     """
-    from hrmkit.eval.evaluate import rollout
+    from hrmkit.eval.rollout import rollout
     from hrmkit.models import build_model, build_optimizers, compile_model, count_parameters, flops_per_token
     from hrmkit.models.layers import resolve_dtype
+    from hrmkit.train.step import bare_step
 
     if cfg.global_batch_size == "auto":
         raise HrmkitError("hrm bench: global_batch_size=auto is not supported; give a number, e.g. global_batch_size=768")
@@ -148,14 +149,7 @@ def run_bench(cfg: TrainConfig, device: torch.device, shape: Shape, *, warmup_st
 
     def train_step(i: int) -> None:
         nonlocal carry
-        for j in range(k):
-            batch = batches[(i * k + j) % len(batches)]
-            carry = carry or head.initial_carry(batch)
-            carry, loss, _, _, _ = head(carry, batch)
-            (loss / (B * k)).backward()
-        for o in opts:
-            o.step()
-            o.zero_grad(set_to_none=True)
+        carry = bare_step(head, carry, [batches[(i * k + j) % len(batches)] for j in range(k)], opts)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

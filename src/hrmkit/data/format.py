@@ -35,8 +35,7 @@ Public API
   Build a dataset inside `fsutil.atomic_directory` so a failure never leaves a partial folder.
 - `write_identifiers(dataset_dir, names)`: writes identifiers.json; `names[0]` must be "<blank>"
   (if it is not, "<blank>" is prepended).
-- `load_identifiers(dataset_dir) -> list[str]`; `read_json(path)`: a JSON file, HrmkitError naming the file
-  (and line/column) when it is missing or invalid.
+- `load_identifiers(dataset_dir) -> list[str]`.
 - `load_split(dataset_dir, split, *, mmap=True) -> SplitData`: metadata + arrays per set,
   inputs/labels memory-mapped, index arrays in memory. Validated; any problem raises HrmkitError naming
   the file, field and value (missing file, wrong dtype/ndim/shape, offsets not starting at 0, not strictly
@@ -53,7 +52,6 @@ Public API
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 from array import array
@@ -64,7 +62,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from hrmkit.errors import HrmkitError
-from hrmkit.fsutil import atomic_write_json
+from hrmkit.fsutil import atomic_write_json, read_json
 
 # name -> (dtype, ndim)
 FIELDS: dict[str, tuple[np.dtype, int]] = {
@@ -405,19 +403,6 @@ def load_identifiers(dataset_dir: str | os.PathLike) -> list[str]:
     if not isinstance(obj, list) or not all(isinstance(n, str) for n in obj):
         raise HrmkitError(f"{path}: expected a JSON list of strings")
     return obj
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file; HrmkitError naming the file (and line/column) when unreadable or invalid."""
-    try:
-        with open(path, "rb") as f:
-            return json.loads(f.read())
-    except FileNotFoundError:
-        raise HrmkitError(f"{path}: file not found") from None
-    except json.JSONDecodeError as e:
-        raise HrmkitError(f"{path}: invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise HrmkitError(f"{path}: cannot read JSON ({e})") from None
 
 
 def _load_array(path: Path, key: str, mmap: bool) -> np.ndarray:

@@ -12,7 +12,7 @@ one). For every set (sets in metadata order), one iteration is:
   3. a batch is emitted when it holds exactly `global_batch_size` examples; only the last partial batch of the
      iteration is dropped (a batch never mixes sets, but it may span two epochs).
 So every group is drawn once per epoch and, apart from the one partial batch per iteration, trained on: the
-reference's step count (`train.schedule.reference_step_plan`), not one dropped remainder per epoch.
+reference's step count (`train.lr_schedule.reference_step_plan`), not one dropped remainder per epoch.
 The reference draws the examples inside a puzzle from numpy's unseeded global RNG; here every draw of epoch
 `e` of set `s` comes from `np.random.default_rng([seed, e, s])`, so an iteration is a pure function of
 (data, seed, iteration) and a sampler resumes exactly from `state_dict()` = {iteration, step} without saving

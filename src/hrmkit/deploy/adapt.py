@@ -1,10 +1,10 @@
-"""Test-time training on new ARC tasks (`hrm adapt`, issue #18): a pretrained HRM/TRM learns the puzzle
+"""Test-time training on new ARC tasks (`hrm adapt`): a pretrained HRM/TRM learns the puzzle
 embeddings of tasks it never saw from their demonstration pairs, then answers their test inputs by voting over
 augmented versions, into a Kaggle `submission.json`.
 
-The references reach their ARC scores by training on the evaluation tasks' demonstration pairs (sapientinc/HRM
-issue #18, TinyRecursiveModels' builder does the same); a model never trained on a task has no puzzle
-embedding for it. `adapt` does that training after the fact, for the new tasks only:
+The references reach their ARC scores by training on the evaluation tasks' demonstration pairs
+(github.com/sapientinc/HRM/issues/18; TinyRecursiveModels' builder does the same); a model never trained on a
+task has no puzzle embedding for it. `adapt` does that training after the fact, for the new tasks only:
 
 1. the challenges file (Kaggle layout `{task_id: {"train": [...], "test": [{"input": ...}]}}`) is validated;
    any test `output` in it is dropped, so no test answer can enter the data (`--solutions` is read for scoring
@@ -41,8 +41,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from hrmkit.data import arc
-from hrmkit.data.format import read_json
 from hrmkit.errors import HrmkitError, RunCrashed
+from hrmkit.fsutil import read_json
 
 # Adaptation defaults (BENCHMARKS.md "hrm adapt"): a short constant-rate fine-tune, the puzzle embeddings at the
 # references' rate. Every key is a `hrm train` key and can be overridden with key=value.
@@ -216,7 +216,7 @@ def _votes(head, data: Path, batch_size: int, device) -> Any:
     from hrmkit.data.sampler import test_batches
     from hrmkit.eval.arc_eval import test_indices
     from hrmkit.eval.arc_scoring import ArcPrediction, VoteTally
-    from hrmkit.eval.evaluate import rollout
+    from hrmkit.eval.rollout import rollout
 
     split = load_split(data, "test")
     names = load_identifiers(data)
@@ -270,7 +270,7 @@ def _baselines(tasks: list[arc.ArcTask], solutions: dict | None) -> dict | None:
 def train_config(cfg: AdaptConfig, data: Path, max_time_s: float | None):
     """The TrainConfig of the adaptation run: ADAPT_DEFAULTS < the call's fixed keys < key=value overrides
     (`max_time_s` from the budget caps any given one). Raises HrmkitError for a bad key or value."""
-    from hrmkit.config import resolve_config
+    from hrmkit.presets import resolve_config
 
     fixed = {"data_path": str(data), "init_from": str(cfg.checkpoint), "init_from_puzzle_rows": "extend",
              "out_dir": str(Path(cfg.out) / RUNS), "device": cfg.device}
@@ -373,7 +373,7 @@ def adapt(cfg: AdaptConfig, log: Callable[[str], None] = print) -> AdaptResult:
 def _train(tc, log: Callable[[str], None]):
     """Train (or resume the unfinished adaptation run in out_dir) and return its RunResult."""
     from hrmkit.train.loop import train
-    from hrmkit.train.runs import find_resumable
+    from hrmkit.train.run_folders import find_resumable
 
     found = find_resumable(Path(tc.out_dir))
     if found is not None:

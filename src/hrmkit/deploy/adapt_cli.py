@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "adapt", help="fine-tune a pretrained ARC model on new tasks' demonstrations and write submission.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Test-time training (issue #18): builds DIR/data from the new tasks' demonstration pairs "
+        description="Test-time training: builds DIR/data from the new tasks' demonstration pairs "
         "(K augmented versions each; their test inputs, never their outputs, as the test split), extends the "
         "checkpoint's puzzle table with the new tasks (rows at the mean of the trained rows), writes "
         "DIR/submission.json from the un-adapted model's votes, fine-tunes as a normal run in DIR/runs "

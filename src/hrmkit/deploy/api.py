@@ -7,7 +7,7 @@
     print(model.decode(out.tokens[0]), out.halt_step[0], out.segment_tokens.shape)
 
 `load` reads whatever `hrmkit.loading.load_model` reads and does not care which kind it got. Prediction
-uses the evaluation semantics (`eval.evaluate.rollout`: every row runs `halt_max_steps` segments from a fresh
+uses the evaluation semantics (`eval.rollout.rollout`: every row runs `halt_max_steps` segments from a fresh
 carry and the answer is the argmax after the last one), so `predict(...).tokens` equals what `hrm eval`
 scores on the same rows. `predict(..., segments=N)` thinks longer (or shorter); `predict_tta(x, K)` votes over K
 augmented versions of every row (`eval.tta`, what `hrm eval --tta` scores).
@@ -135,24 +135,22 @@ class Model:
     # -------------------------------------------------------------------------------------- prediction
 
     @torch.no_grad()
-    def predict(self, inputs: Any, puzzle_identifiers: Any = None, steps: int | None = None, *,
-                segments: int | None = None, keep_segments: bool = False, batch_size: int = 256) -> Prediction:
+    def predict(self, inputs: Any, puzzle_identifiers: Any = None, *, segments: int | None = None,
+                keep_segments: bool = False, batch_size: int = 256) -> Prediction:
         """Run the model on token rows; no labels needed.
 
         inputs: int [B, seq_len] tokens (numpy, torch or lists; one row [seq_len] is taken as B = 1).
         puzzle_identifiers: int [B] (default: 0, the blank identifier, as Sudoku and maze datasets use).
-        segments (or its older name `steps`): ACT segments to run, an int or numpy integer in
+        segments: ACT segments to run, an int or numpy integer in
         1..`limits.MAX_SEGMENTS` (default `halt_max_steps`, the evaluation setting; more lets the model think
         longer, the carry simply goes on).
         keep_segments: also return the prediction after every segment. batch_size: rows per forward pass.
         Returns a `Prediction`. Raises HrmkitError for a wrong shape, a token or identifier out of range, or a
         segment count out of range.
         """
-        from hrmkit.eval.evaluate import check_segments, rollout
+        from hrmkit.eval.rollout import check_segments, rollout
 
-        if steps is not None and segments is not None and steps != segments:
-            raise HrmkitError(f"predict: steps={steps!r} and segments={segments!r} disagree (steps is the old name)")
-        segments = check_segments(segments, "segments") if segments is not None else check_segments(steps, "steps")
+        segments = check_segments(segments, "segments")
         x = _rows(inputs, "inputs", 2, self.vocab_size)
         if x.shape[1] != self.seq_len:
             raise HrmkitError(f"inputs: rows of {x.shape[1]} tokens, but the model reads seq_len {self.seq_len}")

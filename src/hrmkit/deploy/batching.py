@@ -49,7 +49,7 @@ class RowResult:
     tokens: int64 [S], the argmax after the last segment run; segment_tokens: int64 [segments, S], the argmax
     after every segment; q_halt, q_continue: the halting logits per segment (q_continue None without that
     head); halted_at: the first segment (1-based) after which the halting rule said stop, `segments` when it
-    never did (the rule of `eval.evaluate.rollout`)."""
+    never did (the rule of `eval.rollout.rollout`)."""
 
     tokens: np.ndarray
     segment_tokens: np.ndarray
@@ -66,7 +66,7 @@ def run_model(model: Any, jobs: Sequence[Job]) -> list[RowResult]:
     depend on how many segments follow, so this equals `predict(segments=n)` row by row (tests/test_serve.py
     checks it). Raises whatever `Model.predict` raises (HrmkitError for a bad row, which the server has
     already ruled out by encoding the input)."""
-    from hrmkit.deploy.onnx_runner import first_halt_step, halting_decisions
+    from hrmkit.halting import first_halt_step, halting_decisions
 
     x = np.stack([j.tokens for j in jobs]).astype(np.int64)
     ids = np.array([j.puzzle_id for j in jobs], np.int64)

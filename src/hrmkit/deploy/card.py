@@ -9,7 +9,6 @@ examples as that evaluation, the validation report when one ran. What is not ava
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 
 from hrmkit import tasks
 from hrmkit.errors import HrmkitError
-from hrmkit.fsutil import read_jsonl
+from hrmkit.fsutil import read_json_object_or_none, read_jsonl
 from hrmkit.loading import TrainedModel, run_dir_of
 
 ARCH_NAMES = {"hrm": "An HRM (Hierarchical Reasoning Model, arXiv 2506.21734)",
@@ -43,13 +42,6 @@ class Facts:
     baselines: dict[str, dict[str, Any]] | None
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _strip(record: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {k[len(prefix):]: v for k, v in record.items() if k.startswith(prefix)}
 
@@ -68,11 +60,11 @@ def recorded_evaluation(model: TrainedModel, run_dir: Path | None) -> dict[str, 
                 prefix = "eval/" if kind == "full" else "eval_fast/"
                 found = {"step": model.step, "kind": kind, "source": "metrics.jsonl",
                          "metrics": _strip(rec, prefix), "diagnosis": None}
-    best = _read_json(model.path.parent / "metrics.json") if model.path.parent.name == "best" else None
+    best = read_json_object_or_none(model.path.parent / "metrics.json") if model.path.parent.name == "best" else None
     if found is None and isinstance(best, dict) and best.get("step") == model.step:
         found = {"step": model.step, "kind": "best", "source": "best/metrics.json",
                  "metrics": best.get("summary") or {}, "diagnosis": None}
-    last = (_read_json(run_dir / "status.json") or {}).get("last_eval") if run_dir else None
+    last = (read_json_object_or_none(run_dir / "status.json") or {}).get("last_eval") if run_dir else None
     if found and isinstance(last, dict) and last.get("step") == model.step and last.get("kind") in (found["kind"], None):
         found["diagnosis"] = last.get("diagnosis")
     return found

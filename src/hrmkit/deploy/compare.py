@@ -49,13 +49,13 @@ class Contender:
 
 def cpu_latency(heads: list[torch.nn.Module], split: SplitData, batch_size: int = LATENCY_BATCH,
                 repeats: int = LATENCY_REPEATS) -> list[float]:
-    """Median CPU milliseconds per puzzle of each model in `heads` (eval mode, `eval.evaluate.rollout`: all
+    """Median CPU milliseconds per puzzle of each model in `heads` (eval mode, `eval.rollout.rollout`: all
     halt_max_steps segments) on the first `batch_size` examples of `split` (fewer when it is smaller), timed
     with the current torch thread count. One warm-up batch each, then `repeats` timed batches taken in turns
     (A, B, A, B, ...) so that a load change on the machine hits every model alike. The models are moved to the
     CPU and left there."""
     from hrmkit.data.sampler import test_batches
-    from hrmkit.eval.evaluate import rollout
+    from hrmkit.eval.rollout import rollout
 
     batch, n = next(test_batches(split, min(batch_size, split.num_examples)))
     batch = {k: v[:n] for k, v in batch.items()}

@@ -14,9 +14,9 @@ hrmkit.models.act.ACTModel) as a graph of plain tensors, batch size free:
     z_H_out, z_L_out, steps_out, halted_out           the new carry (halted_out: steps_out >= halt_max_steps)
 
 `ACTRunner` starts every row halted (so the first segment loads it) and calls the graph until every row has
-halted, which in evaluation mode is after exactly halt_max_steps segments, as `hrmkit.eval.evaluate.rollout`
-does. The halting rule (q_halt > q_continue, or q_halt > 0 for models trained without Q-continue) is not
-applied to the loop; the runner reports per segment whether it said stop, and the first segment where it did.
+halted, which in evaluation mode is after exactly halt_max_steps segments, as `hrmkit.eval.rollout.rollout`
+does. The halting rule (`hrmkit.halting`: q_halt > q_continue, or q_halt > 0 for models trained without
+Q-continue) is not applied to the loop; the runner reports per segment whether it said stop, and the first segment where it did.
 This module imports numpy and onnxruntime only, so it runs where PyTorch is not installed (an edge device).
 """
 
@@ -31,22 +31,11 @@ from typing import Any
 import numpy as np
 
 from hrmkit.errors import HrmkitError
+from hrmkit.halting import first_halt_step, halting_decisions
 
 GRAPH_INPUTS = ("inputs", "puzzle_identifiers", "z_H", "z_L", "steps", "halted")
 GRAPH_OUTPUTS = ("logits", "q_halt_logits", "q_continue_logits", "z_H_out", "z_L_out", "steps_out", "halted_out")
 METADATA_KEY = "hrmkit_config"  # the export's config.json, also stored in the ONNX model's metadata
-
-
-def halting_decisions(q_halt: np.ndarray, q_continue: np.ndarray | None) -> np.ndarray:
-    """bool [B, K]: whether the halting rule said stop after each segment: q_halt > q_continue, or q_halt > 0
-    for a model without Q-continue (`q_continue` None). q_halt, q_continue: float [B, K] logits."""
-    return np.asarray(q_halt) > (0.0 if q_continue is None else np.asarray(q_continue))
-
-
-def first_halt_step(decisions: np.ndarray) -> np.ndarray:
-    """int64 [B]: the first segment (1-based) whose decision was stop, K (segments run) when none was."""
-    decisions = np.asarray(decisions, dtype=bool)
-    return np.where(decisions.any(axis=1), decisions.argmax(axis=1) + 1, decisions.shape[1]).astype(np.int64)
 
 
 @dataclass

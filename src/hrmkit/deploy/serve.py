@@ -36,9 +36,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from hrmkit.deploy.batching import Job, MicroBatcher, Overloaded, RowResult, run_model
-from hrmkit.deploy.onnx_runner import halting_decisions
 from hrmkit import tasks
 from hrmkit.errors import HrmkitError
+from hrmkit.halting import halting_decisions
 
 log = logging.getLogger("hrmkit.serve")
 

@@ -1,10 +1,10 @@
 """Solving one puzzle with a trained model: what `hrm solve` prints, as data.
 
-- `solve_grid(model, puzzle, steps, tta=None)`: one puzzle in its task's natural form (a Sudoku string, maze
+- `solve_grid(model, puzzle, segments, tta=None)`: one puzzle in its task's natural form (a Sudoku string, maze
   text, a grid) -> `GridSolution` (answer, ACT segments, the halting step, the per-segment thinking view, the
   task's check of the answer (`Task.check`, None without rules) and, with `tta` K, the vote table over K
   augmented versions).
-- `solve_arc(model, task, steps)`: an ARC task -> `ArcSolution`: every augmented version of each test input
+- `solve_arc(model, task, segments)`: an ARC task -> `ArcSolution`: every augmented version of each test input
   that the model has a puzzle embedding for (`TASK|tTID|pPERM` in the training dataset's identifiers.json) is
   run, and the answers are un-augmented and voted by `eval.arc_scoring.rank_candidates`, exactly as
   `hrm eval` scores ARC (docs/design.md §5).
@@ -74,9 +74,9 @@ class GridVote:
     verified: bool | None
 
 
-def solve_grid(model: Model, puzzle: Any, steps: int | None = None, where: str = "INPUT",
+def solve_grid(model: Model, puzzle: Any, segments: int | None = None, where: str = "INPUT",
                tta: int | None = None) -> GridSolution:
-    """Solve one puzzle given in its task's natural form, running `steps` ACT segments (default
+    """Solve one puzzle given in its task's natural form, running `segments` ACT segments (default
     halt_max_steps). With `tta` K the answer is the top vote over K augmented versions (`Model.predict_tta`)
     and `votes` holds every distinct answer, best first; the thinking view shows the puzzle itself (version 0).
     HrmkitError for malformed input, a size the model was not trained on (`Model.encode`), or an ARC model
@@ -86,11 +86,11 @@ def solve_grid(model: Model, puzzle: Any, steps: int | None = None, where: str =
         raise HrmkitError(f"{model.path}: solve_grid solves one grid puzzle; this model solves {task.title} tasks "
                           "(solve_arc)")
     tokens = model.encode(puzzle, where)
-    pred = model.predict(tokens[None], segments=steps, keep_segments=True)
+    pred = model.predict(tokens[None], segments=segments, keep_segments=True)
     answer_tokens = pred.tokens[0].numpy()
     votes = None
     if tta is not None:
-        voted = model.predict_tta(tokens[None], tta, segments=steps)
+        voted = model.predict_tta(tokens[None], tta, segments=segments)
         answer_tokens = voted.tokens[0].numpy()
         cands = np.stack([a for a, _, _ in voted.ranked[0]])
         ok = (task.verify(np.broadcast_to(tokens, cands.shape), cands) if task.has_verifier
@@ -150,7 +150,7 @@ def task_versions(model: Model, task_id: str) -> list[tuple[int, int, tuple[int,
     return sorted(versions, key=lambda v: (v[1] != 0 or v[2] != arc.IDENTITY_PERM, v[0]))
 
 
-def solve_arc(model: Model, task: ArcTaskInput, steps: int | None = None,
+def solve_arc(model: Model, task: ArcTaskInput, segments: int | None = None,
               batch_size: int = 256) -> ArcSolution:
     """Run every version of every test input, un-augment and vote (module docstring)."""
     from hrmkit.eval.arc_scoring import ArcPrediction, rank_candidates
@@ -160,7 +160,7 @@ def solve_arc(model: Model, task: ArcTaskInput, steps: int | None = None,
     out = ArcSolution(task.task_id, len(versions))
     for ti, grid in enumerate(task.test_inputs):
         rows = np.stack([arc.encode_grid(arc.augment_grid(grid, tid, perm)) for _, tid, perm in versions])
-        pred = model.predict(rows, ids, segments=steps, batch_size=batch_size)
+        pred = model.predict(rows, ids, segments=segments, batch_size=batch_size)
         votes = [ArcPrediction(task.task_id, ti, tokens=pred.tokens[k].numpy(), dihedral_id=tid, colour_perm=perm,
                                q_halt=float(pred.q_halt[k, -1])) for k, (_, tid, perm) in enumerate(versions)]
         ranked = rank_candidates(votes)
@@ -170,7 +170,7 @@ def solve_arc(model: Model, task: ArcTaskInput, steps: int | None = None,
                              None if expected is None else bool(c.grid.shape == expected.shape
                                                                 and np.array_equal(c.grid, expected)))
                    for c in ranked.candidates.get(key, [])]
-        first = model.predict(rows[:1], ids[:1], segments=steps, keep_segments=True)
+        first = model.predict(rows[:1], ids[:1], segments=segments, keep_segments=True)
         out.tests.append(ArcTestResult(grid, answers, ranked.n_predictions.get(key, 0), ranked.n_invalid.get(key, 0),
                                        thinking(model.task, rows[0], first), expected))
     return out

@@ -5,7 +5,7 @@
     hrm solve --checkpoint RUN task.json                 an ARC task: every augmented version voted, top 2 shown
     hrm solve --checkpoint RUN grid.json                 a grid puzzle ({"input": grid} or a bare grid), or any
                                                          registered task's text form (`Task.parse_text`)
-    hrm solve ... --steps                                the grid after every ACT segment, changed cells marked
+    hrm solve ... --show-segments                        the grid after every ACT segment, changed cells marked
     hrm solve ... --gif OUT.gif                          the same as an animation
     hrm solve ... --segments 16 --tta 8                  think 16 segments, vote over 8 augmented versions
 
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "text form; '-' reads standard input")
     p.add_argument("--checkpoint", required=True, metavar="PATH",
                    help="a run folder (its newest checkpoint), RUN/best/ or a checkpoint file")
-    p.add_argument("--steps", action="store_true", help="print the grid after every ACT segment, changed cells marked "
+    p.add_argument("--show-segments", action="store_true", help="print the grid after every ACT segment, changed cells marked "
                    "(ARC: of each test input's identity version)")
     p.add_argument("--gif", metavar="OUT.gif", help="write the input and the grid after every segment as an animated "
                    "GIF (ARC: the first test input's identity version)")
@@ -84,7 +84,7 @@ def _read_input(arg: str, task: Any) -> tuple[Any, str]:
 
 
 def _validate_options(args: argparse.Namespace) -> None:
-    from hrmkit.eval.evaluate import check_segments
+    from hrmkit.eval.rollout import check_segments
     from hrmkit.eval.tta import check_versions
 
     check_segments(args.segments, "--segments")
@@ -116,11 +116,11 @@ def _solve(args: argparse.Namespace) -> int:
         task = read_arc_task(content, args.task_id)
         result = solve_arc(model, task, args.segments, args.batch_size)
         runs = [t.thinking for t in result.tests]
-        text, obj = _arc_report(model, result, args.steps)
+        text, obj = _arc_report(model, result, args.show_segments)
     else:
         result = solve_grid(model, content, args.segments, where, tta=args.tta)
         runs = [result.thinking]
-        text, obj = _grid_report(model, result, args.steps)
+        text, obj = _grid_report(model, result, args.show_segments)
     gif_error = None
     if args.gif:
         first = result.tests[0] if kind.votes_over_dataset_versions else result
@@ -168,7 +168,9 @@ def _halting_line(t: Any) -> str:
 
 
 def _wants_halt(t: Any, i: int) -> bool:
-    return t.q_halt[i] > (t.q_continue[i] if t.q_continue else 0.0)
+    from hrmkit.halting import halting_decisions
+
+    return bool(halting_decisions(t.q_halt[i], t.q_continue[i] if t.q_continue else None))
 
 
 def _side_by_side(blocks: list[tuple[str, list[str]]], gap: str = "    ") -> list[str]:
@@ -180,7 +182,7 @@ def _side_by_side(blocks: list[tuple[str, list[str]]], gap: str = "    ") -> lis
     return rows
 
 
-def _steps_text(kind: Any, t: Any) -> list[str]:
+def _segments_text(kind: Any, t: Any) -> list[str]:
     from hrmkit.data import render
 
     lines = []
@@ -194,7 +196,7 @@ def _steps_text(kind: Any, t: Any) -> list[str]:
     return lines
 
 
-def _grid_report(model: Any, r: Any, steps: bool) -> tuple[str, dict]:
+def _grid_report(model: Any, r: Any, show_segments: bool) -> tuple[str, dict]:
     from hrmkit.data import render
 
     h, w = r.input_grid.shape
@@ -218,8 +220,8 @@ def _grid_report(model: Any, r: Any, steps: bool) -> tuple[str, dict]:
             lines.append(f"{i + 1:>4}  {v.votes:>5}  {v.mean_q:>6.3f}  {passes:>8}  " + _one_line(v.answer))
         obj["votes"] = [{"answer": v.answer, "votes": v.votes, "mean_q": v.mean_q, "verified": v.verified}
                         for v in r.votes]
-    if steps:
-        lines += ["", *_steps_text(r.task, r.thinking)]
+    if show_segments:
+        lines += ["", *_segments_text(r.task, r.thinking)]
     return "\n".join(lines), obj
 
 
@@ -228,7 +230,7 @@ def _one_line(answer: Any) -> str:
     return answer.replace("\n", " / ") if isinstance(answer, str) else json.dumps(answer)
 
 
-def _arc_report(model: Any, r: Any, steps: bool) -> tuple[str, dict]:
+def _arc_report(model: Any, r: Any, show_segments: bool) -> tuple[str, dict]:
     from hrmkit.data import render
 
     lines = [_header(model), "",
@@ -250,8 +252,8 @@ def _arc_report(model: Any, r: Any, steps: bool) -> tuple[str, dict]:
             lines.append("no answer: none of the predictions could be decoded to a grid")
         lines.append(f"{t.n_predictions} predictions, {t.n_invalid} could not be decoded; {len(t.answers)} distinct "
                      f"answers. Identity version: {_halting_line(t.thinking)}")
-        if steps:
-            lines += ["", "identity version, segment by segment:", *_steps_text(model.task, t.thinking)]
+        if show_segments:
+            lines += ["", "identity version, segment by segment:", *_segments_text(model.task, t.thinking)]
         tests.append({"answers": [{"grid": a.grid.tolist(), "votes": a.votes, "mean_q": a.mean_q, "correct": a.correct}
                                   for a in t.answers[:2]], "n_predictions": t.n_predictions, "n_invalid": t.n_invalid,
                       "segments": t.thinking.segments, "halt_step": t.thinking.halt_step})

@@ -1,7 +1,7 @@
 """`hrm export --validate`: run an export next to the PyTorch model it came from and compare, row by row.
 
 Both run every batch of a split through every ACT segment in evaluation mode: PyTorch through
-`hrmkit.eval.evaluate.rollout`, the export through `onnx_runner.ACTRunner` (ONNX) or through `rollout` of the
+`hrmkit.eval.rollout.rollout`, the export through `onnx_runner.ACTRunner` (ONNX) or through `rollout` of the
 model reloaded from the exported folder (safetensors). Compared: the last segment's logits (largest absolute
 difference), the Q logits of every segment, the halting decision of every row at every segment
 (`onnx_runner.halting_decisions` on both sides) and the answers; both sets of answers are scored with
@@ -27,7 +27,7 @@ import torch
 
 from hrmkit import tasks
 from hrmkit.data.format import SplitData
-from hrmkit.deploy.onnx_runner import halting_decisions
+from hrmkit.halting import halting_decisions
 from hrmkit.errors import HrmkitError
 from hrmkit.loading import TrainedModel
 
@@ -38,7 +38,7 @@ Backend = Callable[[dict[str, torch.Tensor]], tuple[np.ndarray, np.ndarray, np.n
 
 
 def _torch_backend(head: torch.nn.Module) -> Backend:
-    from hrmkit.eval.evaluate import rollout
+    from hrmkit.eval.rollout import rollout
 
     def run(batch):
         r = rollout(head, batch)

@@ -22,8 +22,6 @@ Public API
 - `build_submission(ranked, test_counts) -> dict`; `write_submission(path, submission) -> Path`
 - `score_arc(predictions, solutions, *, ks=DEFAULT_KS, decode_fn=None, invert_fn=None,
   submission_path=None) -> dict`
-- `score_arc_checkpoints(prediction_sets, solutions, **same) -> dict`: votes pooled over checkpoints
-  (opt-in; `score_arc` scores one prediction set).
 - `arc_task_table(score) -> list[dict]`: one row per task for reports.
 """
 
@@ -323,18 +321,6 @@ def score_arc(predictions: Iterable[ArcPrediction | Mapping], solutions: Mapping
     if submission_path is not None:
         counts = {t: len(v) for t, v in solutions.items()}
         score["submission_path"] = str(write_submission(submission_path, build_submission(ranked, counts)))
-    return score
-
-
-def score_arc_checkpoints(prediction_sets: Sequence[Iterable[ArcPrediction | Mapping]],
-                          solutions: Mapping[str, Sequence[Any]], **kwargs: Any) -> dict:
-    """Score votes pooled over several prediction sets (e.g. checkpoints): every prediction is one vote.
-
-    Opt-in ensemble; keyword arguments as `score_arc`. The result has `n_prediction_sets`.
-    """
-    pooled = [p for preds in prediction_sets for p in preds]
-    score = score_arc(pooled, solutions, **kwargs)
-    score["n_prediction_sets"] = len(prediction_sets)
     return score
 
 

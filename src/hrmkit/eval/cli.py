@@ -178,7 +178,7 @@ def _versions(args: argparse.Namespace) -> int | None:
 
 def _check_options(args: argparse.Namespace, paths: list[Path]) -> None:
     """Refuse option values before any model is loaded (exit 2)."""
-    from hrmkit.eval.evaluate import check_segments
+    from hrmkit.eval.rollout import check_segments
     from hrmkit.eval.tta import check_versions
 
     check_segments(args.segments, "--segments")

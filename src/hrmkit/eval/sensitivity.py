@@ -327,7 +327,7 @@ def act_predict_fn(head: Any, device: Any = None) -> PredictFn:
     """
     import torch
 
-    from hrmkit.eval.evaluate import rollout
+    from hrmkit.eval.rollout import rollout
 
     def predict(batch: Mapping) -> Any:
         dev = device if device is not None else next(iter(head.parameters()), torch.empty(0)).device

@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from hrmkit.data.format import SplitData
+from hrmkit.data.format import IGNORE_LABEL_ID, SplitData
 from hrmkit.errors import HrmkitError
 from hrmkit.tasks import Augmentation, Task, resolve
 
@@ -78,7 +78,7 @@ def predict_versions(head: torch.nn.Module, split: SplitData, aug: Augmentation,
     about `batch_size` rows per forward pass, `segments` ACT segments each (default halt_max_steps), with
     ignored labels; answers are inverted into the puzzle's frame. Returns `Votes`."""
     from hrmkit.data.sampler import test_batches
-    from hrmkit.eval.evaluate import rollout
+    from hrmkit.eval.rollout import rollout
 
     head.eval()
     device = torch.device(device)
@@ -96,7 +96,7 @@ def predict_versions(head: torch.nn.Module, split: SplitData, aug: Augmentation,
         versions = aug.forward(x)  # [K, n, S]
         rows = torch.from_numpy(np.ascontiguousarray(versions.reshape(K * n, -1))).to(device, torch.int32)
         ids = batch["puzzle_identifiers"][:n].repeat(K).to(device)
-        r = rollout(head, {"inputs": rows, "labels": torch.full_like(rows, -100), "puzzle_identifiers": ids},
+        r = rollout(head, {"inputs": rows, "labels": torch.full_like(rows, IGNORE_LABEL_ID), "puzzle_identifiers": ids},
                     segments=segments)
         preds = r.outputs["preds"].long().cpu().numpy().reshape(K, n, -1)
         answers.append(aug.inverse(preds))

@@ -2,7 +2,7 @@
 evaluated rows' answers form over the ACT segments.
 
 `segment_strips(head, predictions, rows, kind, device)` re-runs those rows (a handful) with
-`evaluate.rollout(keep_segments=True)` and returns one dict per row for `report.write_report(thinking=...)`:
+`rollout.rollout(keep_segments=True)` and returns one dict per row for `report.write_report(thinking=...)`:
 
     {"kind", "name", "correct", "input": grid, "expected": grid, "frames": [(grid, changed mask) per segment],
      "q_halt": [float per segment], "q_continue": [float per segment] | None, "halt_step": int,
@@ -21,7 +21,8 @@ import torch
 
 from hrmkit.data import render
 from hrmkit.eval import breakdown
-from hrmkit.eval.evaluate import EvalResult, rollout
+from hrmkit.eval.evaluate import EvalResult
+from hrmkit.eval.rollout import rollout
 from hrmkit.eval.metrics import exact_correct
 from hrmkit.tasks import Task
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hrmkit.config import ArchConfig
+from hrmkit.halting import halting_decisions
 from hrmkit.models.layers import (CastedEmbedding, CastedLinear, RotaryEmbedding, at_least_float32, resolve_dtype,
                                   trunc_normal_init_)
 from hrmkit.models.puzzle_embedding import PuzzleEmbedding
@@ -211,7 +212,7 @@ class ACTModel(nn.Module):
             is_last = steps >= self.halt_max_steps
             halted = is_last
             if self.training and self.halt_max_steps > 1:
-                halted = halted | ((q_halt > q_cont) if self.q_continue else (q_halt > 0))
+                halted = halted | halting_decisions(q_halt, q_cont if self.q_continue else None)
                 explore = torch.rand_like(q_halt) < self.halt_exploration_prob
                 min_steps = explore * torch.randint_like(steps, low=2, high=self.halt_max_steps + 1)
                 halted = halted & (steps >= min_steps)

@@ -12,13 +12,14 @@ import torch
 from hrmkit.config import ArchConfig
 from hrmkit.models.act import InnerBase
 from hrmkit.models.layers import Block, ReasoningModule
+from hrmkit.models.puzzle_embedding import puzzle_prefix_len
 
 
 class TransformerInner(InnerBase):
     """forward(carry, batch) -> (new carry (detached), logits [B, seq_len, vocab], (q_halt, q_continue) float32 [B])."""
 
     def __init__(self, arch: ArchConfig, seq_len: int, vocab_size: int, num_puzzle_identifiers: int):
-        puzzle_len = -(arch.puzzle_emb_ndim // -arch.hidden_size)
+        puzzle_len = puzzle_prefix_len(arch)
         super().__init__(arch, seq_len, vocab_size, num_puzzle_identifiers, puzzle_len)
         n = arch.H_layers + arch.L_layers
         self.L_level = ReasoningModule(

@@ -11,7 +11,7 @@ from torch import nn
 from hrmkit.config import ArchConfig
 from hrmkit.models.act import ACTModel
 from hrmkit.models.losses import ACTLossHead
-from hrmkit.models.puzzle_embedding import PuzzleEmbedding, SignSGDSparse
+from hrmkit.models.puzzle_embedding import PuzzleEmbedding, SignSGDSparse, puzzle_prefix_len
 
 
 def build_model(arch: ArchConfig, *, seq_len: int, vocab_size: int, num_puzzle_identifiers: int) -> ACTLossHead:
@@ -123,10 +123,8 @@ def flops_per_token(arch: ArchConfig, seq_len: int, vocab_size: int) -> dict[str
     segment: every block application), `train` (~ forward + 2x the backpropagated part, plus HRM's extra
     no-grad Q-target segment)."""
     from hrmkit.models.layers import swiglu_width
-    from hrmkit.models.trm import trm_puzzle_len
-
     D = arch.hidden_size
-    P = trm_puzzle_len(arch) if arch.name == "trm" else -(arch.puzzle_emb_ndim // -D)
+    P = puzzle_prefix_len(arch)
     T = seq_len + P
     mlp = 2 * 3 * D * swiglu_width(D, arch.expansion)
     if arch.name == "trm" and arch.mlp_t:

@@ -33,13 +33,13 @@ def _verify(args) -> int:
 
 
 def _list(args) -> int:
-    from hrmkit.models.presets import MODEL_PRESETS
+    from hrmkit.presets import MODEL_PRESETS
 
     for name, a in MODEL_PRESETS.items():
         print(f"{name:22s} {a.name:12s} D={a.hidden_size} H/L layers={a.H_layers}/{a.L_layers} "
               f"H/L cycles={a.H_cycles}/{a.L_cycles} heads={a.num_heads} halt_max={a.halt_max_steps} "
               f"pos={a.pos_encodings}{' mlp_t' if a.mlp_t and a.name == 'trm' else ''}")
-    from hrmkit.config import preset_table
+    from hrmkit.presets import preset_table
 
     print("\ntraining presets of the published runs (hrm train --preset NAME):")
     print(preset_table())
@@ -48,7 +48,7 @@ def _list(args) -> int:
 
 def _info(args) -> int:
     from hrmkit.models.build import build_model, count_parameters, flops_per_token
-    from hrmkit.models.presets import get_preset
+    from hrmkit.presets import get_preset
 
     arch = get_preset(args.preset)
     head = build_model(arch, seq_len=args.seq_len, vocab_size=args.vocab_size, num_puzzle_identifiers=1)

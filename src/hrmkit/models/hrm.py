@@ -13,6 +13,7 @@ import torch
 from hrmkit.config import ArchConfig
 from hrmkit.models.act import InnerBase
 from hrmkit.models.layers import Block, ReasoningModule
+from hrmkit.models.puzzle_embedding import puzzle_prefix_len
 
 
 def _blocks(arch: ArchConfig, n: int) -> list[Block]:
@@ -28,7 +29,7 @@ class HRMInner(InnerBase):
     """
 
     def __init__(self, arch: ArchConfig, seq_len: int, vocab_size: int, num_puzzle_identifiers: int):
-        puzzle_len = -(arch.puzzle_emb_ndim // -arch.hidden_size)
+        puzzle_len = puzzle_prefix_len(arch)
         super().__init__(arch, seq_len, vocab_size, num_puzzle_identifiers, puzzle_len)
         self.H_level = ReasoningModule(_blocks(arch, arch.H_layers))
         self.L_level = ReasoningModule(_blocks(arch, arch.L_layers))

@@ -96,7 +96,7 @@ class ACTLossHead(nn.Module):
         return new_carry, loss, metrics, outputs, new_carry.halted.all()
 
     def loss_terms(self, new_carry, out: dict[str, torch.Tensor]):
-        """The parts of one segment's loss, for objectives that mix in other targets (train/distill.py):
+        """The parts of one segment's loss, for objectives that mix in other targets (train/distill_loss.py):
         (terms, metrics, preds). terms: differentiable sums over rows of `lm_loss`, `q_halt_loss` and, when the
         model gives a Q-continue target, `q_continue_loss` (the loss is lm + 0.5 * (q_halt + q_continue));
         metrics: as `forward`'s, with the terms detached; preds: int64 [B, S] argmax of the logits.

@@ -13,6 +13,15 @@ import torch.distributed as dist
 from torch import nn
 
 
+def puzzle_prefix_len(arch) -> int:
+    """Tokens of the puzzle-embedding prefix in front of the sequence (the references' `puzzle_emb_len`): TRM's
+    `puzzle_emb_len` when set, otherwise (HRM, the baseline, TRM with 0) ceil(puzzle_emb_ndim / hidden_size),
+    so 0 without a puzzle embedding. arch: an `ArchConfig`."""
+    if arch.name == "trm" and arch.puzzle_emb_len > 0:
+        return arch.puzzle_emb_len
+    return -(arch.puzzle_emb_ndim // -arch.hidden_size)
+
+
 class PuzzleEmbedding(nn.Module):
     """Puzzle embedding table `weights` [num_ids, ndim], float32, zero init (persistent buffer).
 

@@ -153,9 +153,9 @@ def read_reference_checkpoint(path: str | Path, *, seq_len: int | None = None,
         if seq_len is None and meta.exists():
             seq_len = json.loads(meta.read_text())["seq_len"]
     if seq_len is None:
-        from hrmkit.models.trm import trm_puzzle_len
+        from hrmkit.models.puzzle_embedding import puzzle_prefix_len
 
-        P = trm_puzzle_len(arch) if arch.name == "trm" else -(arch.puzzle_emb_ndim // -arch.hidden_size)
+        P = puzzle_prefix_len(arch)
         if "model.inner.embed_pos.embedding_weight" in sd:
             seq_len = sd["model.inner.embed_pos.embedding_weight"].shape[0] - P
         elif "model.inner.L_level.layers.0.mlp_t.gate_up_proj.weight" in sd:
@@ -177,12 +177,6 @@ def build_reference_model(ref: ReferenceCheckpoint, arch: ArchConfig | None = No
     except HrmkitError as e:
         raise HrmkitError(f"{ref.path}: {e} (is all_config.yaml the config this checkpoint was trained with?)") from e
     return head
-
-
-def load_reference_checkpoint(path: str | Path, *, seq_len: int | None = None, arch: ArchConfig | None = None) -> ACTLossHead:
-    """Build an hrmkit model from a reference checkpoint file and load it (see `read_reference_checkpoint`).
-    Raises HrmkitError when something is missing or does not match."""
-    return build_reference_model(read_reference_checkpoint(path, seq_len=seq_len, arch=arch))
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -288,7 +282,7 @@ class VerifyReport:
 
 
 def _fixture_spec(npz_path: Path) -> dict:
-    from hrmkit.data.format import read_json
+    from hrmkit.fsutil import read_json
 
     js = npz_path.with_suffix(".json")
     if not js.exists():
@@ -373,39 +367,3 @@ def verify_reference(fixture_npz_path: str | Path, tolerance: float = TOLERANCE)
             floor = _rel(ours[logits], exact[logits]) if logits in ours and logits in exact else 0.0
             report.checks.append(_compare(key, ours.get(key), data[key], tolerance, exact.get(key), floor))
     return report
-
-
-def record_fixture(path: str | Path, config: dict, *, loss_type: str = "stablemax_cross_entropy",
-                   arch_name: str | None = None, seed: int = 0) -> Path:
-    """Write a fixture (NAME.npz + NAME.json) in the reference format by running hrmkit itself.
-
-    `config` holds the reference-style arch keys plus batch_size, seq_len, vocab_size, num_puzzle_identifiers.
-    The puzzle table and q_head get random non-zero values so that every path is exercised. Used to test
-    `verify_reference` on configurations that have no reference recording. Returns the npz path.
-    """
-    path = Path(path)
-    arch = arch_from_reference_config(config, loss_type, arch_name)
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    head = build_model(arch, seq_len=config["seq_len"], vocab_size=config["vocab_size"],
-                       num_puzzle_identifiers=config["num_puzzle_identifiers"])
-    inner = head.model.inner
-    with torch.no_grad():
-        if hasattr(inner, "puzzle_emb"):
-            inner.puzzle_emb.weights.normal_(0, 0.5, generator=g)
-        inner.q_head.weight.normal_(0, 0.5, generator=g)
-        inner.q_head.bias.normal_(0, 1.0, generator=g)
-    B, S, V = config["batch_size"], config["seq_len"], config["vocab_size"]
-    inputs = torch.randint(1, V, (B, S), generator=g, dtype=torch.int32)
-    labels = torch.randint(1, V, (B, S), generator=g, dtype=torch.int32)
-    labels[torch.rand(B, S, generator=g) < 0.3] = -100
-    pids = torch.randint(0, config["num_puzzle_identifiers"], (B,), generator=g, dtype=torch.int32)
-    batch = {"inputs": inputs, "labels": labels, "puzzle_identifiers": pids}
-    arrays = {f"state_dict.{k}": _np(v) for k, v in head.state_dict().items()}
-    arrays.update({f"batch.{k}": _np(v) for k, v in batch.items()})
-    arrays.update(replay(head, batch, arch.halt_max_steps))
-    np.savez(path.with_suffix(".npz"), **arrays)
-    spec = {"config": config, "loss_type": loss_type, "seed": seed, "arch_name": arch.name,
-            "note": "recorded by hrmkit.models.reference.record_fixture", "keys": sorted(arrays)}
-    path.with_suffix(".json").write_text(json.dumps(spec, indent=1))
-    return path.with_suffix(".npz")

@@ -14,11 +14,7 @@ import torch
 from hrmkit.config import ArchConfig
 from hrmkit.models.act import InnerBase
 from hrmkit.models.layers import Block, ReasoningModule
-
-
-def trm_puzzle_len(arch: ArchConfig) -> int:
-    """Prefix tokens: puzzle_emb_len, or ceil(puzzle_emb_ndim / hidden_size) when puzzle_emb_len is 0."""
-    return arch.puzzle_emb_len if arch.puzzle_emb_len > 0 else -(arch.puzzle_emb_ndim // -arch.hidden_size)
+from hrmkit.models.puzzle_embedding import puzzle_prefix_len
 
 
 class TRMInner(InnerBase):
@@ -29,7 +25,7 @@ class TRMInner(InnerBase):
     """
 
     def __init__(self, arch: ArchConfig, seq_len: int, vocab_size: int, num_puzzle_identifiers: int):
-        puzzle_len = trm_puzzle_len(arch)
+        puzzle_len = puzzle_prefix_len(arch)
         if arch.puzzle_emb_ndim > puzzle_len * arch.hidden_size:
             raise ValueError(f"puzzle_emb_ndim {arch.puzzle_emb_ndim} > puzzle_emb_len {puzzle_len} x hidden_size")
         super().__init__(arch, seq_len, vocab_size, num_puzzle_identifiers, puzzle_len)

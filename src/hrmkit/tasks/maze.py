@@ -53,11 +53,6 @@ def parse_maze(text: str, where: str = "INPUT") -> np.ndarray:
     return grid.copy()
 
 
-def maze_text(grid: Any) -> str:
-    """Text of an ASCII maze grid (what `parse_maze` reads)."""
-    return maze.render(np.asarray(grid, np.uint8))
-
-
 @dataclass
 class MazeCheck:
     """A maze answer: connected: its path cells ('o') with S and G connect S to G (4-neighbour moves);

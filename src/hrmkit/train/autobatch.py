@@ -3,7 +3,7 @@
 `find_batch_size` is the search (pure, testable with a fake step): double from `start` until a step runs out
 of memory or its peak memory exceeds (1 - headroom) of the device, then bisect between the last batch that
 fitted and the first that did not; an OOM at the start backs off by halving. `cuda_probe` builds the real
-probe: one full training step (forward, backward, optimizer) on a copy of the model, returning the peak of
+probe: two `train.step.bare_step`s (forward, backward, optimizers) on a copy of the model, returning the peak of
 reserved memory in bytes. CUDA only: on CPU `auto` is an error (set a number).
 """
 
@@ -81,8 +81,10 @@ def find_batch_size(step: Callable[[int], float], total_bytes: float, *, headroo
 
 def cuda_probe(head: torch.nn.Module, make_optimizers: Callable[[torch.nn.Module], list], example_batch: Callable[[int], dict],
                device: torch.device) -> Callable[[int], float]:
-    """A `step(b)` for `find_batch_size`: one training step of a fresh copy of `head` on `example_batch(b)`
-    (two segments, so the carry's memory is counted), returning torch.cuda.max_memory_reserved in bytes."""
+    """A `step(b)` for `find_batch_size`: two `train.step.bare_step`s (one segment each, so the carry's memory
+    is counted) of a fresh copy of `head` on `example_batch(b)`, returning torch.cuda.max_memory_reserved in
+    bytes."""
+    from hrmkit.train.step import bare_step
 
     def step(b: int) -> float:
         model = copy.deepcopy(head).to(device).train()
@@ -91,13 +93,9 @@ def cuda_probe(head: torch.nn.Module, make_optimizers: Callable[[torch.nn.Module
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
             batch = {k: v.to(device) for k, v in example_batch(b).items()}
-            carry = model.initial_carry(batch)
+            carry = None
             for _ in range(2):
-                carry, loss, _, _, _ = model(carry, batch)
-                (loss / b).backward()
-                for o in opts:
-                    o.step()
-                    o.zero_grad(set_to_none=True)
+                carry = bare_step(model, carry, [batch], opts)
             torch.cuda.synchronize(device)
             return float(torch.cuda.max_memory_reserved(device))
         finally:

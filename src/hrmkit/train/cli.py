@@ -10,8 +10,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from hrmkit.config import TRAIN_PRESETS, TrainConfig, preset_table, resolve_config
+from hrmkit.config import TrainConfig
 from hrmkit.errors import HrmkitError
+from hrmkit.presets import TRAIN_PRESETS, preset_table, resolve_config
 
 
 def _keys_help() -> str:
@@ -73,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from hrmkit.train.loop import train
-    from hrmkit.train.runs import find_resumable, read_run_config
+    from hrmkit.train.run_folders import find_resumable, read_run_config
 
     resume = args.resume
     if resume == "auto":
@@ -105,7 +106,7 @@ def _fmt_age(seconds: float | None) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from hrmkit.train.runs import heartbeat_age_s, observe_state, read_status
+    from hrmkit.train.run_folders import heartbeat_age_s, observe_state, read_status
 
     path = Path(args.run_dir) / "status.json"
     if not path.is_file():
@@ -151,7 +152,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from hrmkit.train.runs import format_runs, list_runs
+    from hrmkit.train.run_folders import format_runs, list_runs
 
     rows = list_runs(Path(args.root))
     for row in rows:

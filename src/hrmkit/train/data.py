@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hrmkit import tasks
-from hrmkit.config import TRAIN_PRESETS, DemoDataConfig, TrainConfig
+from hrmkit.config import DemoDataConfig, TrainConfig
 from hrmkit.data.format import SplitData, load_split
 from hrmkit.data.sampler import TrainSampler
 from hrmkit.errors import HrmkitError
-from hrmkit.train.schedule import iteration_epochs, reference_step_plan
+from hrmkit.presets import TRAIN_PRESETS
+from hrmkit.train.lr_schedule import iteration_epochs, reference_step_plan
 
 
 @dataclass
@@ -99,7 +100,7 @@ def load_run_data(cfg: TrainConfig) -> RunData:
 
 def make_sampler(split: SplitData, cfg: TrainConfig, rank: int = 0, world_size: int = 1) -> TrainSampler:
     """The training sampler of a run (the one place it is built): the references' iterations of
-    `eval_interval` epochs (train/schedule.py `iteration_epochs`)."""
+    `eval_interval` epochs (train/lr_schedule.py `iteration_epochs`)."""
     return TrainSampler(split, int(cfg.global_batch_size), seed=cfg.seed, rank=rank, world_size=world_size,
                         epochs_per_iter=iteration_epochs(cfg.epochs, cfg.eval_interval))
 
@@ -117,7 +118,7 @@ class StepBudget:
 
 
 def step_budget(sampler: TrainSampler, cfg: TrainConfig) -> StepBudget:
-    """The run's length by the references' rules (train/schedule.py `reference_step_plan`: their total_steps
+    """The run's length by the references' rules (train/lr_schedule.py `reference_step_plan`: their total_steps
     formula, capped by `max_steps` and by the batches the run's iterations yield). Raises HrmkitError when that
     is no step at all."""
     meta, k = sampler.split.metadata, cfg.grad_accum_steps

@@ -1,4 +1,4 @@
-"""Running evaluations during training (when they run is train/scheduler.py): the fixed fast subset, the
+"""Running evaluations during training (when they run is train/eval_schedule.py): the fixed fast subset, the
 evaluation itself with the EMA weights swapped in, its record to the sinks and status.json, loud warnings for
 input-invariant or collapsed models, and the `RUN/best/` archive.
 
@@ -23,13 +23,13 @@ from hrmkit.config import TrainConfig
 from hrmkit.data.format import SetArrays, SplitData
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_directory, atomic_write_json
-from hrmkit.train.scheduler import EvalRecord
+from hrmkit.train.eval_schedule import EvalRecord
 
 if TYPE_CHECKING:
     import torch
 
     from hrmkit.eval.evaluate import EvalResult
-    from hrmkit.train.run import RunContext
+    from hrmkit.train.run_context import RunContext
     from hrmkit.train.state import TrainState
 
 

@@ -1,9 +1,9 @@
 """The training loop (reference semantics, sapientinc/HRM pretrain.py) built to run for days.
 
 `train(cfg)` reads top to bottom: config -> data (both splits validated, train/data.py) -> model -> state
-(train/state.py) -> run folder (train/run.py) -> steps (train/step.py). Per global step: stop requests (signal,
+(train/state.py) -> run folder (train/run_context.py) -> steps (train/step.py). Per global step: stop requests (signal,
 time limit) -> `train_step` -> bad-step events and rollback -> log tick and heartbeat -> the evaluations the
-scheduler finds due (train/scheduler.py, run by train/evaluation.py) -> checkpoint (train/checkpoint.py).
+scheduler finds due (train/eval_schedule.py, run by train/evaluation.py) -> checkpoint (train/checkpoint.py).
 SIGINT/SIGTERM finish the current step, checkpoint, mark the run `interrupted` and return exit code 130/143.
 At the end the final checkpoint is written before the final evaluation (a failing evaluation loses no
 training), then rewritten with the evaluation's result and the run marked `finished`.
@@ -35,10 +35,10 @@ from hrmkit.train.accumulate import PuzzleGradStash
 from hrmkit.train.autobatch import auto_batch_size, is_oom
 from hrmkit.train.data import RunData, StepBudget, ensure_demo_data, load_run_data, make_sampler, step_budget
 from hrmkit.train.distributed import Dist
+from hrmkit.train.eval_schedule import Decision, EvalScheduler
 from hrmkit.train.evaluation import TrainingEvaluator, archive_best, check_best_metric
 from hrmkit.train.guards import weights_norm
-from hrmkit.train.run import RunContext
-from hrmkit.train.scheduler import Decision, EvalScheduler
+from hrmkit.train.run_context import RunContext
 from hrmkit.train.sinks import check_dependencies
 from hrmkit.train.state import TrainState, check_resumable, new_state
 from hrmkit.train.status import memory_report

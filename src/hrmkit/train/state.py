@@ -22,8 +22,8 @@ from hrmkit.limits import MAX_STEP, check_int
 from hrmkit.models import build_optimizers, carry_from_state, carry_to_state
 from hrmkit.models.ema import EMA
 from hrmkit.train.checkpoint import rng_state, set_rng_state
+from hrmkit.train.eval_schedule import EvalScheduler
 from hrmkit.train.guards import StepGuard
-from hrmkit.train.scheduler import EvalScheduler
 from hrmkit.train.ticks import LogWindow
 
 # Architecture keys that shape the weights: a resumed run must keep them (the others may change on resume).

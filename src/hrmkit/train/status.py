@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import torch
 
 from hrmkit.fsutil import atomic_write_json
-from hrmkit.train.runs import utc_now
+from hrmkit.train.run_folders import utc_now
 
 __all__ = ["StatusFile", "memory_report", "new_run_id", "utc_now"]
 

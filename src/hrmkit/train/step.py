@@ -9,8 +9,11 @@ step does (train/guards.py); the loop acts on the verdict.
 
 The loss of a segment comes from `rules.segment_loss(model, carry, batch) -> (carry, loss, metrics)`;
 `act_loss` is the references' ACT loss. Another objective (for example distillation from a teacher's logits
-per segment) plugs in there without another loop; an object with `state_dict`/`load_state_dict` is saved in
-checkpoints beside the rest of the state.
+per segment) plugs in there without another loop; the metrics it adds are logged by name beside the others,
+and an object with `state_dict`/`load_state_dict` is saved in checkpoints beside the rest of the state.
+
+`segment_backward` is a segment's forward and backward, the one place every training loop runs it;
+`bare_step` is the step with nothing around it (what `hrm bench` times and `global_batch_size: auto` sizes).
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ from hrmkit.models import puzzle_embedding_params
 from hrmkit.train.accumulate import PuzzleGradStash
 from hrmkit.train.distributed import Dist
 from hrmkit.train.guards import clip_, sanitize_carry, total_norm, weights_norm
-from hrmkit.train.schedule import lr_for_update
+from hrmkit.train.lr_schedule import lr_for_update
 from hrmkit.train.state import TrainState
-from hrmkit.train.ticks import STATS
+from hrmkit.train.ticks import STATS, stat_names
 
 Batch = dict[str, torch.Tensor]
-# (model, carry, batch) -> (new carry, loss summed over rows, metrics summed over rows)
+# (model, carry, batch) -> (new carry, loss summed over rows, metrics): ACTLossHead's (ticks.STATS) and any of
+# the objective's own (sums over rows); every one is summed per step and reaches metrics.jsonl (ticks.tick_record).
 SegmentLoss = Callable[[torch.nn.Module, Any, Batch], tuple[Any, torch.Tensor, Batch]]
 
 
@@ -39,6 +43,33 @@ def act_loss(model: torch.nn.Module, carry: Any, batch: dict[str, torch.Tensor])
     metrics summed over halted rows), docs/design.md §3."""
     carry, loss, metrics, _, _ = model(carry, batch)
     return carry, loss, metrics
+
+
+def segment_backward(model: torch.nn.Module, carry: Any, batch: Batch, scale: float,
+                     segment_loss: SegmentLoss = act_loss, fresh: torch.nn.Module | None = None):
+    """One ACT segment of a training step: `segment_loss` from `carry` (a fresh carry from `fresh`, default
+    `model`, when None), then backpropagate loss / scale (scale: rows per optimizer step, so gradients are
+    per-example means). Returns (new carry, loss summed over rows, metrics)."""
+    if carry is None:
+        carry = (fresh if fresh is not None else model).initial_carry(batch)
+    carry, loss, metrics = segment_loss(model, carry, batch)
+    (loss / scale).backward()
+    return carry, loss, metrics
+
+
+def bare_step(model: torch.nn.Module, carry: Any, batches: list[Batch], optimizers: list[torch.optim.Optimizer],
+              segment_loss: SegmentLoss = act_loss):
+    """The core of `train_step` with nothing around it: one `segment_backward` per batch (the carry kept across
+    them; scale = the batches' rows together), then every optimizer steps and its gradients are cleared. No
+    all-reduce, guards, clipping, learning-rate schedule or statistics: what `hrm bench` times and what
+    `global_batch_size: auto` measures the memory of. Returns the new carry."""
+    scale = sum(int(b["inputs"].shape[0]) for b in batches)
+    for batch in batches:
+        carry, _, _ = segment_backward(model, carry, batch, scale, segment_loss)
+    for opt in optimizers:
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return carry
 
 
 @dataclass
@@ -62,15 +93,17 @@ class StepRules:
 
 @dataclass
 class StepReport:
-    """What a step measured: STATS sums over its segments (summed over ranks; float64 [len(STATS)]), the
-    gradient norm, whether it was bad (non-finite loss/gradients, or non-finite weights after the previous
-    step), whether the weights were non-finite, and the guards' verdict ("ok", "skip", "rollback")."""
+    """What a step measured: sums over its segments of the statistics `names` (`ticks.stat_names`: loss first,
+    bad last; summed over ranks; float64 [len(names)]), the gradient norm, whether it was bad (non-finite
+    loss/gradients, or non-finite weights after the previous step), whether the weights were non-finite, and
+    the guards' verdict ("ok", "skip", "rollback")."""
 
     sums: np.ndarray
     grad_norm: float
     bad: bool
     weights_bad: bool
     verdict: str
+    names: tuple[str, ...] = STATS
 
 
 def train_step(state: TrainState, rules: StepRules) -> StepReport:
@@ -78,18 +111,17 @@ def train_step(state: TrainState, rules: StepRules) -> StepReport:
     the log window. Collective when distributed (every rank calls it)."""
     cfg, k = state.config, state.config.grad_accum_steps
     scale = int(cfg.global_batch_size) * k
-    acc = None  # STATS sums of this step, on the device (one transfer per step)
+    acc, names = None, None  # sums of `names` (ticks.stat_names) of this step, on the device (one transfer per step)
     for _ in range(k):
         batch = {name: v.to(rules.device, non_blocking=True) for name, v in state.next_batch().items()}
-        if state.carry is None:
-            state.carry = state.model.initial_carry(batch)
-        state.carry, loss, metrics = rules.segment_loss(rules.model, state.carry, batch)
-        (loss / scale).backward()
+        state.carry, loss, metrics = segment_backward(rules.model, state.carry, batch, scale, rules.segment_loss,
+                                                      fresh=state.model)
         if rules.stash is not None:
             rules.stash.stash()
+        names = names or stat_names(metrics)
         zero = loss.new_zeros((), dtype=torch.float64)
         vals = torch.stack([loss.detach().double()] + [metrics[n].detach().double() if n in metrics else zero
-                                                       for n in STATS[1:-1]] + [zero])
+                                                       for n in names[1:-1]] + [zero])
         acc = vals if acc is None else acc + vals
     if rules.stash is not None:
         rules.stash.merge()
@@ -128,5 +160,5 @@ def train_step(state: TrainState, rules: StepRules) -> StepReport:
         opt.zero_grad(set_to_none=True)
     state.step += 1
     state.grad_norm = grad_norm
-    state.log.add(sums, k)
-    return StepReport(sums, grad_norm, bad, weights_bad, verdict)
+    state.log.add(sums, k, names)
+    return StepReport(sums, grad_norm, bad, weights_bad, verdict, names)

@@ -10,44 +10,63 @@ from typing import Any
 
 import numpy as np
 
-# Per-segment sums a step reports (ACTLossHead metrics), in this order; `bad` is 1 for a non-finite step.
+# Per-segment sums every step reports (ACTLossHead metrics), in this order; `bad` is 1 for a non-finite step.
 STATS = ("loss", "count", "accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss",
          "q_continue_loss", "bad")
+LOSSES = ("loss", "lm_loss", "q_halt_loss", "q_continue_loss")  # summed over rows: logged per example
+PER_COUNT = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps")  # summed over `count` rows: logged per row
+
+
+def stat_names(metrics: Any) -> tuple[str, ...]:
+    """The names a step sums for a segment loss returning `metrics` (a dict of them): STATS, with the
+    objective's own metrics (the names not in STATS, sorted, e.g. distillation's `distill_kl`) before `bad`.
+    Like the losses, an objective's own metrics are sums over rows and are logged per example."""
+    return STATS[:-1] + tuple(sorted(set(metrics) - set(STATS))) + STATS[-1:]
 
 
 @dataclass
 class LogWindow:
-    """STATS sums (float64 [len(STATS)]) of the steps since the last tick and how many ACT segments they ran."""
+    """Sums (float64 [len(names)]) of the named statistics (`stat_names`) over the steps since the last tick,
+    and how many ACT segments those steps ran."""
 
     sums: np.ndarray = field(default_factory=lambda: np.zeros(len(STATS)))
     segments: int = 0
+    names: tuple[str, ...] = STATS
 
-    def add(self, sums: np.ndarray, segments: int) -> None:
-        """One step's sums; non-finite entries (a skipped step) count as 0."""
+    def add(self, sums: np.ndarray, segments: int, names: tuple[str, ...] = STATS) -> None:
+        """One step's sums of `names`; non-finite entries (a skipped step) count as 0."""
+        if tuple(names) != self.names:  # the objective's metrics join the window (once per run)
+            kept = dict(zip(self.names, self.sums.tolist()))
+            self.names = tuple(names)
+            self.sums = np.array([kept.get(n, 0.0) for n in self.names], dtype=np.float64)
         self.sums += np.where(np.isfinite(sums), sums, 0.0)
         self.segments += segments
 
     def take(self) -> tuple[dict[str, float], int]:
-        """({stat: sum}, segments) of the window, which starts over."""
-        out = dict(zip(STATS, self.sums.tolist())), self.segments
-        self.sums, self.segments = np.zeros(len(STATS)), 0
+        """({name: sum}, segments) of the window, which starts over."""
+        out = dict(zip(self.names, self.sums.tolist())), self.segments
+        self.sums, self.segments = np.zeros(len(self.names)), 0
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"sums": self.sums.tolist(), "segments": self.segments}
+        return {"sums": self.sums.tolist(), "segments": self.segments, "names": list(self.names)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state_dict()` (checkpoints written before the window carried names hold STATS)."""
         self.sums, self.segments = np.asarray(state["sums"], dtype=np.float64), int(state["segments"])
+        self.names = tuple(state.get("names") or STATS)
 
 
 def tick_record(window: LogWindow, batch_size: int, **fields: Any) -> dict[str, Any]:
     """The `kind: train` record of a tick: `fields` (run_id, global_step, epoch, ...) then the window's means.
-    Losses are per example (sums / rows); accuracies and steps per counted (halted, labelled) row."""
+    Losses and an objective's own metrics are per example (sums / rows); accuracies and steps per counted
+    (halted, labelled) row."""
     stat, segments = window.take()
     rows, count = batch_size * max(segments, 1), max(stat["count"], 1.0)
     return {"kind": "train", **fields,
-            **{k: stat[k] / rows for k in ("loss", "lm_loss", "q_halt_loss", "q_continue_loss")},
-            **{k: stat[k] / count for k in ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps")}}
+            **{k: stat[k] / rows for k in LOSSES},
+            **{k: stat[k] / count for k in PER_COUNT},
+            **{k: v / rows for k, v in stat.items() if k not in STATS}}
 
 
 def fmt_time(seconds: float | None) -> str:

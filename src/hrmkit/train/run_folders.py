@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hrmkit.errors import HrmkitError
+from hrmkit.fsutil import read_json_object_or_none
 from hrmkit.proc import pid_alive  # noqa: F401 (re-exported: observe_state and the lock use it)
 
 LOCK_NAME = "run.lock"
@@ -42,15 +43,6 @@ def _parse_time(text: str | None) -> float | None:
         return dt.datetime.fromisoformat(text).timestamp()
     except ValueError:
         return None
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """Parsed JSON object at `path`, None when missing or unreadable."""
-    try:
-        obj = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
 
 
 _NUMBER = (int, float)
@@ -117,7 +109,7 @@ class RunLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                info = read_json(self.path) or {}
+                info = read_json_object_or_none(self.path) or {}
                 raise HrmkitError(
                     f"{self.path.parent}: run is being written by pid {info.get('pid')} on {info.get('host')} "
                     f"since {info.get('started_at')}; stop that process first (or wait for it to finish)")
@@ -128,7 +120,7 @@ class RunLock:
             if not same:
                 os.close(fd)
                 continue
-            old = read_json(self.path)
+            old = read_json_object_or_none(self.path)
             if old and old.get("host") not in (None, host):
                 os.close(fd)
                 raise HrmkitError(f"{self.path}: held by pid {old.get('pid')} on host {old.get('host')}, which "
@@ -175,7 +167,7 @@ def observe_state(run_dir: Path, status: dict[str, Any] | None = None, now: floa
     state = status.get("state", "unknown")
     if state not in LIVE_STATES:
         return state
-    holder = read_json(run_dir / LOCK_NAME)
+    holder = read_json_object_or_none(run_dir / LOCK_NAME)
     if not holder or not isinstance(holder.get("pid"), int) or not isinstance(holder.get("started_at_s", 0), _NUMBER):
         holder = {"pid": status.get("pid"), "host": status.get("host")}  # no lock, or a foreign one
     if holder.get("host") == socket.gethostname() and not pid_alive(holder.get("pid"), holder.get("started_at_s")):

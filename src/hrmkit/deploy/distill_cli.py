@@ -1,10 +1,10 @@
 """`hrm distill --teacher RUN_OR_CHECKPOINT [--config F] [key=value ...]`: train a smaller student on the
-teacher's dataset with knowledge distillation per ACT segment (train/distill.py), as a normal run (run folder,
+teacher's dataset with knowledge distillation per ACT segment (train/distill_loss.py), as a normal run (run folder,
 status.json, evaluations with baselines, resume, the exit codes of `hrm train`), then compare student and
 teacher (deploy/compare.py).
 
 The student's config: the teacher run's training config (for a reference checkpoint, its translated
-all_config.yaml) with the architecture at half the teacher's width (`train.distill.half_width`), then the YAML
+all_config.yaml) with the architecture at half the teacher's width (`train.distill_loss.half_width`), then the YAML
 file and the key=value overrides (`model=NAME` picks an architecture preset instead; `arch.*` keys adjust
 either). `distill.teacher` records the teacher's checkpoint file, so `hrm distill --resume RUN` needs nothing else.
 """
@@ -15,8 +15,9 @@ import argparse
 import os
 from pathlib import Path
 
-from hrmkit.config import parse_override, resolve_config
+from hrmkit.config import parse_override
 from hrmkit.errors import HrmkitError
+from hrmkit.presets import resolve_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,8 +60,8 @@ def student_config(args: argparse.Namespace):
     for a missing or unreadable teacher, a resumed run that is no distillation run or names another teacher,
     and bad keys."""
     from hrmkit.loading import load_trained, resolve_checkpoints
-    from hrmkit.train.distill import half_width
-    from hrmkit.train.runs import read_run_config
+    from hrmkit.train.distill_loss import half_width
+    from hrmkit.train.run_folders import read_run_config
 
     if args.resume:
         base = read_run_config(Path(args.resume))
@@ -92,11 +93,11 @@ def student_config(args: argparse.Namespace):
 
 def _distill(args: argparse.Namespace) -> int:
     from hrmkit.data.format import load_split
-    from hrmkit.device import pick_device
     from hrmkit.deploy.compare import compare
+    from hrmkit.device import pick_device
     from hrmkit.loading import load_model
     from hrmkit.train.data import ensure_demo_data
-    from hrmkit.train.distill import DistillLoss
+    from hrmkit.train.distill_loss import DistillLoss
     from hrmkit.train.loop import train
 
     cfg, teacher = student_config(args)

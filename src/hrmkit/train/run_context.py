@@ -27,7 +27,7 @@ from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import atomic_write_bytes
 from hrmkit.train import checkpoint as ckpt
 from hrmkit.train.distributed import Dist
-from hrmkit.train.runs import RunLock, read_status
+from hrmkit.train.run_folders import RunLock, read_status
 from hrmkit.train.sinks import Console, Sinks, truncate_metrics
 from hrmkit.train.status import StatusFile, new_run_id
 

@@ -1,5 +1,5 @@
 """Knowledge distillation per ACT segment: `DistillLoss`, a segment loss for `train(..., segment_loss=...)`
-(train/step.py), and `half_width`, the default student's architecture. `hrm distill` (deploy/distill.py) runs it.
+(train/step.py), and `half_width`, the default student's architecture. `hrm distill` (deploy/distill_cli.py) runs it.
 
 The frozen teacher runs beside the student on the same batches with its own ACT carry, moved in step with the
 student's: rows the student resets (halted -> a new puzzle) are reset in the teacher's carry too, so the
