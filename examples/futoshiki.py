@@ -520,6 +520,7 @@ class FutoshikiTask(Task):
     title = "Futoshiki"
     description = "Futoshiki: a Latin square with inequality signs between cells"
     has_verifier = True
+    clues_given = True  # the input's digits and signs reappear in the answer; `scored_mask` leaves them out
 
     @classmethod
     def from_params(cls, params, where="task"):

@@ -3,9 +3,10 @@
     python examples/futoshiki_recipe.py --out runs/futoshiki --threads 1
 
 About 12 minutes on a shared 2-core CPU: 1 to generate and build, 10 of training (at most max_time_s 600),
-1 to evaluate. The defaults: 3000 training puzzles x 16 versions, 1000 test puzzles, 5x5 with 14 blank cells (11 given
-digits) and about 12 signs each; 600 steps of batch 64. Measured (2026-12-03, a shared 2-core Xeon, --threads 1):
-held-out exact accuracy 83.4%, token accuracy 94.5% over the blank cells; both trivial baselines 0%.
+1 to evaluate. The defaults: 3000 training puzzles x 16 versions, 1000 test puzzles, 5x5 with 14 blank cells
+(11 given digits) and about 12 signs each; 600 steps of batch 64. Measured (2026-12-03, a shared 2-core Xeon,
+--threads 1): held-out exact accuracy 83.4%, token accuracy 94.5% over the blank cells; both trivial
+baselines 0%.
 
 Steps (each prints what it did; everything goes under --out):
 1. Generate --test puzzles, then --train puzzles whose solutions share no orbit with a test solution (no test
