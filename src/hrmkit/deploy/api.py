@@ -15,9 +15,10 @@ augmented versions of every row (`eval.tta`, what `hrm eval --tta` scores).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -108,12 +109,18 @@ class Model:
         self.seq_len = int(shape["seq_len"])
         self.vocab_size = int(shape["vocab_size"])
         self.num_puzzle_identifiers = int(shape.get("num_puzzle_identifiers", 1))
-        self.dataset_dir = dataset_dir if dataset_dir is not None else _find_dataset(trained)
-        self.task = _task_of(trained, self.dataset_dir)
+        self._dataset_dir = dataset_dir
+        self.task = _task_of(trained, lambda: self.dataset_dir)
 
     def __repr__(self) -> str:
         return (f"Model({self.config.arch.name}, {self.num_parameters:,} parameters, task {self.kind}, "
                 f"seq_len {self.seq_len}, vocab {self.vocab_size}, step {self.step}, from {self.path})")
+
+    @functools.cached_property
+    def dataset_dir(self) -> Path | None:
+        """The dataset the model was trained on (given to `load`, else looked up from `config.data_path` on first
+        use: only ARC's identifiers, a playground example and checkpoints older than task records need it)."""
+        return self._dataset_dir if self._dataset_dir is not None else _find_dataset(self.trained)
 
     @property
     def kind(self) -> str:
@@ -253,11 +260,12 @@ def _find_dataset(trained: TrainedModel) -> Path | None:
     return next((c for c in candidates if _has_split(c)), None)
 
 
-def _task_of(trained: TrainedModel, dataset_dir: Path | None) -> tasks.Task:
+def _task_of(trained: TrainedModel, find_dataset: Callable[[], Path | None]) -> tasks.Task:
     """The task the checkpoint (or export) recorded; for checkpoints written before hrmkit recorded it, the task
-    of the dataset found beside it (dataset.json names it); else the generic task."""
+    of the dataset found beside it (`find_dataset()`; dataset.json names it); else the generic task."""
     if trained.task is not None:
         return tasks.from_record(trained.task, f"{trained.path}: entry 'task'")
+    dataset_dir = find_dataset()
     if dataset_dir is not None:
         from hrmkit.data.format import DatasetMetadata, read_json
 
