@@ -93,7 +93,7 @@ def build(out: Path, n: int, train: int, test: int, num_aug: int, seed: int, sig
 
 def train_run(data: Path, runs: Path, max_steps: int, max_time_s: float, seed: int, extra: list[str]) -> Path:
     """Train the demo preset's model on `data` (step 3); returns the run folder."""
-    from hrmkit.config import resolve_config
+    from hrmkit.presets import resolve_config
     from hrmkit.train.loop import train
 
     overrides = [f"data_path={data}", "demo_data=null", f"out_dir={runs}", f"max_steps={max_steps}",
