@@ -586,6 +586,10 @@ class FutoshikiTask(Task):
         out |= np.isin(g, (LT, GT, UP, DOWN))
         return out
 
+    def size_text(self, input_grid: Any) -> str:
+        n = (np.shape(input_grid)[0] + 1) // 2  # the display grid holds the sign slots between the cells
+        return f"{n}x{n}"
+
     def puzzle_text(self, input_grid: Any) -> str:
         return futoshiki_text(input_grid)
 

@@ -199,9 +199,8 @@ def _segments_text(kind: Any, t: Any) -> list[str]:
 def _grid_report(model: Any, r: Any, show_segments: bool) -> tuple[str, dict]:
     from hrmkit.data import render
 
-    h, w = r.input_grid.shape
     lines = [_header(model), ""]
-    lines += _side_by_side([(f"{h}x{w} {r.task.name}", render.grid_text(r.input_grid, r.task)),
+    lines += _side_by_side([(f"{r.task.size_text(r.input_grid)} {r.task.name}", render.grid_text(r.input_grid, r.task)),
                             ("answer", render.grid_text(r.answer_grid, r.task))])
     lines += ["", _halting_line(r.thinking)]
     obj: dict[str, Any] = {"kind": r.task.name, "answer": r.answer, "segments": r.thinking.segments,

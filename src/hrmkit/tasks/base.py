@@ -233,6 +233,11 @@ class Task:
         """bool [h, w]: the clue cells of an input display grid (drawn apart), None when the task has none."""
         return None
 
+    def size_text(self, input_grid: Any) -> str:
+        """How `hrm solve` names a puzzle's size, from its input display grid ("6x6")."""
+        h, w = np.shape(input_grid)
+        return f"{h}x{w}"
+
     def puzzle_text(self, input_grid: Any) -> str:
         """The input grid in the form `hrm solve` reads back (printed by reports and `hrm solve --json`)."""
         return "\n".join(self.text_lines(input_grid))
@@ -262,8 +267,9 @@ class Task:
 
     def difficulty(self, inputs: np.ndarray, labels: np.ndarray,
                    split_dir: str | Path | None = None) -> dict[str, np.ndarray]:
-        """{measure name: float [N] per row, -1 where unknown} for the report's breakdowns (inputs, labels int
-        [N, S]; `split_dir` the split's folder, for measures the builder saved); {} when there is none."""
+        """{measure name: (scale, values int [N] per row, -1 where unknown)} for the report's breakdowns; scale
+        "linear" buckets equal ranges, "pow2" the buckets 0, 1, 2-3, 4-7, ... (inputs, labels int [N, S];
+        `split_dir` the split's folder, for measures the builder saved); {} when there is none."""
         return {}
 
     # ----------------------------------------------------------------------------------------- drawing
