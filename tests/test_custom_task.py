@@ -165,3 +165,37 @@ def test_training_on_an_unregistered_task_stops_before_any_run_folder(parity_tas
     err = capsys.readouterr().err
     assert "unknown task 'nobody-registered-this'" in err and "--task-file" in err and "dataset.json" in err
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_task_files_and_entry_points_register_tasks(tmp_path, monkeypatch, capsys):
+    """`hrm --task-file FILE.py` runs the file before the command; an installed package's `hrmkit.tasks` entry
+    point names its class; a broken or missing file is exit 2 naming it."""
+    f = tmp_path / "my_task.py"
+    f.write_text("from hrmkit.tasks import Task, register\n\n"
+                 "class FileTask(Task):\n    name = 'file-task'\n\nregister(FileTask)\n")
+    rng = np.random.default_rng(3)
+    data = tmp_path / "d"
+    tasks.load_task_files([f])
+    write_task_dataset(data, tasks.get("file-task")(), _parity_examples(8, rng), _parity_examples(2, rng),
+                       vocab_size=3)
+    assert hrm(["--task-file", str(f), "data", "inspect", str(data)]) == 0
+    assert "task file-task" in capsys.readouterr().out
+    assert hrm(["--task-file", str(tmp_path / "missing.py"), "data", "inspect", str(data)]) == 2
+    assert "missing.py: no such Python file" in capsys.readouterr().err
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('boom')\n")
+    assert hrm(["--task-file", str(broken), "data", "inspect", str(data)]) == 2
+    assert "broken.py: the task file failed to run (RuntimeError: boom)" in capsys.readouterr().err
+
+    class EntryTask(Task):
+        name = "entry-point-task"
+
+    class FakeEntryPoint:
+        name, value = "entry-point-task", "pkg.mod:EntryTask"
+
+        def load(self):
+            return EntryTask
+
+    monkeypatch.setattr(tasks, "_entry_points_loaded", False)
+    monkeypatch.setattr(tasks.metadata, "entry_points", lambda group: [FakeEntryPoint()] if group == "hrmkit.tasks" else [])
+    assert tasks.get("entry-point-task") is EntryTask
