@@ -188,11 +188,11 @@ class SegmentScores:
         return value if total is None else total + value
 
     def start(self, batch: dict[str, torch.Tensor], n_valid: int, task: Task) -> None:
-        from hrmkit.eval.metrics import PAD_ID
+        from hrmkit.eval.metrics import answer_cells
 
         labels = batch["labels"][:n_valid].long()
         self._labels = labels
-        self._answer = (labels != IGNORE_LABEL_ID) & (labels != PAD_ID)
+        self._answer = answer_cells(labels)
         self._has = self._answer.any(dim=1)
         self._scored = task.scored_mask(batch["inputs"][:n_valid], self._answer)
         self._n, self._stop, self._stop_preds, self._last = n_valid, None, None, None

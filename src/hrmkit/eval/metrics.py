@@ -18,7 +18,8 @@ Public API
 ----------
 - `compute_metrics(inputs, labels, preds, *, q_halt=None, steps=None, sets=None, task="generic",
   mask_fn=None, pad_id=0, ignore_label_id=-100) -> dict`
-- `answer_mask(labels, *, pad_id=0, ignore_label_id=-100) -> bool [N, S]`
+- `answer_cells(labels, pad_id=0, ignore_label_id=-100)`: the answer-cell rule on numpy or torch arrays;
+  `answer_mask(labels, *, pad_id=0, ignore_label_id=-100) -> bool [N, S]` (numpy)
 - `scored_mask(inputs, labels, *, task="generic", mask_fn=None, pad_id=0, ignore_label_id=-100) -> bool [N, S]`
 - `exact_correct(labels, preds, *, pad_id=0, ignore_label_id=-100) -> bool [N]`
 - `accuracy_pair(inputs, labels, preds, *, task) -> (exact, token)`: the two headline figures alone
@@ -55,16 +56,18 @@ def _as_2d(name: str, x: Any) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def answer_mask(labels: Any, *, pad_id: int | None = PAD_ID, ignore_label_id: int = IGNORE_LABEL_ID) -> np.ndarray:
-    """Cells that belong to the answer: labels not ignored and not PAD.
-
-    labels: int [N, S]. Returns bool [N, S].
-    """
-    labels = _as_2d("labels", labels)
+def answer_cells(labels: Any, pad_id: int | None = PAD_ID, ignore_label_id: int = IGNORE_LABEL_ID) -> Any:
+    """The one rule for the cells that belong to the answer: labels neither ignored nor PAD. labels: int
+    [..., S], numpy or torch (on any device); returns a bool array of the same kind and shape."""
     mask = labels != ignore_label_id
     if pad_id is not None:
-        mask &= labels != pad_id
+        mask = mask & (labels != pad_id)
     return mask
+
+
+def answer_mask(labels: Any, *, pad_id: int | None = PAD_ID, ignore_label_id: int = IGNORE_LABEL_ID) -> np.ndarray:
+    """`answer_cells` of labels int [N, S] (numpy or torch, read as numpy). Returns bool [N, S]."""
+    return answer_cells(_as_2d("labels", labels), pad_id, ignore_label_id)
 
 
 def scored_mask(inputs: Any, labels: Any, *, task: Task | str | None = "generic", mask_fn: MaskFn | None = None,

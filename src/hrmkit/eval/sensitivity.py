@@ -48,7 +48,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from hrmkit.eval.metrics import IGNORE_LABEL_ID, PAD_ID, _to_numpy
+from hrmkit.eval.metrics import IGNORE_LABEL_ID, PAD_ID, _to_numpy, answer_cells
 from hrmkit.tasks import Task, resolve
 
 DEFAULT_INVARIANCE_THRESHOLD = 0.05
@@ -115,11 +115,7 @@ def _predict(predict_fn: PredictFn, batch: Mapping, shape: tuple) -> np.ndarray:
 def _compare_mask(batch: Mapping, shape: tuple, pad_id: int | None, ignore_label_id: int) -> np.ndarray:
     if "labels" not in batch:
         return np.ones(shape, dtype=bool)
-    labels = _to_numpy(batch["labels"]).astype(np.int64)
-    mask = labels != ignore_label_id
-    if pad_id is not None:
-        mask &= labels != pad_id
-    return mask
+    return answer_cells(_to_numpy(batch["labels"]).astype(np.int64), pad_id, ignore_label_id)
 
 
 def _change_stats(base: np.ndarray, new: np.ndarray, mask: np.ndarray, rows: np.ndarray) -> dict:
@@ -222,9 +218,7 @@ def collapse_metrics(preds: Any, labels: Any = None, *, mask: Any = None, pad_id
         if lab is None:
             mask = np.ones(preds.shape, dtype=bool)
         else:
-            mask = lab != ignore_label_id
-            if pad_id is not None:
-                mask &= lab != pad_id
+            mask = answer_cells(lab, pad_id, ignore_label_id)
     mask = _to_numpy(mask).astype(bool)
     rows = mask.any(axis=1)
     pred_cells = preds[mask]
