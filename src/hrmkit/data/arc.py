@@ -361,23 +361,24 @@ def _leak_error(what: str) -> HrmkitError:
 # ------------------------------------------------------------------------------------ encoding / decoding
 
 
-def encode_grid(grid: np.ndarray, row: int = 0, col: int = 0) -> np.ndarray:
-    """Tokens uint8 [900] of a colour grid [h, w] (values 0..9) placed at top-left (row, col) of the canvas.
+def encode_grid(grid: np.ndarray, row: int = 0, col: int = 0, side: int = GRID_MAX) -> np.ndarray:
+    """Tokens uint8 [side * side] (900 for ARC) of a value grid [h, w] (colours 0..9 for ARC; any value up to
+    253 for the grid task's canvas layout) placed at top-left (row, col) of a side x side canvas.
 
     EOS fills row `row + h` over columns [col, col + w) and column `col + w` over rows [row, row + h), where
     inside the canvas. ValueError if the grid does not fit.
     """
     g = np.asarray(grid)
     h, w = g.shape
-    if row < 0 or col < 0 or row + h > GRID_MAX or col + w > GRID_MAX:
-        raise ValueError(f"grid {h}x{w} at ({row}, {col}) does not fit a {GRID_MAX}x{GRID_MAX} canvas")
-    canvas = np.full((GRID_MAX, GRID_MAX), PAD, dtype=np.uint8)
-    canvas[row:row + h, col:col + w] = g.astype(np.uint8) + COLOR_OFFSET
-    if row + h < GRID_MAX:
+    if row < 0 or col < 0 or row + h > side or col + w > side:
+        raise ValueError(f"grid {h}x{w} at ({row}, {col}) does not fit a {side}x{side} canvas")
+    canvas = np.full((side, side), PAD, dtype=np.uint8)
+    canvas[row:row + h, col:col + w] = g.astype(np.int64) + COLOR_OFFSET
+    if row + h < side:
         canvas[row + h, col:col + w] = EOS
-    if col + w < GRID_MAX:
+    if col + w < side:
         canvas[row:row + h, col + w] = EOS
-    return canvas.reshape(SEQ_LEN)
+    return canvas.reshape(side * side)
 
 
 def encode_versions(grid: np.ndarray, perms: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -399,13 +400,15 @@ def encode_versions(grid: np.ndarray, perms: np.ndarray, rows: np.ndarray, cols:
     return token_maps.reshape(-1)[flat]
 
 
-def _crop_sizes(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows [N], cols [N]) of the largest top-left colour rectangle of token canvases [N, 30, 30]."""
-    is_colour = (tokens >= COLOR_OFFSET) & (tokens < COLOR_OFFSET + NUM_COLORS)
+def crop_sizes(tokens: np.ndarray, num_values: int = NUM_COLORS) -> tuple[np.ndarray, np.ndarray]:
+    """(rows [N], cols [N]) of the largest top-left rectangle of value tokens (COLOR_OFFSET ..
+    COLOR_OFFSET + num_values - 1) of token canvases [N, side, side] (0 where none; ties to the fewest rows)."""
+    side = tokens.shape[1]
+    is_colour = (tokens >= COLOR_OFFSET) & (tokens < COLOR_OFFSET + num_values)
     # width of the colour run starting at column 0 of each row, then the running minimum over rows
-    run = np.where(is_colour.all(axis=2), GRID_MAX, np.argmin(is_colour, axis=2))
+    run = np.where(is_colour.all(axis=2), tokens.shape[2], np.argmin(is_colour, axis=2))
     widths = np.minimum.accumulate(run, axis=1)
-    area = widths * np.arange(1, GRID_MAX + 1)
+    area = widths * np.arange(1, side + 1)
     best = np.argmax(area, axis=1)  # first maximum, as the reference's strict '>' scan
     n = np.arange(tokens.shape[0])
     ok = area[n, best] > 0
@@ -415,7 +418,7 @@ def _crop_sizes(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def decode_grids(tokens: np.ndarray) -> list[np.ndarray | None]:
     """Batched `decode_grid`: tokens [N, 900] (or [N, 30, 30]) -> list of N grids (or None)."""
     t = np.asarray(tokens).reshape(-1, GRID_MAX, GRID_MAX)
-    rows, cols = _crop_sizes(t)
+    rows, cols = crop_sizes(t)
     return [None if r == 0 else (t[i, :r, :c] - COLOR_OFFSET).astype(np.uint8)
             for i, (r, c) in enumerate(zip(rows.tolist(), cols.tolist()))]
 

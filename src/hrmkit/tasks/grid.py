@@ -36,6 +36,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from hrmkit.data import arc
 from hrmkit.data.augment import dihedral_transform, inverse_dihedral
 from hrmkit.errors import HrmkitError
 from hrmkit.tasks.base import PAD_ID, Augmentation, Task
@@ -92,39 +93,15 @@ def parse_grid(value: Any, field: str, where: str, max_value: int | None = None,
 
 def encode_canvas(grid: np.ndarray, canvas: int) -> np.ndarray:
     """Tokens uint8 [canvas * canvas] of a value grid [h, w] (h, w <= canvas) at the canvas's top-left
-    (module docstring). ValueError when it does not fit."""
-    g = np.asarray(grid)
-    h, w = g.shape
-    if h > canvas or w > canvas:
-        raise ValueError(f"a {h}x{w} grid does not fit a {canvas}x{canvas} canvas")
-    out = np.full((canvas, canvas), PAD_ID, dtype=np.uint8)
-    out[:h, :w] = g.astype(np.int64) + 2
-    if h < canvas:
-        out[h, :w] = EOS_ID
-    if w < canvas:
-        out[:h, w] = EOS_ID
-    return out.reshape(-1)
-
-
-def _crop_sizes(tokens: np.ndarray, num_values: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows [N], cols [N]) of the largest top-left rectangle of value tokens of canvases [N, C, C] (0 where
-    none); ties go to the fewest rows, as the reference's ARC crop (data.arc._crop_sizes for any C and V)."""
-    n, c = tokens.shape[0], tokens.shape[1]
-    is_value = (tokens >= 2) & (tokens < num_values + 2)
-    run = np.where(is_value.all(axis=2), tokens.shape[2], np.argmin(is_value, axis=2))
-    widths = np.minimum.accumulate(run, axis=1)
-    area = widths * np.arange(1, c + 1)
-    best = np.argmax(area, axis=1)
-    idx = np.arange(n)
-    ok = area[idx, best] > 0
-    return np.where(ok, best + 1, 0), np.where(ok, widths[idx, best], 0)
+    (module docstring; `data.arc.encode_grid` on a canvas x canvas canvas). ValueError when it does not fit."""
+    return arc.encode_grid(grid, side=canvas)
 
 
 def crop_canvas(tokens: Any, canvas: int, num_values: int) -> np.ndarray | None:
     """The value grid int64 [h, w] read from one canvas row (tokens [canvas * canvas]); None when the
     top-left token is no value."""
     t = np.asarray(tokens).astype(np.int64).reshape(1, canvas, canvas)
-    rows, cols = _crop_sizes(t, num_values)
+    rows, cols = arc.crop_sizes(t, num_values)
     h, w = int(rows[0]), int(cols[0])
     return None if h == 0 else t[0, :h, :w] - 2
 
@@ -431,20 +408,13 @@ class GridTask(Task):
         if tid == 0:
             return mapped
         canv = mapped.reshape(-1, c, c)
-        hs, ws = _crop_sizes(canv.astype(np.int64), self.num_values)
+        hs, ws = arc.crop_sizes(canv.astype(np.int64), self.num_values)
         out = mapped.copy().reshape(-1, c, c)
         for i, (h, w) in enumerate(zip(hs.tolist(), ws.tolist())):
             if h == 0:
                 continue
-            g = dihedral_transform(canv[i, :h, :w], tid)
-            gh, gw = g.shape
-            row = np.full((c, c), PAD_ID, dtype=rows.dtype)
-            row[:gh, :gw] = g
-            if gh < c:
-                row[gh, :gw] = EOS_ID
-            if gw < c:
-                row[:gh, gw] = EOS_ID
-            out[i] = row
+            # the cropped grid is value tokens: transform the values and draw them again at the top-left
+            out[i] = encode_canvas(dihedral_transform(canv[i, :h, :w], tid) - 2, c).reshape(c, c)
         return out.reshape(rows.shape)
 
     def augmentation(self, seq_len: int, versions: int, seed: int = 0) -> Augmentation:
