@@ -40,6 +40,23 @@ EXPORT_CONFIG, EXPORT_WEIGHTS, EXPORT_ONNX = "config.json", "model.safetensors",
 EXPORT_FORMAT, EXPORT_FORMAT_VERSION = "hrmkit-export", 1
 
 
+def is_dataset(folder: Path) -> bool:
+    """Whether `folder` holds a dataset (a train/ or test/ split with its dataset.json)."""
+    return any((Path(folder) / s / "dataset.json").is_file() for s in ("test", "train"))
+
+
+def find_dataset(trained: "TrainedModel") -> Path | None:
+    """The folder of the dataset a model was trained on: its `config.data_path` as given (relative to the
+    working folder), or relative to the folder holding the run's `runs/` (where `hrm train` ran); None when
+    neither holds a dataset."""
+    data = Path(trained.config.data_path)
+    candidates = [data]
+    run = run_dir_of(trained.path)
+    if not data.is_absolute() and run is not None:
+        candidates.append(run.parent.parent / data)
+    return next((c for c in candidates if is_dataset(c)), None)
+
+
 def checkpoint_path(run_dir: Path, step: int) -> Path:
     """`RUN/checkpoints/step_{step:08d}.pt`."""
     return Path(run_dir) / "checkpoints" / f"step_{step:08d}.pt"

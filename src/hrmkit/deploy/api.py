@@ -27,7 +27,7 @@ from hrmkit import tasks
 from hrmkit.data.format import IGNORE_LABEL_ID
 from hrmkit.errors import HrmkitError
 from hrmkit.limits import check_int
-from hrmkit.loading import TrainedModel, load_model, run_dir_of
+from hrmkit.loading import TrainedModel, find_dataset, is_dataset, load_model
 
 
 @dataclass
@@ -120,7 +120,7 @@ class Model:
     def dataset_dir(self) -> Path | None:
         """The dataset the model was trained on (given to `load`, else looked up from `config.data_path` on first
         use: only ARC's identifiers, a playground example and checkpoints older than task records need it)."""
-        return self._dataset_dir if self._dataset_dir is not None else _find_dataset(self.trained)
+        return self._dataset_dir if self._dataset_dir is not None else find_dataset(self.trained)
 
     @property
     def kind(self) -> str:
@@ -245,21 +245,6 @@ class Model:
         return names
 
 
-def _has_split(folder: Path) -> bool:
-    return any((folder / s / "dataset.json").is_file() for s in ("test", "train"))
-
-
-def _find_dataset(trained: TrainedModel) -> Path | None:
-    """The training dataset folder: `config.data_path` as given (relative to the working folder), or relative
-    to the folder holding the run's `runs/` (where `hrm train` ran)."""
-    data = Path(trained.config.data_path)
-    candidates = [data]
-    run = run_dir_of(trained.path)
-    if not data.is_absolute() and run is not None:
-        candidates.append(run.parent.parent / data)
-    return next((c for c in candidates if _has_split(c)), None)
-
-
 def _task_of(trained: TrainedModel, find_dataset: Callable[[], Path | None]) -> tasks.Task:
     """The task the checkpoint (or export) recorded; for checkpoints written before hrmkit recorded it, the task
     of the dataset found beside it (`find_dataset()`; dataset.json names it); else the generic task."""
@@ -290,6 +275,6 @@ def load(path: str | Path, device: str | torch.device = "cpu", *, use_ema: bool 
     dataset = None
     if data is not None:
         dataset = Path(data)
-        if not _has_split(dataset):
+        if not is_dataset(dataset):
             raise HrmkitError(f"--data {dataset}: not a dataset folder (no train/ or test/ dataset.json)")
     return Model(trained, dev, dataset)

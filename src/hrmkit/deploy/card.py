@@ -18,7 +18,7 @@ import numpy as np
 from hrmkit import tasks
 from hrmkit.errors import HrmkitError
 from hrmkit.fsutil import read_json_object_or_none, read_jsonl
-from hrmkit.loading import TrainedModel, run_dir_of
+from hrmkit.loading import TrainedModel, find_dataset, run_dir_of
 
 ARCH_NAMES = {"hrm": "An HRM (Hierarchical Reasoning Model, arXiv 2506.21734)",
               "trm": "A TRM (Tiny Recursive Model, arXiv 2510.04871)",
@@ -119,7 +119,7 @@ def run_facts(model: TrainedModel, data: str | Path | None, validate_split: str 
     from hrmkit.data.format import load_split
     from hrmkit.train.evaluation import fast_subset
 
-    data_path = Path(data or model.config.data_path)
+    data_path = Path(data) if data else find_dataset(model) or Path(model.config.data_path)
     split = None
     if validate_split is not None:
         if not data_path.is_dir():
