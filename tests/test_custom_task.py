@@ -152,6 +152,17 @@ def test_a_jsonl_grid_puzzle_trains_is_evaluated_beside_baselines_and_solved_fro
     assert hrm(["export", str(run), "--out", str(tmp_path / "export")]) == 0
     assert json.loads((tmp_path / "export" / "config.json").read_text())["task"]["name"] == "grid"
 
+    import hrmkit
+    from fastapi.testclient import TestClient
+
+    from hrmkit.deploy import serve
+
+    with TestClient(serve.create_app(hrmkit.load(run))) as c:  # hrm serve: the same answer over HTTP
+        info = c.get("/v1/model").json()
+        assert info["task"] == "grid" and info["task_title"] == "grid"
+        r = c.post("/v1/solve", json={"input": [[1, 2, 3, 0], [0, 0, 1, 1], [3, 3, 2, 2]]}).json()
+        assert r["answer"] == answer and r["valid"] is None  # no rules: no verdict
+
 
 def test_training_on_an_unregistered_task_stops_before_any_run_folder(parity_task, tmp_path, capsys):
     rng = np.random.default_rng(2)

@@ -221,7 +221,8 @@ def model_info(model: Any) -> dict[str, Any]:
             card["evaluation"] = recorded_evaluation(model.trained, run_dir_of(model.path))
         except (OSError, ValueError, HrmkitError):
             pass
-    return {"task": model.kind, "example": example_input(model), "arch": model.config.arch.name,
+    return {"task": model.kind, "task_title": model.task.title, "task_description": model.task.description,
+            "example": example_input(model), "arch": model.config.arch.name,
             "parameters": model.num_parameters, "step": model.step, "seq_len": model.seq_len,
             "vocab_size": model.vocab_size,
             "side": int(round(model.seq_len ** 0.5)), "halt_max_steps": model.halt_max_steps,

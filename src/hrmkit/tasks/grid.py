@@ -166,6 +166,7 @@ class GridTask(Task):
     """Integer grids of values 0..V-1 (module docstring). No rules: `has_verifier` is False."""
 
     name = "grid"
+    title = "grid"
     description = "integer grids (imported from JSONL): a grid as a list of rows of integers"
     has_verifier = False
 
