@@ -262,10 +262,11 @@ def _arc_report(model: Any, r: Any, show_segments: bool) -> tuple[str, dict]:
 def _gif_tiles(kind: Any, input_grid: Any, t: Any) -> list[list[tuple[Any, str]]]:
     """GIF frames: the input, then the answer after each segment with its changed cells marked."""
     from hrmkit.data import render
+    from hrmkit.tasks import resolve
 
     grids = [input_grid] + [g for g, _ in t.frames]
     side = max((max(g.shape) for g in grids if g is not None), default=None)
-    given = render.resolve(kind).given(input_grid)
+    given = resolve(kind).given(input_grid)
     frames = [[(render.grid_image(input_grid, kind, given=given, side=side), "input")]]
     for i, (grid, marked) in enumerate(t.frames):
         q = f"q_halt {t.q_halt[i]:.2f}" + (f" q_cont {t.q_continue[i]:.2f}" if t.q_continue else "")
