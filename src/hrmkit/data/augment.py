@@ -9,8 +9,8 @@ Dihedral numbering is the references' (sapientinc/HRM `dataset/common.py`):
 
 Public API
 ----------
-- `dihedral_transform(grid [H, W], tid) -> [H, W] or [W, H]` (a new contiguous array, same dtype; 2-D
-  grids only). ValueError for tid not in 0..7 or a grid that is not 2-D.
+- `dihedral_transform(grid [..., H, W], tid) -> [..., H, W] or [..., W, H]` (a new contiguous array, same
+  dtype; batches transform every grid). ValueError for tid not in 0..7 or fewer than 2 dimensions.
 - `inverse_dihedral(tid) -> int`, `inverse_dihedral_transform(grid, tid)`.
 - `sudoku_augment_many(puzzle, solution, box, k, rng)` -> ([k, n, n], [k, n, n]): k randomly transformed
   (puzzle, solution) pairs, vectorized.
@@ -35,22 +35,23 @@ DIHEDRAL_INVERSE: tuple[int, ...] = (0, 3, 2, 1, 4, 5, 6, 7)
 
 
 def dihedral_transform(grid: np.ndarray, tid: int) -> np.ndarray:
-    """Apply dihedral transform `tid` (reference numbering, see module docstring) to a 2-D grid."""
+    """Apply dihedral transform `tid` (reference numbering, see module docstring) to a grid [H, W], or to every
+    grid of a batch [..., H, W] (the last two axes)."""
     g = np.asarray(grid)
-    if g.ndim != 2:
-        raise ValueError(f"dihedral_transform expects a 2-D grid, got shape {g.shape}")
+    if g.ndim < 2:
+        raise ValueError(f"dihedral_transform expects a grid [..., H, W], got shape {g.shape}")
     if tid == 0:
         out = g
     elif tid in (1, 2, 3):
-        out = np.rot90(g, k=tid)
+        out = np.rot90(g, k=tid, axes=(-2, -1))
     elif tid == 4:
-        out = np.fliplr(g)
+        out = g[..., :, ::-1]
     elif tid == 5:
-        out = np.flipud(g)
+        out = g[..., ::-1, :]
     elif tid == 6:
-        out = g.T
+        out = np.swapaxes(g, -2, -1)
     elif tid == 7:
-        out = np.fliplr(np.rot90(g, k=1))
+        out = np.rot90(g, k=1, axes=(-2, -1))[..., :, ::-1]
     else:
         raise ValueError(f"dihedral transform id must be in 0..7, got {tid!r}")
     return np.array(out, copy=True, order="C")

@@ -97,12 +97,12 @@ def dihedral_augmentation(name: str, height: int, width: int, versions: int,
 
     def forward(x: np.ndarray) -> np.ndarray:
         rows = np.asarray(x).reshape(-1, height, width)
-        return np.stack([np.stack([dihedral_transform(g, t) for g in rows]).reshape(np.shape(x)) for t in tids])
+        return np.stack([dihedral_transform(rows, t).reshape(np.shape(x)) for t in tids])
 
     def inverse(y: np.ndarray) -> np.ndarray:
         y = np.asarray(y)
-        return np.stack([np.stack([inverse_dihedral_transform(g, t) for g in y[v].reshape(-1, height, width)]
-                                  ).reshape(y.shape[1:]) for v, t in enumerate(tids)])
+        return np.stack([inverse_dihedral_transform(y[v].reshape(-1, height, width), t).reshape(y.shape[1:])
+                         for v, t in enumerate(tids)])
 
     return Augmentation(name, versions, forward, inverse)
 

@@ -106,23 +106,6 @@ def crop_canvas(tokens: Any, canvas: int, num_values: int) -> np.ndarray | None:
     return None if h == 0 else t[0, :h, :w] - 2
 
 
-def _dihedral_batch(x: np.ndarray, tid: int) -> np.ndarray:
-    """`dihedral_transform` of every grid of x [N, h, w] (the same numbering), contiguous."""
-    if tid == 0:
-        out = x
-    elif tid in (1, 2, 3):
-        out = np.rot90(x, k=tid, axes=(1, 2))
-    elif tid == 4:
-        out = x[:, :, ::-1]
-    elif tid == 5:
-        out = x[:, ::-1, :]
-    elif tid == 6:
-        out = x.transpose(0, 2, 1)
-    else:
-        out = np.rot90(x, k=1, axes=(1, 2))[:, :, ::-1]
-    return np.ascontiguousarray(out)
-
-
 def _map_tokens(x: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """lut[x] where x < len(lut), x elsewhere (tokens past the vocabulary are left alone), x's dtype."""
     xi = x.astype(np.int64)
@@ -402,7 +385,7 @@ class GridTask(Task):
         redrawn at the top-left; rows holding no grid get the token map only)."""
         if self.layout == "plain":
             H, W = self.params["height"], self.params["width"]
-            out = _dihedral_batch(rows.reshape(-1, H, W), tid).reshape(rows.shape)
+            out = dihedral_transform(rows.reshape(-1, H, W), tid).reshape(rows.shape)
             return _map_tokens(out, lut)
         c = self.canvas
         mapped = _map_tokens(rows, lut)
