@@ -52,6 +52,7 @@ from typing import Any, Sequence
 import numpy as np
 
 import hrmkit.tasks
+from hrmkit.data.augment import DIHEDRAL_INVERSE, dihedral_transform
 from hrmkit.errors import HrmkitError
 from hrmkit.tasks import Augmentation, CellStyle, Check, Task
 
@@ -399,29 +400,17 @@ def solution_key(solution: np.ndarray) -> bytes:
     out = []
     for rev in (False, True):
         g = (n + 1 - s) if rev else s
-        out.extend(dihedral(g[None], t)[0].tobytes() for t in range(8))
+        out.extend(dihedral_transform(g, t).tobytes() for t in range(8))
     return min(out)
 
 
 # ------------------------------------------------------------------------------------------------ augmentations
 
-def dihedral(grids: np.ndarray, t: int) -> np.ndarray:
-    """Dihedral transform `t` (references' numbering, `hrmkit.data.augment`) of every grid of [B, m, m]."""
-    g = np.asarray(grids)
-    out = {0: lambda: g, 1: lambda: np.rot90(g, 1, (1, 2)), 2: lambda: np.rot90(g, 2, (1, 2)),
-           3: lambda: np.rot90(g, 3, (1, 2)), 4: lambda: g[:, :, ::-1], 5: lambda: g[:, ::-1, :],
-           6: lambda: g.transpose(0, 2, 1), 7: lambda: np.rot90(g, 1, (1, 2))[:, :, ::-1]}[t]()
-    return np.ascontiguousarray(out)
-
-
-DIHEDRAL_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
-
-
 def sign_map(t: int, reverse: bool) -> dict[int, int]:
     """{sign code: its code after dihedral transform t (and the digit reversal when `reverse`)}: the direction
     in which the value grows moves with the grid; the reversal turns it round."""
     idx = np.arange(9).reshape(1, 3, 3)
-    moved = dihedral(idx, t)[0]
+    moved = dihedral_transform(idx, t)[0]
     out = {}
     for code, (dr, dc) in SIGN_DIRECTION.items():
         pr, pc = (int(x[0]) for x in np.nonzero(moved == (1 + dr) * 3 + (1 + dc)))
@@ -467,11 +456,11 @@ def futoshiki_augmentation(name: str, seq_len: int, versions: int, seed: int = 0
     def forward(x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         grids = x.reshape(-1, m, m)
-        return np.stack([relabel(dihedral(grids, t), n, t, rev).reshape(x.shape) for t, rev in plan])
+        return np.stack([relabel(dihedral_transform(grids, t), n, t, rev).reshape(x.shape) for t, rev in plan])
 
     def inverse(y: np.ndarray) -> np.ndarray:
         y = np.asarray(y)
-        return np.stack([dihedral(relabel(y[k].reshape(-1, m, m), n, t, rev, inverse=True), DIHEDRAL_INVERSE[t]
+        return np.stack([dihedral_transform(relabel(y[k].reshape(-1, m, m), n, t, rev, inverse=True), DIHEDRAL_INVERSE[t]
                                   ).reshape(y.shape[1:]) for k, (t, rev) in enumerate(plan)])
 
     return Augmentation(name, versions, forward, inverse)

@@ -161,6 +161,11 @@ def test_dihedral_reference_numbering_and_inverse():
     assert len({dihedral_transform(sq, t).tobytes() for t in range(8)}) == 8
     with pytest.raises(ValueError):
         dihedral_transform(g, 8)
+    batch = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)  # any leading axes: every grid transformed alike
+    for t in range(8):
+        out = dihedral_transform(batch, t)
+        assert np.array_equal(out.reshape(-1, *out.shape[-2:]), np.stack([dihedral_transform(x, t) for x in batch.reshape(-1, 4, 5)]))
+        assert np.array_equal(inverse_dihedral_transform(out, t), batch)
 
 
 # --- sampler ------------------------------------------------------------------------------------------------

@@ -137,15 +137,6 @@ def test_check_is_a_one_line_verdict(puzzles):
 
 # --------------------------------------------------------------------------------------------- augmentations
 
-def test_batched_dihedral_matches_the_library():
-    from hrmkit.data.augment import dihedral_transform
-
-    g = np.arange(2 * 9 * 9).reshape(2, 9, 9)
-    for t in range(8):
-        assert np.array_equal(F.dihedral(g, t), np.stack([dihedral_transform(x, t) for x in g]))
-        assert np.array_equal(F.dihedral(F.dihedral(g, t), F.DIHEDRAL_INVERSE[t]), g)
-
-
 def test_signs_are_rewritten():
     assert F.sign_map(0, False) == {F.LT: F.LT, F.GT: F.GT, F.UP: F.UP, F.DOWN: F.DOWN}
     assert F.sign_map(6, False)[F.LT] == F.UP  # transpose: a row sign becomes a column sign
