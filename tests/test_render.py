@@ -12,12 +12,11 @@ from hrmkit.tasks.sudoku import DIFF_COLOUR as SUDOKU_DIFF, MARK_FILL as SUDOKU_
 
 def test_reference_layouts_and_crop():
     """Only the three reference layouts are recognised from (vocab, seq_len); nothing else is guessed."""
-    from hrmkit import tasks
+    from hrmkit.data.format import infer_task
     from hrmkit.tasks.arc import crop_colours
 
-    assert tasks.for_layout(11, 81).name == "sudoku" and tasks.for_layout(6, 900).name == "maze"
-    assert tasks.for_layout(12, 900).name == "arc"
-    assert tasks.for_layout(6, 16) is None and tasks.for_layout(8, 36) is None and tasks.for_layout(12, 10) is None
+    assert infer_task(11, 81) == "sudoku" and infer_task(6, 900) == "maze" and infer_task(12, 900) == "arc"
+    assert infer_task(6, 16) is None and infer_task(8, 36) is None and infer_task(12, 10) is None
     canvas = np.zeros((30, 30), np.int64)
     canvas[4:6, 7:10] = [[2, 3, 4], [5, 6, 7]]  # a translated 2x3 grid, EOS after it
     canvas[6, 7:10] = 1

@@ -11,12 +11,12 @@ The `hrm` command also loads task files named by `hrm --task-file FILE.py[,FILE.
 `HRMKIT_TASK_FILES` (paths separated by os.pathsep), each a Python file that calls `register`.
 
 Datasets, checkpoints and exported folders record their task as `Task.record()` ({"name", "params"});
-`from_record` rebuilds it. Datasets built by the reference code carry no task: `for_layout` recognises their
-three token layouts (docs/design.md §1), once, where a dataset or reference checkpoint is read.
+`from_record` rebuilds it. Datasets built by the reference code carry no task: their three token layouts
+(docs/design.md §1) are recognised once, where dataset.json is read (`data.format.infer_task`).
 
 Public API: `Task`, `Augmentation`, `CellStyle`, `register(cls, replace=False)`, `get(name) -> type[Task]`,
 `names()`, `load_task_files(paths)`, `resolve(task) -> Task` (a Task, a name or None), `from_record(record, where)`,
-`for_layout(vocab_size, seq_len)`, `of_metadata(meta)`.
+`of_metadata(meta)`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from hrmkit.tasks.base import Augmentation, CellStyle, Check, Task
 
 __all__ = ["Task", "Augmentation", "CellStyle", "Check", "register", "get", "names", "resolve", "from_record",
            "load_task_files",
-           "for_layout", "of_metadata", "ENTRY_POINT_GROUP"]
+           "of_metadata", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "hrmkit.tasks"
 TASK_FILES_ENV = "HRMKIT_TASK_FILES"
@@ -137,15 +137,6 @@ def from_record(record: Any, where: str = "task") -> Task:
     except HrmkitError as e:
         raise HrmkitError(f"{where}: {e}") from None
     return cls.from_params(record.get("params"), where)
-
-
-def for_layout(vocab_size: int, seq_len: int) -> Task | None:
-    """The task of a reference-built dataset (no task recorded) from its token layout
-    (`data.format.REFERENCE_LAYOUTS`); None when the layout is not a reference one."""
-    from hrmkit.data.format import infer_task
-
-    name = infer_task(int(vocab_size), int(seq_len))
-    return None if name is None else get(name).from_params(None)
 
 
 def of_metadata(meta: Any, where: str = "dataset.json") -> Task:
