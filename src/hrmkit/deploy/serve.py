@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from hrmkit.deploy.batching import Job, MicroBatcher, Overloaded, RowResult, run_model
 from hrmkit import tasks
+from hrmkit.deploy.batching import Job, MicroBatcher, Overloaded, RowResult, run_model
 from hrmkit.errors import HrmkitError
 from hrmkit.halting import halting_decisions
 

@@ -94,12 +94,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", type=int, default=None, metavar="K",
                    help="also vote over K versions of every puzzle through the task's augmentations and their "
                         "inverses (Sudoku: digit relabelling, transpose, band and stack shuffles; mazes: dihedral, "
-                        "K <= 8; grids: dihedral and colours; other tasks: their own); answers ranked by votes, then mean sigmoid(q_halt); reported in a tta block")
+                        "K <= 8; grids: dihedral and colours; other tasks: their own); answers ranked by votes, "
+                        "then mean sigmoid(q_halt); reported in a tta block")
     p.add_argument("--ensemble", action="store_true",
                    help="pool the votes of all the checkpoints given (one task; combinable with --tta)")
     p.add_argument("--verify", action="store_true",
-                   help="tasks with rules (Sudoku, mazes, ...): also report the best-ranked voted answer that passes the task's verifier "
-                        "(a separate 'verified' figure: the verifier knows rules the model was to learn)")
+                   help="tasks with rules (Sudoku, mazes, ...): also report the best-ranked voted answer that passes "
+                        "the task's verifier (a separate 'verified' figure: the verifier knows rules the model was to "
+                        "learn)")
     p.add_argument("--tta-seed", type=int, default=0, metavar="S", help="seed of the augmented versions (default 0)")
     p.set_defaults(func=_eval)
 
@@ -235,8 +237,9 @@ def _notes(result: EvalResult, pooled: dict | None) -> list[str]:
                      f"(docs/parity.md).")
     copy = result.baselines["copy_input"].exact_accuracy if "copy_input" in result.baselines else None
     if result.task.clues_given and copy is not None:
-        notes.append(f"The copy-input baseline gets {100 * copy:.1f}% exact on {result.task.title}: copying the given clues "
-                     f"never fills the blank cells, so any exact accuracy above {100 * copy:.1f}% is real solving; "
+        notes.append(f"The copy-input baseline gets {100 * copy:.1f}% exact on {result.task.title}: copying the "
+                     f"given clues never fills the blank cells, so any exact accuracy above {100 * copy:.1f}% is real "
+                     "solving; "
                      "token accuracy counts the blank cells only.")
     arc = pooled["arc"] if pooled else result.arc
     if arc:
