@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # torch loads lazily so that `hrm --help` and `hrm data` star
     import torch
 
     from hrmkit.config import ArchConfig
+    from hrmkit.data.format import DatasetMetadata
 
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
 _REFERENCE_NAME = re.compile(r"^step_(\d+)$")  # pretrain.py save_train_state; step_N_all_preds.R are not models
@@ -43,6 +44,16 @@ EXPORT_FORMAT, EXPORT_FORMAT_VERSION = "hrmkit-export", 1
 def is_dataset(folder: Path) -> bool:
     """Whether `folder` holds a dataset (a train/ or test/ split with its dataset.json)."""
     return any((Path(folder) / s / "dataset.json").is_file() for s in ("test", "train"))
+
+
+def dataset_metadata(folder: Path) -> "DatasetMetadata | None":
+    """The `DatasetMetadata` of a dataset folder, read from its train split's dataset.json (else its test
+    split's); None when it has neither. HrmkitError naming the file when it is invalid."""
+    from hrmkit.data.format import DatasetMetadata
+    from hrmkit.fsutil import read_json
+
+    found = next((m for m in (Path(folder) / s / "dataset.json" for s in ("train", "test")) if m.is_file()), None)
+    return DatasetMetadata.from_json(read_json(found), str(found)) if found else None
 
 
 def find_dataset(trained: "TrainedModel") -> Path | None:
@@ -178,20 +189,13 @@ def load_reference(path: Path, device: torch.device | str = "cpu", data: str | P
     seq_len comes from the dataset the checkpoint was trained on when it is found where its config says, else
     from `data`'s dataset.json. Raises HrmkitError for an unreadable file, a missing or wrong all_config.yaml,
     or weights that do not fit the architecture."""
-    from hrmkit.data.format import DatasetMetadata
-    from hrmkit.fsutil import read_json
     from hrmkit.models.reference import (build_reference_model, read_all_config, read_reference_checkpoint,
                                          reference_data_paths)
 
-    def metadata_of(folder) -> DatasetMetadata | None:  # from either split's dataset.json
-        metas = [Path(folder) / split / "dataset.json" for split in ("train", "test")]
-        found = next((m for m in metas if m.is_file()), None)
-        return DatasetMetadata.from_json(read_json(found), str(found)) if found else None
-
     own = reference_data_paths(read_all_config(path))[:1]
-    meta = metadata_of(own[0]) if own else None
+    meta = dataset_metadata(own[0]) if own else None
     if meta is None and data is not None:
-        meta = metadata_of(data)
+        meta = dataset_metadata(data)
     seq_len = meta.seq_len if meta is not None else None
     # the reference datasets record no task: dataset.json reading recognised their layout
     task = {"name": meta.task, "params": dict(meta.task_params)} if meta is not None and meta.task else None

@@ -27,7 +27,7 @@ from hrmkit import tasks
 from hrmkit.data.format import IGNORE_LABEL_ID
 from hrmkit.errors import HrmkitError
 from hrmkit.limits import check_int
-from hrmkit.loading import TrainedModel, find_dataset, is_dataset, load_model
+from hrmkit.loading import TrainedModel, dataset_metadata, find_dataset, is_dataset, load_model
 
 
 @dataclass
@@ -251,14 +251,8 @@ def _task_of(trained: TrainedModel, find_dataset: Callable[[], Path | None]) -> 
     if trained.task is not None:
         return tasks.from_record(trained.task, f"{trained.path}: entry 'task'")
     dataset_dir = find_dataset()
-    if dataset_dir is not None:
-        from hrmkit.data.format import DatasetMetadata, read_json
-
-        for split in ("test", "train"):
-            meta = dataset_dir / split / "dataset.json"
-            if meta.is_file():
-                return tasks.of_metadata(DatasetMetadata.from_json(read_json(meta), str(meta)), str(meta))
-    return tasks.Task()
+    meta = dataset_metadata(dataset_dir) if dataset_dir is not None else None
+    return tasks.of_metadata(meta, str(dataset_dir)) if meta is not None else tasks.Task()
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", *, use_ema: bool = True,
