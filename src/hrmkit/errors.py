@@ -13,3 +13,9 @@ class HrmkitError(Exception):
 class RunCrashed(Exception):
     """A training run stopped by a failure of training itself (divergence, out of memory). The message says at
     which step and what to change."""
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """`repr(value)` cut to `limit` characters ("..." at the end), for naming a bad value in an error message."""
+    s = repr(value)
+    return s if len(s) <= limit else s[:limit - 3] + "..."

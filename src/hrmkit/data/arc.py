@@ -56,7 +56,7 @@ import numpy as np
 
 from hrmkit.data.augment import dihedral_transform, inverse_dihedral
 from hrmkit.fsutil import read_json
-from hrmkit.errors import HrmkitError
+from hrmkit.errors import HrmkitError, short_repr
 
 GRID_MAX = 30
 SEQ_LEN = GRID_MAX * GRID_MAX
@@ -105,19 +105,14 @@ def _fail(source: str, task_id: str | None, field: str, msg: str) -> HrmkitError
     return HrmkitError(f"{source}: {who}field {field}: {msg}")
 
 
-def _short(value: Any) -> str:
-    s = repr(value)
-    return s if len(s) <= 60 else s[:57] + "..."
-
-
 def parse_grid(value: Any, source: str, task_id: str, field: str) -> np.ndarray:
     """Validate a JSON grid (list of equal-length lists of ints 0..9, at most 30x30); return uint8 [h, w]."""
     if not isinstance(value, list) or not value:
-        raise _fail(source, task_id, field, f"expected a non-empty list of rows, got {_short(value)}")
+        raise _fail(source, task_id, field, f"expected a non-empty list of rows, got {short_repr(value)}")
     width = None
     for r, row in enumerate(value):
         if not isinstance(row, list) or not row:
-            raise _fail(source, task_id, f"{field}[{r}]", f"expected a non-empty list of colours, got {_short(row)}")
+            raise _fail(source, task_id, f"{field}[{r}]", f"expected a non-empty list of colours, got {short_repr(row)}")
         if width is None:
             width = len(row)
         elif len(row) != width:
@@ -139,21 +134,21 @@ def parse_grid(value: Any, source: str, task_id: str, field: str) -> np.ndarray:
         r, c = bad[0]
         x = value[r][c]
         what = "outside 0..9" if isinstance(x, int) and not isinstance(x, bool) else "is not an integer 0..9"
-        raise _fail(source, task_id, f"{field}[{r}][{c}]", f"colour {_short(x)} {what}")
+        raise _fail(source, task_id, f"{field}[{r}][{c}]", f"colour {short_repr(x)} {what}")
     return arr.astype(np.uint8)
 
 
 def _parse_pairs(value: Any, source: str, task_id: str, field: str, what: str,
                  outputs_optional: bool = False) -> tuple[Pair, ...]:
     if not isinstance(value, list):
-        raise _fail(source, task_id, field, f"expected a list of {{input, output}} pairs, got {_short(value)}")
+        raise _fail(source, task_id, field, f"expected a list of {{input, output}} pairs, got {short_repr(value)}")
     if not value:
         raise _fail(source, task_id, field, f"task has no {what} pair (empty list)")
     pairs = []
     for i, ex in enumerate(value):
         f = f"{field}[{i}]"
         if not isinstance(ex, dict):
-            raise _fail(source, task_id, f, f"expected an object with 'input' and 'output', got {_short(ex)}")
+            raise _fail(source, task_id, f, f"expected an object with 'input' and 'output', got {short_repr(ex)}")
         for key in ("input", "output"):
             if key not in ex and not (key == "output" and outputs_optional):
                 raise _fail(source, task_id, f"{f}.{key}", f"missing {what} {key}")
@@ -243,7 +238,7 @@ def _load_kaggle(challenges: Path, role: str | None) -> list[ArcTask]:
         if isinstance(obj, dict) and isinstance(obj.get("test"), list):
             outs = sol.get(task_id)
             if not isinstance(outs, list):
-                raise _fail(str(solutions), task_id, task_id, f"missing test outputs, got {_short(outs)}")
+                raise _fail(str(solutions), task_id, task_id, f"missing test outputs, got {short_repr(outs)}")
             if len(outs) < len(obj["test"]):
                 raise _fail(str(solutions), task_id, f"{task_id}[{len(outs)}]",
                             f"missing test output ({len(outs)} solutions for {len(obj['test'])} test inputs)")

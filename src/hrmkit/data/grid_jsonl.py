@@ -31,7 +31,7 @@ import numpy as np
 
 from hrmkit.data.build import write_task_dataset
 from hrmkit.data.format import BLANK_IDENTIFIER
-from hrmkit.errors import HrmkitError
+from hrmkit.errors import HrmkitError, short_repr
 from hrmkit.tasks.grid import AUGMENTATIONS, GRID_MAX_SIDE, MAX_CANVAS_VALUES, GridTask, parse_grid
 
 MAX_VALUE = MAX_CANVAS_VALUES - 1  # the canvas layout's tokens (value + 2) must fit a byte
@@ -45,11 +45,6 @@ class GridExample:
     output: np.ndarray
     puzzle: str | None
     line: int
-
-
-def _short(value: object, limit: int = 60) -> str:
-    s = repr(value)
-    return s if len(s) <= limit else s[:limit - 3] + "..."
 
 
 def read_jsonl(path: str | os.PathLike) -> list[GridExample]:
@@ -74,7 +69,7 @@ def read_jsonl(path: str | os.PathLike) -> list[GridExample]:
                     raise HrmkitError(f"{where}: not JSON ({e.msg}: column {e.colno})") from None
                 if not isinstance(obj, dict):
                     raise HrmkitError(f"{where}: expected a JSON object with fields 'input' and 'output', got "
-                                      f"{_short(obj)}")
+                                      f"{short_repr(obj)}")
                 for key in ("input", "output"):
                     if key not in obj:
                         raise HrmkitError(f"{where}: missing field {key!r}")
@@ -82,7 +77,7 @@ def read_jsonl(path: str | os.PathLike) -> list[GridExample]:
                 y = parse_grid(obj["output"], "output", where, MAX_VALUE)
                 name = obj.get("puzzle")
                 if name is not None and (not isinstance(name, str) or not name.strip() or name == BLANK_IDENTIFIER):
-                    raise HrmkitError(f"{where}: field puzzle: expected a non-empty name, got {_short(name)}")
+                    raise HrmkitError(f"{where}: field puzzle: expected a non-empty name, got {short_repr(name)}")
                 examples.append(GridExample(x, y, name, n))
     except FileNotFoundError:
         raise HrmkitError(f"{path}: file not found") from None

@@ -38,7 +38,7 @@ import numpy as np
 
 from hrmkit.data import arc
 from hrmkit.data.augment import dihedral_transform, inverse_dihedral
-from hrmkit.errors import HrmkitError
+from hrmkit.errors import HrmkitError, short_repr
 from hrmkit.tasks.base import PAD_ID, Augmentation, Task
 
 GRID_MAX_SIDE = 30  # as ARC: a canvas of 30 x 30 = 900 tokens
@@ -54,11 +54,6 @@ _CELL_CHARS = "0123456789abcdefghijklmnopqrstuvwxyz"  # Task.cell_char's charact
 _ENUMERATE_PERMS = 5040  # up to 7! colour permutations are listed and shuffled; more are drawn at random
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    s = repr(value)
-    return s if len(s) <= limit else s[:limit - 3] + "..."
-
-
 def parse_grid(value: Any, field: str, where: str, max_value: int | None = None,
                max_side: int = GRID_MAX_SIDE) -> np.ndarray:
     """int64 [h, w] of a JSON grid: a non-empty list of equal-length non-empty lists of ints (bool is no int)
@@ -67,11 +62,11 @@ def parse_grid(value: Any, field: str, where: str, max_value: int | None = None,
     HrmkitError "{where}: field {field}...: ..." naming the row (1-based, in words) or the cell
     (`field[r][c]`, JSON indices) and the value at fault."""
     if not isinstance(value, list) or not value:
-        raise HrmkitError(f"{where}: field {field}: expected a non-empty list of rows, got {_short(value)}")
+        raise HrmkitError(f"{where}: field {field}: expected a non-empty list of rows, got {short_repr(value)}")
     width = None
     for r, row in enumerate(value):
         if not isinstance(row, list) or not row:
-            raise HrmkitError(f"{where}: field {field}[{r}]: expected a non-empty list of values, got {_short(row)}")
+            raise HrmkitError(f"{where}: field {field}[{r}]: expected a non-empty list of values, got {short_repr(row)}")
         if width is None:
             width = len(row)
         elif len(row) != width:
@@ -83,7 +78,7 @@ def parse_grid(value: Any, field: str, where: str, max_value: int | None = None,
     for r, row in enumerate(value):
         for c, x in enumerate(row):
             if type(x) is not int:  # noqa: E721 - bool and float are refused, exactly
-                raise HrmkitError(f"{where}: field {field}[{r}][{c}]: {_short(x)} is not an integer")
+                raise HrmkitError(f"{where}: field {field}[{r}][{c}]: {short_repr(x)} is not an integer")
             if x < 0:
                 raise HrmkitError(f"{where}: field {field}[{r}][{c}]: {x} is negative")
             if max_value is not None and x > max_value:
@@ -158,7 +153,7 @@ class GridTask(Task):
         """The task of these parameters (module docstring), normalised (augmentations in canonical order,
         `canvas` only for the canvas layout). HrmkitError naming `where`, the field and the value."""
         if params is not None and not isinstance(params, Mapping):
-            raise HrmkitError(f"{where}: task parameters must be a JSON object, got {_short(params)}")
+            raise HrmkitError(f"{where}: task parameters must be a JSON object, got {short_repr(params)}")
         if not params:
             return cls(DEFAULT_PARAMS)
         p = dict(params)
@@ -169,12 +164,12 @@ class GridTask(Task):
                                   "num_values, layout and augmentations)")
             v = p[name]
             if type(v) is not int or not lo <= v <= hi:  # noqa: E721 - bool is no size
-                raise HrmkitError(f"{where}: params.{name}: expected an integer {lo}..{hi}, got {_short(v)}")
+                raise HrmkitError(f"{where}: params.{name}: expected an integer {lo}..{hi}, got {short_repr(v)}")
             return v
 
         layout = p.get("layout")
         if layout not in LAYOUTS:
-            raise HrmkitError(f"{where}: params.layout: expected 'plain' or 'canvas', got {_short(layout)}")
+            raise HrmkitError(f"{where}: params.layout: expected 'plain' or 'canvas', got {short_repr(layout)}")
         height = field("height", 1, GRID_MAX_SIDE)
         width = field("width", 1, GRID_MAX_SIDE)
         num_values = field("num_values", 1, MAX_PLAIN_VALUES if layout == "plain" else MAX_CANVAS_VALUES)
@@ -183,11 +178,11 @@ class GridTask(Task):
             out["canvas"] = field("canvas", max(height, width), GRID_MAX_SIDE)
         elif "canvas" in p:
             raise HrmkitError(f"{where}: params.canvas: only the canvas layout has a canvas, got "
-                              f"{_short(p['canvas'])} with layout 'plain'")
+                              f"{short_repr(p['canvas'])} with layout 'plain'")
         augs = p.get("augmentations")
         if not isinstance(augs, (list, tuple)) or any(a not in AUGMENTATIONS for a in augs):
             raise HrmkitError(f"{where}: params.augmentations: expected a list of 'dihedral' and 'colors', "
-                              f"got {_short(augs)}")
+                              f"got {short_repr(augs)}")
         out["augmentations"] = [a for a in AUGMENTATIONS if a in augs]
         return cls(out)
 
