@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from hrmkit.bench.measure import machine_summary
-from hrmkit.device import keep_freed_cpu_memory
+from hrmkit.proc import keep_freed_cpu_memory
 from hrmkit.data.format import load_split
 from hrmkit.eval.evaluate import Predictions, predict_split
 from hrmkit.eval.metrics import compute_metrics

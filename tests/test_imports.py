@@ -144,3 +144,14 @@ def test_the_checker_sees_function_level_imports_and_cycles(monkeypatch):
     monkeypatch.setitem(GRAPH, "hrmkit.eval.tta", GRAPH["hrmkit.eval.tta"] + [("hrmkit.eval.evaluate", 1)])
     cycle = find_cycle()
     assert cycle is not None and {"hrmkit.eval.evaluate", "hrmkit.eval.tta"} <= set(cycle)
+
+
+def test_the_command_line_starts_without_pytorch():
+    """`hrm --help` and `hrm data ...` build the whole parser; nothing on that path may import torch (1.7 s on
+    a 2-core CPU), only the commands that run a model do, when they run."""
+    import subprocess
+    import sys
+
+    code = "import sys, hrmkit.cli; hrmkit.cli.build_parser(); print(sorted(m for m in sys.modules if m == 'torch'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stderr

@@ -17,8 +17,8 @@ import os
 import signal
 import sys
 
-from hrmkit.device import keep_freed_cpu_memory
 from hrmkit.errors import HrmkitError, RunCrashed
+from hrmkit.proc import keep_freed_cpu_memory
 
 # Modules that each define `register(subparsers)`.
 _COMMAND_MODULES = [

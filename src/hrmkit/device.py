@@ -74,21 +74,3 @@ def pick_device(name: str, probe: Callable[[torch.device], None] = probe_ops) ->
             return torch.device("cpu")
         return device
     return torch.device(name)
-
-
-def keep_freed_cpu_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse (`mallopt`: blocks up to 32 MiB from the heap, heap top
-    never trimmed below 1 GiB) instead of returning it to the kernel. A CPU training step frees and reallocates
-    the same few-MiB activation buffers every step; returned memory comes back through page faults (about 1,600
-    a step on the CPU demo, measured with getrusage), kept memory does not. The process's resident size stays at
-    its peak. Returns False (and changes nothing) where the C library is not glibc."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))

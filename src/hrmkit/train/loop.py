@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from hrmkit.config import TrainConfig
-from hrmkit.device import keep_freed_cpu_memory, pick_device
+from hrmkit.device import pick_device
+from hrmkit.proc import keep_freed_cpu_memory
 from hrmkit.errors import RunCrashed
 from hrmkit.loading import checkpoint_path, init_from_checkpoint, saved_config
 from hrmkit.models import build_model, compile_model, count_parameters, puzzle_embedding_params
