@@ -43,6 +43,9 @@ class ParityTask(Task):
         ok = bool(self.verify(np.asarray(input_tokens)[None], np.asarray(answer_tokens)[None])[0])
         return Check(ok, "the running parity" if ok else "NOT the running parity", {"parity_ok": ok})
 
+    def baselines(self, inputs):
+        return {"all_zero": ("every answer bit 0", np.ones_like(inputs))}
+
     def augmentation(self, seq_len, versions, seed=0):
         if versions > 1:
             raise HrmkitError(f"--tta {versions}: parity rows have no symmetries")
@@ -79,7 +82,10 @@ def test_a_task_from_a_test_file_runs_data_training_eval_solve_and_export(parity
     out = json.loads(capsys.readouterr().out)
     assert "parity" in (tmp_path / "report" / "report.html").read_text()
     assert out["task"] == "test-parity"
-    assert {"copy_input", "most_common_token"} <= set(out["baselines"])
+    assert {"copy_input", "most_common_token", "all_zero"} <= set(out["baselines"])  # the task's own beside
+    assert out["baselines"]["all_zero"]["source"] == "task"
+    test_labels = np.load(next((data / "test").glob("*labels.npy")))
+    assert out["baselines"]["all_zero"]["exact_accuracy"] == pytest.approx((test_labels == 1).all(1).mean())
     assert out["tta"]["verified"]["passed_share"] is not None  # the task's own verifier judged the answers
 
     assert hrm(["solve", "--checkpoint", str(run), "--json", "01101001"]) == 0

@@ -92,7 +92,7 @@ def test_text_summary_and_report(tiny_run, tmp_path, capsys):
     page = Tables((tmp_path / "rep" / "report.html").read_text(encoding="utf-8"))
     table = page.tables["summary-table"]
     assert table[0].index("token accuracy") == table[0].index("exact accuracy") + 1
-    assert {row[0] for row in table[1:]} == {"model", "copy_input", "most_common_token"}
+    assert {row[0] for row in table[1:]} == {"model", "copy_input", "most_common_token", "naked_singles"}
     text = " ".join(page.text)
     assert "copy-input baseline gets 0.0% exact on Sudoku" in text
     assert "Learning curves" in text and "Examples" in text and "Input sensitivity" in text

@@ -113,7 +113,7 @@ def test_baselines_beside_token_accuracy_and_copy_input_is_zero(tmp_path):
     header = table[0]
     assert header.index("token accuracy") == header.index("exact accuracy") + 1
     rows = {r[0]: dict(zip(header, r)) for r in table[1:]}
-    assert set(rows) == {"model", "copy_input", "most_common_token"}
+    assert set(rows) == {"model", "copy_input", "most_common_token", "naked_singles"}
     assert rows["copy_input"]["exact accuracy"] == "0.0%"
     assert rows["copy_input"]["token accuracy"] == "0.0%"
     assert baselines["copy_input"]["overall"]["exact_accuracy"] == 0.0

@@ -11,6 +11,8 @@ Token-level baselines (any task), `compute_baselines`:
 - "most_common_token": every cell gets the single most common answer token. The token is counted over the
   answer cells (not ignored, not PAD) of `train_labels` when given (source "train"), otherwise over the
   evaluated labels themselves (source "eval", an optimistic baseline since it peeks at the answers).
+- the task's own (`Task.baselines`), e.g. Sudoku's "naked_singles": propagation without search, which tells
+  how much of a score the rules alone give.
 
 Grid-level ARC baselines (original frame, scored with `arc_scoring`), `arc_baselines`:
 - "arc_test_input": answer the test input grid unchanged.
@@ -36,6 +38,7 @@ import numpy as np
 
 from hrmkit.eval.arc_scoring import ArcPrediction, score_arc
 from hrmkit.eval.metrics import IGNORE_LABEL_ID, PAD_ID, MaskFn, _as_2d, answer_mask, compute_metrics
+from hrmkit import tasks
 from hrmkit.tasks import Task
 
 
@@ -57,7 +60,7 @@ def most_common_token(labels: Any, *, pad_id: int | None = PAD_ID, ignore_label_
 def compute_baselines(inputs: Any, labels: Any, *, train_labels: Any = None, sets: Sequence[str] | None = None,
                       task: Task | str | None = "generic", mask_fn: MaskFn | None = None,
                       pad_id: int | None = PAD_ID, ignore_label_id: int = IGNORE_LABEL_ID) -> dict[str, dict]:
-    """Score the copy_input and most_common_token baselines on the evaluated examples.
+    """Score the copy_input and most_common_token baselines, and the task's own, on the evaluated examples.
 
     inputs, labels: int [N, S] (the arrays the model was scored on); train_labels: int [M, S] labels of the
     training split, optional (see the module docstring for which labels the token is counted over).
@@ -76,11 +79,16 @@ def compute_baselines(inputs: Any, labels: Any, *, train_labels: Any = None, set
         token = most_common_token(train_labels if train_labels is not None else labels, pad_id=pad_id,
                                   ignore_label_id=ignore_label_id)
     except ValueError:
-        return out
-    mc = compute_metrics(inputs, labels, np.full_like(labels, token), **kw)
-    mc["baseline"] = {"description": f"predict token {token} everywhere (most common {source} label)",
-                      "token": token, "source": source}
-    out["most_common_token"] = mc
+        token = None
+    if token is not None:
+        mc = compute_metrics(inputs, labels, np.full_like(labels, token), **kw)
+        mc["baseline"] = {"description": f"predict token {token} everywhere (most common {source} label)",
+                          "token": token, "source": source}
+        out["most_common_token"] = mc
+    for name, (description, preds) in tasks.resolve(task).baselines(inputs).items():
+        own = compute_metrics(inputs, labels, preds, **kw)
+        own["baseline"] = {"description": description, "source": "task"}
+        out[name] = own
     return out
 
 

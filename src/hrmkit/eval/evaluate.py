@@ -57,7 +57,8 @@ class Predictions:
 class BaselineScore:
     """A trivial baseline scored on the evaluated examples like the model: exact and token accuracy (fractions,
     None when there is nothing to count) over `n_examples`; most_common_token also gives its `token` and the
-    split it was counted over (`source`: "train" or "eval")."""
+    split it was counted over (`source`: "train" or "eval"); a task's own baseline (`Task.baselines`) has
+    `source` "task"."""
 
     exact_accuracy: float | None
     token_accuracy: float | None
@@ -136,9 +137,9 @@ class EvalSummary:
 class EvalResult:
     """Everything `evaluate_split` measured.
 
-    task; summary (EvalSummary); baselines: {"copy_input", "most_common_token": BaselineScore}; metrics and
-    baseline_metrics: the full `compute_metrics` / `compute_baselines` results (per set, with descriptions),
-    keyed like `baselines`; predictions (Predictions, None once dropped); diagnosis: the input-sensitivity and
+    task; summary (EvalSummary); baselines: {"copy_input", "most_common_token", the task's own: BaselineScore};
+    metrics and baseline_metrics: the full `compute_metrics` / `compute_baselines` results (per set, with
+    descriptions), keyed like `baselines`; predictions (Predictions, None once dropped); diagnosis: the input-sensitivity and
     collapse check (`diagnose_head`), None when not run. ARC datasets with test_tasks.json add (see
     `arc_eval.score_arc_split`): arc (the score, per-task rows included), arc_baselines, arc_predictions (for
     pooling votes over checkpoints), arc_ranked, arc_tasks.

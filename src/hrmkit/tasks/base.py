@@ -1,9 +1,9 @@
 """The `Task` base class: everything that differs between puzzle types, with the defaults of a plain token task.
 
 A task owns its token layout (vocabulary, which cells are scored), the codecs between a puzzle's natural form
-(text, a grid) and tokens, the rules an answer must satisfy (`verify`), the augmentations and their inverses
-(the same for building data and for test-time voting), the input-sensitivity perturbations, the difficulty
-measures of the report, and how its grids are drawn and printed. Every other module asks the task; none
+(text, a grid) and tokens, the rules an answer must satisfy (`verify`) and its own trivial baselines, the
+augmentations and their inverses (the same for building data and for test-time voting), the input-sensitivity
+perturbations, the difficulty measures of the report, and how its grids are drawn and printed. Every other module asks the task; none
 compares a task name (docs/tasks.md walks through writing one).
 
 Token rows are int [S] (one puzzle) or int [B, S]; token 0 is PAD in every layout (docs/design.md §1). A
@@ -255,6 +255,13 @@ class Task:
         """One answer row (int [S]) judged against its puzzle row (int [S]) by the rules, with the reasons
         (`Check`); None when the task has no rules."""
         return None
+
+    def baselines(self, inputs: np.ndarray) -> dict[str, tuple[str, np.ndarray]]:
+        """The task's own trivial predictors, scored beside the generic copy_input and most_common_token
+        (`eval.baselines.compute_baselines`): {name: (description, predictions int [B, S])} for inputs int
+        [B, S]. A predictor that needs no training and knows the rules tells how much of the model's score
+        simple propagation already gets; {} when the task has none."""
+        return {}
 
     # ----------------------------------------------------------------------------------------- augmentations
 

@@ -4,7 +4,8 @@ Natural form: a string of n*n cells, row-major, '.' or '0' for a blank, digits 1
 the box separators '|', '+' and '-' are ignored, so a printed grid reads back. Rules: every row, column and
 box holds each digit once and every clue is kept. Augmentations: digit relabelling, transpose (square boxes),
 band, stack, row and column shuffles (`data.augment.sudoku_symmetries`, the builder's). Only the blank cells
-are scored (the clues are given). Difficulty: the clue count and the builder's solver rating.
+are scored (the clues are given). Difficulty: the clue count and the builder's solver rating. Own baseline:
+naked singles (propagation without search).
 
 Parameters: {"size": n, "box": [rows, columns]} (both optional; read from the token rows when absent).
 """
@@ -153,6 +154,37 @@ def sudoku_solved(inputs: np.ndarray, preds: np.ndarray) -> np.ndarray:
     return in_range & complete & keeps
 
 
+def naked_singles(inputs: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """The naked-singles baseline: tokens int [B, n*n] (digit + 1, 1 blank) -> the same rows with every blank
+    filled that simple propagation fills. A blank whose row, column and box leave one candidate digit gets it,
+    repeated until nothing changes; blanks it cannot fill stay blank (1). ValueError for rows that are no 4x4,
+    6x6 or 9x9 Sudoku. Bit masks, `chunk` rows at a time (8,000 generated 9x9 rows: 0.4 s on one core)."""
+    x = np.asarray(inputs)
+    n = math.isqrt(x.shape[1]) if x.ndim == 2 else 0
+    if x.ndim != 2 or n * n != x.shape[1] or n not in sudoku.BOXES:
+        raise ValueError(f"no Sudoku has {x.shape[-1] if x.ndim else 0} cells")
+    geo = sudoku.geometry(sudoku.BOXES[n])
+    units = np.asarray(geo.units, np.int64)  # [3n, n]
+    rcb = np.asarray(geo.rcb, np.int64) + np.array([0, n, 2 * n])  # [n*n, 3] unit of each cell's row/column/box
+    single = {1 << d: d + 1 for d in range(n)}  # candidate mask with one bit -> digit
+    lookup = np.zeros(1 << n, np.int64)
+    for mask, digit in single.items():
+        lookup[mask] = digit
+    out = x.astype(np.int64, copy=True)
+    for lo in range(0, len(out), chunk):
+        d = np.clip(out[lo:lo + chunk] - 1, 0, n)  # digits, 0 blank
+        while True:
+            bits = np.where(d > 0, 1 << np.maximum(d - 1, 0), 0)  # [b, n*n]
+            used = np.bitwise_or.reduce(bits[:, units], axis=2)  # [b, 3n] digits present in each unit
+            taken = used[:, rcb[:, 0]] | used[:, rcb[:, 1]] | used[:, rcb[:, 2]]
+            fill = lookup[geo.full & ~taken] * (d == 0)  # digit where one candidate is left, else 0
+            if not fill.any():
+                break
+            d = d + fill
+        out[lo:lo + chunk] = np.where(d > 0, d + 1, out[lo:lo + chunk])
+    return out.astype(x.dtype, copy=False)
+
+
 class SudokuTask(Task):
     """n x n Sudoku, n in 4, 6, 9 (module docstring)."""
 
@@ -226,6 +258,10 @@ class SudokuTask(Task):
     # rules
     def verify(self, inputs: np.ndarray, preds: np.ndarray) -> np.ndarray:
         return sudoku_solved(inputs, preds)
+
+    def baselines(self, inputs):
+        return {"naked_singles": ("fill every blank with one candidate left, repeated until none changes; the "
+                                  "rest stay blank (no search)", naked_singles(inputs))}
 
     def check(self, input_tokens: np.ndarray, answer_tokens: np.ndarray) -> Check:
         puzzle, answer = self.grid(input_tokens), self.grid(answer_tokens)
