@@ -36,9 +36,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from hrmkit import tasks
 from hrmkit.eval.arc_scoring import ArcPrediction, score_arc
 from hrmkit.eval.metrics import IGNORE_LABEL_ID, PAD_ID, MaskFn, _as_2d, answer_mask, compute_metrics
-from hrmkit import tasks
 from hrmkit.tasks import Task
 
 

@@ -139,10 +139,10 @@ class EvalResult:
 
     task; summary (EvalSummary); baselines: {"copy_input", "most_common_token", the task's own: BaselineScore};
     metrics and baseline_metrics: the full `compute_metrics` / `compute_baselines` results (per set, with
-    descriptions), keyed like `baselines`; predictions (Predictions, None once dropped); diagnosis: the input-sensitivity and
-    collapse check (`diagnose_head`), None when not run. ARC datasets with test_tasks.json add (see
-    `arc_eval.score_arc_split`): arc (the score, per-task rows included), arc_baselines, arc_predictions (for
-    pooling votes over checkpoints), arc_ranked, arc_tasks.
+    descriptions), keyed like `baselines`; predictions (Predictions, None once dropped); diagnosis: the
+    input-sensitivity and collapse check (`diagnose_head`), None when not run. ARC datasets with
+    test_tasks.json add (see `arc_eval.score_arc_split`): arc (the score, per-task rows included),
+    arc_baselines, arc_predictions (for pooling votes over checkpoints), arc_ranked, arc_tasks.
     segments_curve: [{"segments": n, "exact_accuracy", "token_accuracy"}] for n = 1..N segments (one rollout);
     at_halt: accuracy and mean segments when each row stops where its halting rule says (`SegmentScores`);
     seconds: wall time of the predictions; tta: the `tta.tta_block` with --tta / --ensemble; votes: the

@@ -3,8 +3,8 @@
 A task owns its token layout (vocabulary, which cells are scored), the codecs between a puzzle's natural form
 (text, a grid) and tokens, the rules an answer must satisfy (`verify`) and its own trivial baselines, the
 augmentations and their inverses (the same for building data and for test-time voting), the input-sensitivity
-perturbations, the difficulty measures of the report, and how its grids are drawn and printed. Every other module asks the task; none
-compares a task name (docs/tasks.md walks through writing one).
+perturbations, the difficulty measures of the report, and how its grids are drawn and printed. Every other
+module asks the task; none compares a task name (docs/tasks.md walks through writing one).
 
 Token rows are int [S] (one puzzle) or int [B, S]; token 0 is PAD in every layout (docs/design.md §1). A
 *display grid* is what the renderer draws: a 2-D numpy array (ints, or characters for mazes) or None when a

@@ -166,10 +166,8 @@ def naked_singles(inputs: np.ndarray, chunk: int = 65536) -> np.ndarray:
     geo = sudoku.geometry(sudoku.BOXES[n])
     units = np.asarray(geo.units, np.int64)  # [3n, n]
     rcb = np.asarray(geo.rcb, np.int64) + np.array([0, n, 2 * n])  # [n*n, 3] unit of each cell's row/column/box
-    single = {1 << d: d + 1 for d in range(n)}  # candidate mask with one bit -> digit
-    lookup = np.zeros(1 << n, np.int64)
-    for mask, digit in single.items():
-        lookup[mask] = digit
+    lookup = np.zeros(1 << n, np.int64)  # candidate mask -> its digit when it has one bit, else 0
+    lookup[1 << np.arange(n)] = np.arange(1, n + 1)
     out = x.astype(np.int64, copy=True)
     for lo in range(0, len(out), chunk):
         d = np.clip(out[lo:lo + chunk] - 1, 0, n)  # digits, 0 blank
