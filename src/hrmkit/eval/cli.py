@@ -239,8 +239,7 @@ def _notes(result: EvalResult, pooled: dict | None) -> list[str]:
     if result.task.clues_given and copy is not None:
         notes.append(f"The copy-input baseline gets {100 * copy:.1f}% exact on {result.task.title}: copying the "
                      f"given clues never fills the blank cells, so any exact accuracy above {100 * copy:.1f}% is real "
-                     "solving; "
-                     "token accuracy counts the blank cells only.")
+                     "solving; token accuracy counts the blank cells only.")
     arc = pooled["arc"] if pooled else result.arc
     if arc:
         ks = ", ".join(f"pass@{k} {100 * arc[f'pass@{k}']:.1f}%" for k in arc["ks"] if arc.get(f"pass@{k}") is not None)
